@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+from fmae.ops import _backend
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def backend_params(supported=_backend.BACKENDS):
+    """(device, backend) pairs for every fast path that exists for that device.
+
+    Every implementation is listed, so one that should run here but cannot fails its
+    test instead of being skipped: the C++ extension and Triton (interpreter) must run
+    on any machine; CUDA only where a GPU is present.
+    """
+    pairs = []
+    for device in DEVICES:
+        for name in supported:
+            if name == "reference" or (name == "cuda" and device == "cpu") or (name == "cpp" and device == "cuda"):
+                continue
+            pairs.append(pytest.param(device, name, id=f"{device}-{name}"))
+    return pairs
