@@ -1,0 +1,103 @@
+"""Checkpoints as safetensors: every tensor of a nested state in the file's tensors, the
+rest (numbers, strings, structure) as JSON in its metadata. No pickle anywhere, so a
+checkpoint cannot run code when it is loaded.
+
+Files are written to a temporary name in the same folder and renamed, so a crash while
+writing leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_TENSOR_REF = "__tensor__"
+_STEP_FILE = re.compile(r"^ckpt-(\d{8})\.safetensors$")
+
+
+def _split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in ``obj`` by a reference to its key in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix or "root"
+        # safetensors refuses tensors that share memory; a contiguous copy is cheap at save time.
+        tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        return {_TENSOR_REF: key}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"checkpoint dict keys must be str or int, got {[type(k) for k in obj]}")
+        # int keys (optimiser state) are kept apart from str keys so they load back as ints.
+        return {"__dict__": [[k, _split(v, f"{prefix}.{k}" if prefix else str(k), tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_split(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
+
+
+def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if _TENSOR_REF in obj:
+            return tensors[obj[_TENSOR_REF]]
+        return {k: _join(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_join(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (nested dicts/lists of tensors, numbers, strings) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _split(state, "", tensors)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"fmae_state": json.dumps(structure)})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; tensors land on ``device``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "fmae_state" not in metadata:
+        raise ValueError(f"{path} is not an FMAE checkpoint (no 'fmae_state' metadata)")
+    tensors = load_file(str(path), device=str(device))
+    return _join(json.loads(metadata["fmae_state"]), tensors)
+
+
+def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
+    return Path(folder) / f"ckpt-{step:08d}.safetensors"
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest step in ``folder``, or ``None``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
+    return found[-1] if found else None
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints in ``folder``."""
+    found = sorted(p for p in Path(folder).iterdir() if _STEP_FILE.match(p.name))
+    for old in found[: max(0, len(found) - keep)]:
+        old.unlink(missing_ok=True)
