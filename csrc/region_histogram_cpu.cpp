@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -10,37 +11,36 @@ namespace fmae {
 
 void region_histogram_cpu(const uint8_t* maps, float* out, int64_t B, int64_t T, int64_t H, int64_t W,
                           int64_t tt, int64_t th, int64_t tw, int64_t K) {
-  const TubeletGrid g = make_grid(T, H, W, tt, th, tw);
-  const int64_t slab_tokens = g.Hp * g.Wp;  // tokens of one tubelet time slice
+  // The same runs, segments and bins as the CUDA kernel (kernels/region_histogram.cu),
+  // so the CPU tests check its index math.
+  const TubeletGrid g = make_grid(T, H, W, tt, th, tw, K);
+  const int64_t runs = g.runs_per_clip();
   const float inv_volume = 1.0f / static_cast<float>(g.tubelet_volume());
-  // One task per (clip, time slice): its tokens' counts fit in cache and no two tasks
-  // write the same output row.
-  parallel_for(B * g.Tp, 4, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> counts(slab_tokens * K);
+  // One task per run: no two tasks write the same output row. A run reads
+  // tt * th * W pixels at most (7 KiB at 2x16x224), so 16 make a useful grain.
+  parallel_for(B * runs, 16, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> counts(g.run_tokens * K);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / g.Tp, ti = task % g.Tp;
+      const int64_t b = task / runs;
+      const TokenRun run = token_run(g, task % runs);
       const uint8_t* clip = maps + b * T * H * W;
-      const int64_t first = token_of_pixel(g, ti * tt, 0, 0);
       std::fill(counts.begin(), counts.end(), 0);
       uint8_t worst = 0;
-      for (int64_t t = ti * tt; t < (ti + 1) * tt; ++t) {
-        for (int64_t h = 0; h < H; ++h) {
-          const uint8_t* row = clip + (t * H + h) * W;
-          for (int64_t wi = 0; wi < g.Wp; ++wi) {
-            int32_t* c = counts.data() + (token_of_pixel(g, t, h, wi * tw) - first) * K;
-            for (int64_t dw = 0; dw < tw; ++dw) {
-              const uint8_t v = row[wi * tw + dw];
-              worst = v > worst ? v : worst;
-              ++c[v < K ? v : 0];
-            }
+      for (int64_t r = 0; r < g.run_rows(); ++r) {
+        for (int64_t wi = 0; wi < run.num_tokens; ++wi) {
+          const uint8_t* seg = clip + segment_offset(g, run, r, wi);
+          int32_t* c = counts.data() + wi * K;
+          for (int64_t dw = 0; dw < tw; ++dw) {
+            worst = std::max(worst, seg[dw]);
+            ++c[histogram_bin(seg[dw], K)];
           }
         }
       }
       if (worst >= K)
         throw std::invalid_argument("region_maps holds id " + std::to_string(worst) + " >= num_classes (" +
                                     std::to_string(K) + ")");
-      float* o = out + (b * g.num_tokens() + first) * K;
-      for (int64_t i = 0; i < slab_tokens * K; ++i) o[i] = static_cast<float>(counts[i]) * inv_volume;
+      float* o = out + (b * g.num_tokens() + run.first_token) * K;
+      for (int64_t i = 0; i < run.num_tokens * K; ++i) o[i] = static_cast<float>(counts[i]) * inv_volume;
     }
   });
 }

@@ -28,7 +28,7 @@ void gather_tokens_cpu(const void* x, const int64_t* index, void* out, int64_t B
     for (int64_t r = begin; r < end; ++r) {
       const int64_t idx = index[r];
       if (!index_in_range(idx, N)) throw_out_of_range(idx, N);
-      std::memcpy(dst + r * row_bytes, src + token_row(r / M, idx, N) * row_bytes, row_bytes);
+      std::memcpy(dst + r * row_bytes, src + token_row(r, M, idx, N) * row_bytes, row_bytes);
     }
   });
 }
@@ -43,7 +43,7 @@ void scatter_tokens_cpu(const void* src, const int64_t* index, void* out, int64_
     for (int64_t r = begin; r < end; ++r) {
       const int64_t idx = index[r];
       if (!index_in_range(idx, n)) throw_out_of_range(idx, n);
-      std::memcpy(dst + token_row(r / M, idx, n) * row_bytes, s + r * row_bytes, row_bytes);
+      std::memcpy(dst + token_row(r, M, idx, n) * row_bytes, s + r * row_bytes, row_bytes);
     }
   });
 }
