@@ -26,7 +26,7 @@ class TrainConfig:
     """Self-supervised pre-training (paper III-C, Algorithm 2)."""
 
     model: str = _field("fmae_vit_tiny", "model size", ("fmae_vit_tiny", "fmae_vit_small", "fmae_vit_base", "fmae_vit_large"))
-    img_size: int = _field(64, "side of the square face crop in pixels (the paper uses 224)")
+    img_size: int = _field(112, "side of the square face crop in pixels (the paper uses 224)")
     num_frames: int = _field(16, "frames per clip")
     temporal_stride: int = _field(2, "take every k-th frame of the video")
     mask_strategy: str = _field("facial", "which tokens to hide", ("facial", "tube", "random", "frame"))
