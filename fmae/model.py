@@ -1,0 +1,384 @@
+"""The FMAE masked autoencoder and the discriminator of its adversarial loss.
+
+One file, in the manner of facebookresearch/mae's ``models_mae.py``:
+
+- clips are ``float [B, C, T, H, W]`` (normalised pixels), cut into tubelet cubes of
+  ``tt × th × tw`` (default 2 × 16 × 16) in VideoMAE token order
+  ``n = (ti·Hp + hi)·Wp + wi``; a cube is flattened in ``(t, h, w, c)`` order, so one
+  token is ``P = tt·th·tw·C`` numbers (1536 by default) — :func:`patchify`;
+- the tubelet embedding is a ``Linear(P, D)`` on flattened cubes. It equals VideoMAE's
+  ``Conv3d(C, D, kernel_size=tubelet, stride=tubelet)`` whose weight is
+  ``linear.weight.view(D, tt, th, tw, C).permute(0, 4, 1, 2, 3)``
+  (:meth:`FMAE.patch_embed_conv3d_weight`); as a Linear it embeds only the visible
+  cubes, so the masked 90 % cost nothing in the embedding or its backward;
+- fixed 1-D sinusoidal position embeddings over the ``N`` tokens (VideoMAE's table);
+- a pre-norm ViT encoder over the visible tokens only (picked with
+  :func:`fmae.ops.gather_tokens`); attention goes through :func:`fmae.ops.attention`;
+- a narrower ViT decoder over all ``N`` tokens: the encoder's tokens are put back in
+  place with :func:`fmae.ops.scatter_tokens`, a learned mask token fills the masked
+  positions; a linear head predicts the ``P`` pixels of each masked cube;
+- targets are the masked cubes, optionally normalised per cube and channel
+  (``norm_pix_loss``, as VideoMAE).
+
+Sizes come from a registry of :class:`FMAEConfig` (:func:`create`, :func:`get_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import torch
+import torch.nn as nn
+
+from fmae.ops import attention, gather_tokens, scatter_tokens, visible_index
+
+
+@dataclass
+class FMAEConfig:
+    """Everything that fixes an FMAE model's shapes (and its discriminator's).
+
+    ``backend`` picks the implementation of the token gather/scatter ops and
+    ``attention_backend`` that of attention (see :mod:`fmae.ops`); neither changes the
+    weights.
+    """
+
+    img_size: int = 224
+    num_frames: int = 16
+    tubelet: tuple[int, int, int] = (2, 16, 16)
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    decoder_embed_dim: int = 384
+    decoder_depth: int = 4
+    decoder_num_heads: int = 6
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = True
+    disc_dim: int = 512
+    disc_depth: int = 3
+    backend: str = "auto"
+    attention_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.tubelet = tuple(int(t) for t in self.tubelet)
+        if len(self.tubelet) != 3 or min(self.tubelet) < 1:
+            raise ValueError(f"tubelet must be three positive sizes, got {self.tubelet}")
+        tt, th, tw = self.tubelet
+        if self.num_frames % tt or self.img_size % th or self.img_size % tw or min(self.num_frames, self.img_size) < 1:
+            raise ValueError(f"tubelet {self.tubelet} must divide (num_frames, img_size, img_size) = "
+                             f"({self.num_frames}, {self.img_size}, {self.img_size})")
+        for dim, heads, what in ((self.embed_dim, self.num_heads, "embed_dim"),
+                                 (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim")):
+            if heads < 1 or dim % heads:
+                raise ValueError(f"{what} {dim} must be a positive multiple of its number of heads {heads}")
+        if min(self.depth, self.decoder_depth, self.disc_depth, self.disc_dim, self.in_chans) < 1:
+            raise ValueError("depths, disc_dim and in_chans must be positive")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Token grid ``(T', Hp, Wp)``."""
+        tt, th, tw = self.tubelet
+        return self.num_frames // tt, self.img_size // th, self.img_size // tw
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def cube_dim(self) -> int:
+        """``P = tt·th·tw·C``, the numbers in one flattened cube."""
+        return math.prod(self.tubelet) * self.in_chans
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (tuples become lists), for YAML or JSON."""
+        d = dataclasses.asdict(self)
+        d["tubelet"] = list(self.tubelet)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FMAEConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        return cls(**d)
+
+
+MODEL_CONFIGS: dict[str, FMAEConfig] = {
+    # Trains in minutes on a 2-core CPU; use a smaller img_size (64, 96) for demos.
+    "fmae_vit_tiny": FMAEConfig(embed_dim=192, depth=4, num_heads=3, decoder_embed_dim=128, decoder_depth=2,
+                                decoder_num_heads=4, disc_dim=256, disc_depth=2),
+    "fmae_vit_small": FMAEConfig(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=192, decoder_depth=4,
+                                 decoder_num_heads=3, disc_dim=384),
+    # The paper's ViT-B/768 with VideoMAE's decoder.
+    "fmae_vit_base": FMAEConfig(),
+    "fmae_vit_large": FMAEConfig(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=4,
+                                 decoder_num_heads=8),
+}
+
+
+def get_config(name: str, **overrides: Any) -> FMAEConfig:
+    """The registered config ``name`` with ``overrides`` applied (unknown fields raise ``TypeError``)."""
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODEL_CONFIGS)}")
+    return dataclasses.replace(MODEL_CONFIGS[name], **overrides)
+
+
+def create(name: str, **overrides: Any) -> "FMAE":
+    """A freshly initialised :class:`FMAE` of the registered size ``name``, e.g.
+    ``create("fmae_vit_tiny", img_size=64)``."""
+    return FMAE(get_config(name, **overrides))
+
+
+def patchify(clip: torch.Tensor, tubelet: Sequence[int]) -> torch.Tensor:
+    """Cut a clip into flattened cubes.
+
+    clip: ``[B, C, T, H, W]`` → ``[B, N, tt·th·tw·C]``, tokens in VideoMAE order,
+    each cube flattened in ``(t, h, w, c)`` order.
+    """
+    B, C, T, H, W = clip.shape
+    tt, th, tw = tubelet
+    x = clip.reshape(B, C, T // tt, tt, H // th, th, W // tw, tw)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # B, T', Hp, Wp, tt, th, tw, C
+    return x.reshape(B, (T // tt) * (H // th) * (W // tw), tt * th * tw * C)
+
+
+def unpatchify(cubes: torch.Tensor, grid: Sequence[int], tubelet: Sequence[int], in_chans: int = 3) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``[B, N, tt·th·tw·C]`` → ``[B, C, T, H, W]``."""
+    (t, h, w), (tt, th, tw) = grid, tubelet
+    B = cubes.shape[0]
+    x = cubes.reshape(B, t, h, w, tt, th, tw, in_chans).permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return x.reshape(B, in_chans, t * tt, h * th, w * tw)
+
+
+def normalize_cubes(cubes: torch.Tensor, in_chans: int, eps: float = 1e-6) -> torch.Tensor:
+    """Per-cube, per-channel normalised cubes (VideoMAE's ``norm_pix_loss`` targets).
+
+    cubes: ``[B, M, P]`` in ``(t, h, w, c)`` order → float32 ``[B, M, P]``.
+    """
+    x = cubes.float().unflatten(-1, (-1, in_chans))  # [B, M, tt·th·tw, C]
+    mean, var = x.mean(dim=-2, keepdim=True), x.var(dim=-2, keepdim=True)
+    return ((x - mean) / (var + eps).sqrt()).flatten(-2)
+
+
+def sinusoid_table(n: int, dim: int) -> torch.Tensor:
+    """VideoMAE's fixed 1-D sin/cos table: float32 ``[n, dim]``, sines in even columns."""
+    pos = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    rates = torch.pow(10000.0, 2 * (torch.arange(dim) // 2).double() / dim)
+    angles = pos / rates
+    table = torch.where(torch.arange(dim) % 2 == 0, torch.sin(angles), torch.cos(angles))
+    return table.float()
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through :func:`fmae.ops.attention`."""
+
+    def __init__(self, dim: int, num_heads: int, backend: str = "auto") -> None:
+        super().__init__()
+        self.num_heads, self.backend = num_heads, backend
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``[B, L, D]`` → ``[B, L, D]``."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v, backend=self.backend)  # [B, heads, L, head_dim]
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, backend: str = "auto") -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, backend)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``[B, L, D]`` → ``[B, L, D]``."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class Reconstruction(NamedTuple):
+    """What :meth:`FMAE.forward` returns for a batch with ``M`` masked tokens per clip."""
+
+    pred: torch.Tensor
+    """``[B, M, P]`` predicted masked cubes (autocast dtype when autocast is on)."""
+    target: torch.Tensor
+    """float32 ``[B, M, P]`` the real masked cubes (normalised when ``norm_pix_loss``)."""
+    masked_index: torch.Tensor
+    """int64 ``[B, M]`` token index of each predicted cube, ascending."""
+
+
+def _init_weights(module: nn.Module) -> None:
+    # MAE's initialisation: xavier-uniform linears (the patch embedding included, since
+    # it is a Linear on flattened cubes), unit LayerNorms.
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class FMAE(nn.Module):
+    """Masked autoencoder over tubelet tokens (encoder on visible tokens, narrow decoder)."""
+
+    def __init__(self, config: FMAEConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.patch_embed = nn.Linear(c.cube_dim, c.embed_dim)
+        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.attention_backend) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
+        self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
+        self.decoder_blocks = nn.ModuleList(Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, c.attention_backend)
+                                            for _ in range(c.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
+        # Fixed, so not saved: rebuilt from the config.
+        self.register_buffer("pos_embed", sinusoid_table(c.num_tokens, c.embed_dim), persistent=False)
+        self.register_buffer("decoder_pos_embed", sinusoid_table(c.num_tokens, c.decoder_embed_dim), persistent=False)
+        self.apply(_init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    @property
+    def cube_dim(self) -> int:
+        return self.config.cube_dim
+
+    def patch_embed_conv3d_weight(self) -> torch.Tensor:
+        """The patch embedding as VideoMAE's Conv3d weight ``[D, C, tt, th, tw]`` (bias is
+        ``patch_embed.bias``)."""
+        c = self.config
+        return self.patch_embed.weight.view(c.embed_dim, *c.tubelet, c.in_chans).permute(0, 4, 1, 2, 3)
+
+    def _check_clip(self, clip: torch.Tensor) -> None:
+        c = self.config
+        want = (c.in_chans, c.num_frames, c.img_size, c.img_size)
+        if not isinstance(clip, torch.Tensor) or not clip.is_floating_point():
+            raise TypeError(f"clip must be a floating-point tensor, got {getattr(clip, 'dtype', type(clip).__name__)}")
+        if clip.dim() != 5 or tuple(clip.shape[1:]) != want:
+            raise ValueError(f"clip must be [B, {', '.join(map(str, want))}] for this config, got {tuple(clip.shape)}")
+
+    def forward_encoder(self, cubes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Encode the visible cubes.
+
+        cubes: ``[B, N, P]`` from :func:`patchify`; visible: int64 ``[B, N_vis]`` →
+        ``[B, N_vis, D]`` (after the final norm).
+        """
+        x = self.patch_embed(gather_tokens(cubes, visible, backend=self.config.backend))
+        x = x + self.pos_embed[visible].to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_decoder(self, latent: torch.Tensor, visible: torch.Tensor, mask: torch.Tensor,
+                        masked: torch.Tensor) -> torch.Tensor:
+        """Predict the masked cubes.
+
+        latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; mask: bool ``[B, N]``;
+        masked: int64 ``[B, M]`` → ``[B, M, P]``.
+        """
+        x = self.decoder_embed(latent)
+        x = scatter_tokens(x, visible, mask.shape[1], backend=self.config.backend)  # [B, N, Dd], zeros where masked
+        x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x) + self.decoder_pos_embed.to(x.dtype)
+        for block in self.decoder_blocks:
+            x = block(x)
+        # Norm and head only where a prediction is wanted.
+        x = gather_tokens(x, masked, backend=self.config.backend)
+        return self.decoder_pred(self.decoder_norm(x))
+
+    def forward(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> Reconstruction:
+        """Reconstruct the masked cubes of a batch.
+
+        Args:
+            clip: float ``[B, C, T, H, W]`` matching the config's sizes.
+            mask: bool ``[B, N]``, True = masked, the same count ``M`` in every row.
+            num_masked: ``M``; give it (:func:`fmae.masking.num_masked`) to avoid a
+                host synchronisation.
+
+        Returns:
+            :class:`Reconstruction` ``(pred [B, M, P], target [B, M, P], masked_index [B, M])``.
+        """
+        self._check_clip(clip)
+        if not isinstance(mask, torch.Tensor) or mask.shape != (clip.shape[0], self.config.num_tokens):
+            raise ValueError(f"mask must be bool [{clip.shape[0]}, {self.config.num_tokens}], got {getattr(mask, 'shape', mask)}")
+        visible, masked = visible_index(mask, num_masked)
+        cubes = patchify(clip, self.config.tubelet)
+        latent = self.forward_encoder(cubes, visible)
+        pred = self.forward_decoder(latent, visible, mask, masked)
+        target = gather_tokens(cubes, masked, backend=self.config.backend)
+        target = normalize_cubes(target, self.config.in_chans) if self.config.norm_pix_loss else target.float()
+        return Reconstruction(pred, target, masked)
+
+    def forward_features(self, clip: torch.Tensor, pool: bool = True) -> torch.Tensor:
+        """Encoder features of the whole clip, no masking (for linear probing).
+
+        clip: float ``[B, C, T, H, W]`` → ``[B, D]`` (mean over tokens) when ``pool``,
+        else ``[B, N, D]``.
+        """
+        self._check_clip(clip)
+        x = self.patch_embed(patchify(clip, self.config.tubelet))
+        x = x + self.pos_embed.to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return x.mean(dim=1) if pool else x
+
+    @torch.no_grad()
+    def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
+        """The clip with its masked cubes replaced by the model's predictions, for viewing.
+
+        With ``norm_pix_loss`` the predictions are de-normalised with each real cube's
+        own mean and variance, as the MAE visualisations do. ``[B, C, T, H, W]`` →
+        float32 ``[B, C, T, H, W]``.
+        """
+        out = self(clip, mask, num_masked)
+        c = self.config
+        cubes = patchify(clip, c.tubelet).float()
+        pred = out.pred.float()
+        if c.norm_pix_loss:
+            real = gather_tokens(cubes, out.masked_index, backend=c.backend).unflatten(-1, (-1, c.in_chans))
+            mean, std = real.mean(dim=-2, keepdim=True), (real.var(dim=-2, keepdim=True) + 1e-6).sqrt()
+            pred = (pred.unflatten(-1, (-1, c.in_chans)) * std + mean).flatten(-2)
+        index = out.masked_index.unsqueeze(-1).expand_as(pred)
+        return unpatchify(cubes.scatter(1, index, pred), c.grid, c.tubelet, c.in_chans)
+
+
+class Discriminator(nn.Module):
+    """Judges single cubes real or reconstructed: an MLP applied to each cube alone.
+
+    Like a PatchGAN critic at cube scale, it sees one flattened ``tt×th×tw×C`` cube at a
+    time (in the same space as the reconstruction targets, i.e. normalised per cube when
+    ``norm_pix_loss``), so its cost is linear in the number of masked cubes and it
+    pushes every reconstructed cube towards realistic detail:
+    ``[Linear → GELU] × depth → Linear(·, 1)``. There is no input normalisation on
+    purpose: a blurred reconstruction has less variance than a real cube, and that is
+    exactly what the critic should be able to see.
+    """
+
+    def __init__(self, cube_dim: int, dim: int = 512, depth: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = cube_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, dim), nn.GELU()]
+            width = dim
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    @classmethod
+    def from_config(cls, config: FMAEConfig) -> "Discriminator":
+        return cls(config.cube_dim, config.disc_dim, config.disc_depth)
+
+    def forward(self, cubes: torch.Tensor) -> torch.Tensor:
+        """cubes: ``[B, M, P]`` → logits ``[B, M]`` (high = real)."""
+        return self.net(cubes).squeeze(-1)

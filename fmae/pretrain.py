@@ -1,0 +1,268 @@
+"""One FMAE pre-training step (Algorithm 2) with its optimisers and learning-rate schedule.
+
+:class:`Pretrainer` owns the model, the discriminator, their AdamW optimisers and
+schedules; :meth:`Pretrainer.step` does one iteration of Algorithm 2:
+
+1. mask the batch (:func:`fmae.masking.make_mask`) and reconstruct the masked cubes;
+2. update the discriminator on real masked cubes vs the (detached) reconstructions;
+3. update encoder and decoder on ``L_r + λ·L_adv`` against the updated discriminator.
+
+Algorithm 2 runs the encoder/decoder again between steps 2 and 3 (its line 6); the
+discriminator's update does not touch their weights, so that second pass would give the
+same reconstructions, and the first one is reused. With ``λ = 0`` there is no
+discriminator at all and the step is plain masked-autoencoder training.
+
+The learning rate follows MAE: ``lr = base_lr · batch_size / 256``, a linear warm-up,
+then a cosine decay to ``min_lr_ratio · lr`` at ``total_steps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+
+from fmae.losses import discriminator_loss, generator_loss
+from fmae.masking import STRATEGIES, make_mask, num_masked
+from fmae.model import FMAE, Discriminator, FMAEConfig
+
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
+
+
+@dataclass
+class PretrainConfig:
+    """The knobs of pre-training that are not the model's shape.
+
+    ``strategy``/``mask_ratio``/``adv_weight`` are what the paper's ablations sweep.
+    ``adv_weight`` is λ in ``L_r + λ·L_adv``: the paper's eq. 7 writes no weight (λ = 1),
+    but with our per-cube discriminator λ = 1 lets the adversarial gradient (about ten
+    times the reconstruction's) drown the reconstruction, whose loss then stalls in
+    short runs; 0.1 keeps both terms working.
+    ``autocast`` is ``None`` (float32) or ``"bfloat16"``; float16 would need a gradient
+    scaler and is not offered. ``fused`` picks ``AdamW(fused=True)``; ``None`` uses it
+    where torch supports it (CPU and CUDA). ``clip_grad`` is the max total gradient norm
+    of each network (``None``: no clipping).
+    """
+
+    strategy: str = "facial"
+    mask_ratio: float = 0.9
+    adv_weight: float = 0.1
+    batch_size: int = 8
+    base_lr: float = 1.5e-4
+    min_lr_ratio: float = 0.0
+    warmup_steps: int = 0
+    total_steps: int = 1000
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float | None = 1.0
+    autocast: str | None = None
+    fused: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown masking strategy {self.strategy!r}; choose one of {STRATEGIES}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.adv_weight < 0:
+            raise ValueError(f"adv_weight must be >= 0, got {self.adv_weight}")
+        if self.batch_size < 1 or self.total_steps < 1 or self.warmup_steps < 0:
+            raise ValueError("batch_size and total_steps must be positive, warmup_steps >= 0")
+        if self.base_lr <= 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("base_lr must be positive and min_lr_ratio in [0, 1]")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ValueError(f"clip_grad must be positive or None, got {self.clip_grad}")
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be None or one of {tuple(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+
+    @property
+    def lr(self) -> float:
+        """Peak learning rate, ``base_lr · batch_size / 256``."""
+        return self.base_lr * self.batch_size / 256
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (tuples become lists), for YAML or JSON."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        return cls(**d)
+
+
+class WarmupCosine:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up over ``warmup`` steps, then
+    cosine from 1 to ``min_ratio`` at step ``total`` (and ``min_ratio`` after).
+
+    A callable object, not a closure, so ``LambdaLR.state_dict()`` saves its settings.
+    """
+
+    def __init__(self, warmup: int, total: int, min_ratio: float = 0.0) -> None:
+        self.warmup, self.total, self.min_ratio = int(warmup), int(total), float(min_ratio)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only, not on biases, norms or the mask token."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() < 2 or name.endswith("mask_token") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _fused_supported(device: torch.device) -> bool:
+    return device.type in ("cpu", "cuda")
+
+
+class Pretrainer:
+    """Model, discriminator, optimisers and schedules of FMAE pre-training.
+
+    Args:
+        model_config: the model's shape (:func:`fmae.model.get_config`).
+        config: :class:`PretrainConfig`.
+        device: where the networks live (default CPU).
+
+    The networks are initialised from torch's global RNG: seed it before building for a
+    reproducible run.
+    """
+
+    def __init__(self, model_config: FMAEConfig, config: PretrainConfig, device: torch.device | str | None = None) -> None:
+        self.config = config
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.model = FMAE(model_config).to(self.device)
+        self.num_masked = num_masked(config.strategy, model_config.grid, config.mask_ratio)
+        if self.num_masked == 0:
+            raise ValueError(f"mask_ratio {config.mask_ratio} masks no token of the grid {model_config.grid}")
+        self.optimizer, self.scheduler = self._optimise(self.model)
+        self.discriminator: Discriminator | None = None
+        if config.adv_weight > 0:
+            self.discriminator = Discriminator.from_config(model_config).to(self.device)
+            self.disc_optimizer, self.disc_scheduler = self._optimise(self.discriminator)
+        self.step_count = 0
+
+    def _optimise(self, module: nn.Module) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+        c = self.config
+        fused = _fused_supported(self.device) if c.fused is None else c.fused
+        opt = torch.optim.AdamW(param_groups(module, c.weight_decay), lr=c.lr, betas=c.betas, fused=fused)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(c.warmup_steps, c.total_steps, c.min_lr_ratio))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.config.autocast])
+
+    def _update(self, loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler) -> torch.Tensor | None:
+        """Backward, clip, step; returns the gradient norm before clipping (or ``None``)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = None
+        if self.config.clip_grad is not None:
+            norm = torch.nn.utils.clip_grad_norm_(list(params), self.config.clip_grad, foreach=True)
+        optimizer.step()
+        scheduler.step()
+        return norm
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step will use."""
+        return self.scheduler.get_last_lr()[0]
+
+    def step(self, clip: torch.Tensor, region_maps: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor | float]:
+        """One iteration of Algorithm 2 on a batch.
+
+        Args:
+            clip: float ``[B, C, T, H, W]`` on :attr:`device`, sizes as the model config.
+            region_maps: ``uint8 [B, T, H, W]`` of :class:`fmae.face.FaceRegion` ids;
+                needed by the facial strategy, ignored by the others.
+            generator: seeds the mask; on :attr:`device`.
+
+        Returns:
+            Detached float32 scalar tensors (no host synchronisation) ``"loss"`` (L_g),
+            ``"rec_loss"``, and with ``λ > 0`` ``"adv_loss"`` and ``"disc_loss"``;
+            ``"grad_norm"`` (and ``"disc_grad_norm"``) when clipping; the float ``"lr"``
+            used by this step.
+        """
+        c, mc = self.config, self.model.config
+        if not isinstance(clip, torch.Tensor) or clip.dim() != 5:
+            raise ValueError(f"clip must be a [B, C, T, H, W] tensor, got {getattr(clip, 'shape', type(clip).__name__)}")
+        if clip.device.type != self.device.type:
+            raise ValueError(f"clip is on {clip.device}, the model on {self.device}")
+        mask = make_mask(c.strategy, c.mask_ratio, batch=clip.shape[0], grid=mc.grid, region_maps=region_maps,
+                         tubelet=mc.tubelet, generator=generator, device=clip.device)
+        lr = self.lr
+        self.model.train()
+        with self._autocast():
+            out = self.model(clip, mask, self.num_masked)
+        stats: dict[str, torch.Tensor | float] = {"lr": lr}
+        fake_logits = None
+        D = self.discriminator
+        if D is not None:
+            with self._autocast():
+                d_loss = discriminator_loss(D(out.target), D(out.pred.detach()))
+            stats["disc_loss"] = d_loss.detach()
+            norm = self._update(d_loss, D.parameters(), self.disc_optimizer, self.disc_scheduler)
+            if norm is not None:
+                stats["disc_grad_norm"] = norm
+            # The generator's loss must not leave gradients in D's weights.
+            D.requires_grad_(False)
+            with self._autocast():
+                fake_logits = D(out.pred)
+        try:
+            g_loss, parts = generator_loss(out.pred, out.target, fake_logits, c.adv_weight)
+            norm = self._update(g_loss, self.model.parameters(), self.optimizer, self.scheduler)
+        finally:
+            if D is not None:
+                D.requires_grad_(True)
+        stats["loss"], stats["rec_loss"] = g_loss.detach(), parts["rec"]
+        if "adv" in parts:
+            stats["adv_loss"] = parts["adv"]
+        if norm is not None:
+            stats["grad_norm"] = norm
+        self.step_count += 1
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: model, optimiser and scheduler of each network,
+        and the step count (nested dicts of tensors and Python numbers)."""
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step_count,
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+            state["disc_scheduler"] = self.disc_scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; it must come from the same configs."""
+        has_disc = "discriminator" in state
+        if has_disc != (self.discriminator is not None):
+            raise ValueError("the state was saved with adv_weight " + ("> 0" if has_disc else "= 0")
+                             + f" but this Pretrainer has adv_weight {self.config.adv_weight}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+            self.disc_scheduler.load_state_dict(state["disc_scheduler"])
+        self.step_count = int(state["step"])
