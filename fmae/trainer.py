@@ -1,0 +1,221 @@
+"""The pre-training run: data, steps, logs, reconstruction images, checkpoints, resume.
+
+:func:`pretrain` drives :class:`fmae.pretrain.Pretrainer` over a DAiSEE-layout folder
+(by default the built-in synthetic face videos) for ``config.steps`` steps. Everything a
+run writes lands in ``config.out_dir``:
+
+- ``config.yaml``: the settings;
+- ``metrics.jsonl``: one JSON line of losses, learning rate and clips/s per log step;
+- ``tb/``: the same as TensorBoard scalars, plus the reconstruction grids;
+- ``recon-<step>.png``: a clip's frames, the masked input and the reconstruction;
+- ``checkpoints/ckpt-<step>.safetensors``: model, optimisers, schedules, step, RNG
+  states and config, written atomically; ``resume=True`` continues from the newest.
+
+The data order and the masks depend only on the seed and the step, so a resumed run
+takes the same batches and masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from fmae.config import TrainConfig, to_yaml
+from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
+from fmae.device import resolve_device, resolve_dtype
+from fmae.masking import make_mask
+from fmae.model import get_config
+from fmae.pretrain import PretrainConfig, Pretrainer
+
+log = logging.getLogger(__name__)
+
+# Settings that change what a checkpoint's tensors mean: a resume must keep them.
+_RESUME_FIXED = ("model", "img_size", "num_frames", "mask_strategy", "adv_weight", "norm_pix_loss", "batch_size", "seed")
+
+
+def data_root(config: TrainConfig) -> Path:
+    """``config.data_root``, or the synthetic set at ``config.img_size`` (generated once)."""
+    if config.data_root:
+        root = Path(config.data_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data_root {root} is not a folder")
+        return root
+    return ensure_synthetic_daisee(config=SyntheticConfig(size=config.img_size))
+
+
+class _Batches:
+    """Batch indices for every step: epoch ``e`` is a permutation drawn from
+    ``(seed, e)``; the last incomplete batch of an epoch is dropped."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
+        if size < batch_size:
+            raise ValueError(f"the data set has {size} clips, fewer than batch_size {batch_size}")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start_step, self.steps = start_step, steps
+        self.per_epoch = size // batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start_step, self.steps):
+            epoch, k = divmod(step, self.per_epoch)
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            yield order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+
+
+def _mask_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    # One generator per step, seeded by (seed, step): resuming needs no generator state.
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+
+
+def _image_grid(clip: torch.Tensor, masked: torch.Tensor, recon: torch.Tensor, frames: int = 8) -> np.ndarray:
+    """Rows: original, masked input (grey where hidden), reconstruction; columns: frames.
+
+    Inputs ``float [3, T, H, W]`` normalised; returns ``uint8 [3H, frames·W, 3]``.
+    """
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    take = torch.linspace(0, clip.shape[1] - 1, min(frames, clip.shape[1])).round().long()
+    rows = []
+    for x in (clip, masked, recon):
+        x = (x.float().cpu() * std + mean).clamp(0, 1)[:, take]  # [3, F, H, W]
+        rows.append(x.permute(2, 1, 3, 0).flatten(1, 2))  # [H, F·W, 3]
+    return (torch.cat(rows, dim=0) * 255).round().to(torch.uint8).numpy()
+
+
+def _masked_view(clip: torch.Tensor, mask: torch.Tensor, tubelet: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:
+    """``clip [3, T, H, W]`` with its masked cubes set to the mean colour (zero)."""
+    keep = (~mask).view(grid).float()
+    for dim, size in enumerate(tubelet):
+        keep = keep.repeat_interleave(size, dim=dim)
+    return clip * keep.to(clip.device)
+
+
+class _Logger:
+    def __init__(self, out_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out_dir / "tb"))
+        self.jsonl = open(out_dir / "metrics.jsonl", "a")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.tb.add_scalar(f"pretrain/{k}", v, step)
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+        self.jsonl.close()
+
+
+def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
+    changed = [k for k in _RESUME_FIXED if saved.get(k) != getattr(config, k)]
+    if changed:
+        raise ValueError("cannot resume: the checkpoint was made with other " + ", ".join(
+            f"{k} ({saved.get(k)!r} vs {getattr(config, k)!r})" for k in changed))
+
+
+def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or with ``resume`` continue) pre-training; returns the last checkpoint's path."""
+    out_dir = Path(config.out_dir).expanduser()
+    ckpt_dir = out_dir / "checkpoints"
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+
+    state = None
+    if resume:
+        last = latest_checkpoint(ckpt_dir)
+        if last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt_dir}")
+        state = load_checkpoint(last)
+        _check_resume(state["config"], config)
+        log.info("resuming from %s (step %d)", last, state["trainer"]["step"])
+    elif latest_checkpoint(ckpt_dir) is not None:
+        raise FileExistsError(f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir")
+
+    root = data_root(config)
+    data = VideoClipDataset(root, "Train", config.num_frames, config.temporal_stride, random_start=True, seed=config.seed)
+    model_config = get_config(config.model, img_size=config.img_size, num_frames=config.num_frames,
+                              norm_pix_loss=config.norm_pix_loss)
+    sample = data[0]["clip"]
+    if tuple(sample.shape[-2:]) != (config.img_size, config.img_size):
+        raise ValueError(f"clips in {root} are {tuple(sample.shape[-2:])}, but img_size is {config.img_size}")
+
+    torch.manual_seed(config.seed)
+    run = Pretrainer(model_config, PretrainConfig(
+        strategy=config.mask_strategy, mask_ratio=config.mask_ratio, adv_weight=config.adv_weight,
+        batch_size=config.batch_size, base_lr=config.base_lr, warmup_steps=config.warmup_steps,
+        total_steps=config.steps, weight_decay=config.weight_decay, clip_grad=config.clip_grad or None,
+        autocast="bfloat16" if dtype == torch.bfloat16 else None), device=device)
+    if state is not None:
+        run.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+    start = run.step_count
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(to_yaml(config))
+    logger = _Logger(out_dir)
+    batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
+    loader = DataLoader(data, batch_sampler=batches, num_workers=config.num_workers,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+    log.info("pre-training %s on %s (%d clips), %s, %s, steps %d..%d", config.model, root, len(data), device, dtype, start, config.steps)
+
+    last_path = latest_checkpoint(ckpt_dir)
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="pretrain", unit="step", dynamic_ncols=True)
+    pending: list[dict[str, Any]] = []
+    tick, clips_since = time.perf_counter(), 0
+    try:
+        for step, batch in enumerate(loader, start=start):
+            clip = batch["clip"].to(device, non_blocking=True)
+            regions = batch["region_map"].to(device, non_blocking=True)
+            stats = run.step(clip, regions, _mask_generator(config.seed, step, device))
+            pending.append(stats)
+            clips_since += clip.shape[0]
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                # Reading the losses syncs with the device: only on log steps.
+                now = time.perf_counter()
+                values = {k: float(torch.stack([torch.as_tensor(s[k], dtype=torch.float32) for s in pending]).mean())
+                          for k in pending[-1]}
+                values["clips_per_s"] = clips_since / (now - tick)
+                logger.scalars(done, values)
+                bar.set_postfix(loss=f"{values['rec_loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
+                pending, tick, clips_since = [], now, 0
+            if done % config.image_every == 0 or done == config.steps:
+                _write_reconstruction(run, clip[:1], regions[:1], config, done, out_dir, logger)
+            if done % config.ckpt_every == 0 or done == config.steps:
+                last_path = save_checkpoint(checkpoint_path(ckpt_dir, done), {
+                    "trainer": run.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "config": dataclasses.asdict(config), "model_config": model_config.to_dict()})
+                prune_checkpoints(ckpt_dir, config.keep_last)
+            bar.update(1)
+    finally:
+        bar.close()
+        logger.close()
+    return last_path
+
+
+@torch.no_grad()
+def _write_reconstruction(run: Pretrainer, clip: torch.Tensor, regions: torch.Tensor, config: TrainConfig,
+                          step: int, out_dir: Path, logger: _Logger) -> None:
+    mc = run.model.config
+    mask = make_mask(config.mask_strategy, config.mask_ratio, batch=1, grid=mc.grid, region_maps=regions,
+                     tubelet=mc.tubelet, generator=_mask_generator(config.seed + 1, step, clip.device), device=clip.device)
+    run.model.eval()
+    recon = run.model.reconstruct(clip, mask, run.num_masked)
+    grid = _image_grid(clip[0], _masked_view(clip[0], mask[0], mc.tubelet, mc.grid), recon[0])
+    Image.fromarray(grid).save(out_dir / f"recon-{step:08d}.png")
+    logger.tb.add_image("pretrain/reconstruction", grid, step, dataformats="HWC")
