@@ -3,12 +3,16 @@ rest (numbers, strings, structure) as JSON in its metadata. No pickle anywhere, 
 checkpoint cannot run code when it is loaded.
 
 Files are written to a temporary name in the same folder and renamed, so a crash while
-writing leaves the previous checkpoint intact.
+writing leaves the previous checkpoint intact; a SHA-256 of the contents in the
+metadata catches a file torn or corrupted later, and :func:`load_latest_valid` then
+falls back to the previous good checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -17,6 +21,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
 
 _TENSOR_REF = "__tensor__"
 _STEP_FILE = re.compile(r"^ckpt-(\d{8})\.safetensors$")
@@ -51,16 +57,29 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def _digest(structure: str, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(structure.encode())
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that cannot be read back as it was written."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (nested dicts/lists of tensors, numbers, strings) atomically to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
-    structure = _split(state, "", tensors)
+    structure = json.dumps(_split(state, "", tensors))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"fmae_state": json.dumps(structure)})
+        save_file(tensors, tmp, metadata={"fmae_state": structure, "sha256": _digest(structure, tensors)})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -71,16 +90,26 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; tensors land on ``device``."""
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    Only safetensors are read (no pickle, so no code runs). Raises
+    :class:`CorruptCheckpointError` for a file that is not a readable FMAE checkpoint
+    or whose contents do not match their recorded SHA-256.
+    """
     from safetensors import safe_open
 
     path = Path(path)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors raises several types for a torn or foreign file
+        raise CorruptCheckpointError(f"{path} is not a readable safetensors checkpoint: {err}") from err
     if "fmae_state" not in metadata:
-        raise ValueError(f"{path} is not an FMAE checkpoint (no 'fmae_state' metadata)")
-    tensors = load_file(str(path), device=str(device))
-    return _join(json.loads(metadata["fmae_state"]), tensors)
+        raise CorruptCheckpointError(f"{path} is not an FMAE checkpoint (no 'fmae_state' metadata)")
+    if metadata.get("sha256") != _digest(metadata["fmae_state"], tensors):
+        raise CorruptCheckpointError(f"{path} is corrupt: its contents do not match their SHA-256")
+    return _join(json.loads(metadata["fmae_state"]), {k: v.to(device) for k, v in tensors.items()})
 
 
 def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
@@ -96,8 +125,27 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def load_latest_valid(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``folder`` that loads and verifies, with its state.
+
+    Corrupt or foreign files are skipped with a warning; ``None`` when none is good.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for path in sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), reverse=True):
+        try:
+            return path, load_checkpoint(path, device)
+        except CorruptCheckpointError as err:
+            log.warning("skipping checkpoint: %s", err)
+    return None
+
+
 def prune_checkpoints(folder: str | os.PathLike, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints in ``folder``."""
+    """Delete all but the ``keep`` newest checkpoints in ``folder``, and temporary files
+    that a killed writer left behind (call it between writes, not during one)."""
     found = sorted(p for p in Path(folder).iterdir() if _STEP_FILE.match(p.name))
     for old in found[: max(0, len(found) - keep)]:
         old.unlink(missing_ok=True)
+    for partial in Path(folder).glob(".ckpt-*.tmp"):
+        partial.unlink(missing_ok=True)

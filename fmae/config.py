@@ -46,6 +46,7 @@ class TrainConfig:
     ckpt_every: int = _field(100, "steps between checkpoints")
     image_every: int = _field(100, "steps between reconstruction image grids")
     keep_last: int = _field(3, "checkpoints kept")
+    max_bad_steps: int = _field(20, "stop after this many steps in a row with a non-finite loss or gradient (each is skipped)")
     num_workers: int = _field(2, "data-loading worker processes")
     seed: int = _field(0, "seed of the data order, masks and initialisation")
     device: str = _field("auto", "cpu, cuda, cuda:N or auto")
@@ -54,7 +55,7 @@ class TrainConfig:
         check_choices(self)
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        positive = ("img_size", "num_frames", "temporal_stride", "batch_size", "steps", "log_every", "ckpt_every", "image_every", "keep_last")
+        positive = ("img_size", "num_frames", "temporal_stride", "batch_size", "steps", "log_every", "ckpt_every", "image_every", "keep_last", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

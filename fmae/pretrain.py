@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
 from fmae.losses import discriminator_loss, generator_loss
 from fmae.masking import STRATEGIES, make_mask, num_masked
@@ -128,6 +130,20 @@ def _fused_supported(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
+def _world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """The module to call in training: DDP over the process group when there is one."""
+    if _world()[1] == 1:
+        return module
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
 class Pretrainer:
     """Model, discriminator, optimisers and schedules of FMAE pre-training.
 
@@ -152,6 +168,10 @@ class Pretrainer:
         if config.adv_weight > 0:
             self.discriminator = Discriminator.from_config(model_config).to(self.device)
             self.disc_optimizer, self.disc_scheduler = self._optimise(self.discriminator)
+        # Under torch.distributed, gradients are averaged by DDP wrappers; the bare modules
+        # stay the public attributes (state dicts, configs, the generator's D pass).
+        self._model_train = _wrap(self.model, self.device)
+        self._disc_train = _wrap(self.discriminator, self.device) if self.discriminator is not None else None
         self.step_count = 0
 
     def _optimise(self, module: nn.Module) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
@@ -166,16 +186,26 @@ class Pretrainer:
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.config.autocast])
 
     def _update(self, loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler) -> torch.Tensor | None:
-        """Backward, clip, step; returns the gradient norm before clipping (or ``None``)."""
+                scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward, clip, step. Returns the gradient norm before clipping and whether the
+        update was skipped (float32 1.0) because the loss or a gradient was not finite."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = None
+        grads = [p for p in params if p.grad is not None]
         if self.config.clip_grad is not None:
-            norm = torch.nn.utils.clip_grad_norm_(list(params), self.config.clip_grad, foreach=True)
-        optimizer.step()
+            norm = torch.nn.utils.clip_grad_norm_(grads, self.config.clip_grad, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in grads], foreach=True)
+        skipped = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()
+        if optimizer.defaults.get("fused"):
+            # Fused AdamW skips the whole update when found_inf is set, on the device,
+            # without a host synchronisation (the mechanism GradScaler uses).
+            optimizer.found_inf = skipped
+            optimizer.step()
+        elif not bool(skipped):
+            optimizer.step()
         scheduler.step()
-        return norm
+        return norm.detach(), skipped
 
     @property
     def lr(self) -> float:
@@ -194,48 +224,71 @@ class Pretrainer:
 
         Returns:
             Detached float32 scalar tensors (no host synchronisation) ``"loss"`` (L_g),
-            ``"rec_loss"``, and with ``λ > 0`` ``"adv_loss"`` and ``"disc_loss"``;
-            ``"grad_norm"`` (and ``"disc_grad_norm"``) when clipping; the float ``"lr"``
-            used by this step.
+            ``"rec_loss"``, ``"grad_norm"`` (before clipping) and ``"skipped"`` (1.0 when
+            a non-finite loss or gradient made the update a no-op), and with ``λ > 0``
+            ``"adv_loss"``, ``"disc_loss"``, ``"disc_grad_norm"``, ``"disc_skipped"``;
+            the float ``"lr"`` used by this step.
+
+        Under torch.distributed (DDP), ``clip`` and ``region_maps`` are this rank's
+        share of the global batch (the same size on every rank) and ``generator`` must
+        be seeded alike on every rank.
         """
         c, mc = self.config, self.model.config
         if not isinstance(clip, torch.Tensor) or clip.dim() != 5:
             raise ValueError(f"clip must be a [B, C, T, H, W] tensor, got {getattr(clip, 'shape', type(clip).__name__)}")
         if clip.device.type != self.device.type:
             raise ValueError(f"clip is on {clip.device}, the model on {self.device}")
-        mask = make_mask(c.strategy, c.mask_ratio, batch=clip.shape[0], grid=mc.grid, region_maps=region_maps,
-                         tubelet=mc.tubelet, generator=generator, device=clip.device)
+        mask = self._mask(clip.shape[0], region_maps, generator, clip.device)
         lr = self.lr
         self.model.train()
         with self._autocast():
-            out = self.model(clip, mask, self.num_masked)
+            out = self._model_train(clip, mask, self.num_masked)
         stats: dict[str, torch.Tensor | float] = {"lr": lr}
         fake_logits = None
         D = self.discriminator
         if D is not None:
+            # Real and fake in one call: DDP allows one forward per backward.
             with self._autocast():
-                d_loss = discriminator_loss(D(out.target), D(out.pred.detach()))
+                logits = self._disc_train(torch.cat([out.target.to(out.pred.dtype), out.pred.detach()]))
+                real_logits, fake_detached = logits.chunk(2)
+                d_loss = discriminator_loss(real_logits, fake_detached)
             stats["disc_loss"] = d_loss.detach()
-            norm = self._update(d_loss, D.parameters(), self.disc_optimizer, self.disc_scheduler)
-            if norm is not None:
-                stats["disc_grad_norm"] = norm
-            # The generator's loss must not leave gradients in D's weights.
+            stats["disc_grad_norm"], stats["disc_skipped"] = self._update(
+                d_loss, D.parameters(), self.disc_optimizer, self.disc_scheduler)
+            # The generator's loss must not leave gradients in D's weights; the bare
+            # module is called so that DDP expects no gradient reduction for it.
             D.requires_grad_(False)
             with self._autocast():
                 fake_logits = D(out.pred)
         try:
             g_loss, parts = generator_loss(out.pred, out.target, fake_logits, c.adv_weight)
-            norm = self._update(g_loss, self.model.parameters(), self.optimizer, self.scheduler)
+            stats["grad_norm"], stats["skipped"] = self._update(g_loss, self.model.parameters(), self.optimizer, self.scheduler)
         finally:
             if D is not None:
                 D.requires_grad_(True)
         stats["loss"], stats["rec_loss"] = g_loss.detach(), parts["rec"]
         if "adv" in parts:
             stats["adv_loss"] = parts["adv"]
-        if norm is not None:
-            stats["grad_norm"] = norm
         self.step_count += 1
         return stats
+
+    def _mask(self, batch: int, region_maps: torch.Tensor | None, generator: torch.Generator | None,
+              device: torch.device) -> torch.Tensor:
+        """This process's rows of the global batch's mask.
+
+        Under torch.distributed every rank draws the mask of the whole global batch (the
+        facial mask from all ranks' region maps) and keeps its own rows, so a run on
+        several processes masks exactly as one process with the same global batch.
+        """
+        c, mc = self.config, self.model.config
+        rank, world = _world()
+        if world > 1 and c.strategy == "facial" and region_maps is not None:
+            gathered = [torch.empty_like(region_maps) for _ in range(world)]
+            dist.all_gather(gathered, region_maps.contiguous())
+            region_maps = torch.cat(gathered)
+        mask = make_mask(c.strategy, c.mask_ratio, batch=batch * world, grid=mc.grid, region_maps=region_maps,
+                         tubelet=mc.tubelet, generator=generator, device=device)
+        return mask[rank * batch : (rank + 1) * batch]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: model, optimiser and scheduler of each network,

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Pre-train FMAE (facial masked autoencoder) on face videos. Without --data-root it uses "
         "a synthetic face-video set that FMAE generates and caches (no download).",
         epilog="Example: python -m fmae.train --model fmae_vit_base --img-size 224 --data-root /data/DAiSEE "
-        "--steps 100000 --batch-size 64",
+        "--steps 100000 --batch-size 64.  Several processes: torchrun --nproc-per-node 8 -m fmae.train ... "
+        "(the batch size is global; see the README for several machines).",
     )
     add_config_args(parser, TrainConfig)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     print(f"done: last checkpoint {path}")
     return 0
 

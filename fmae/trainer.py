@@ -12,7 +12,10 @@ run writes lands in ``config.out_dir``:
   states and config, written atomically; ``resume=True`` continues from the newest.
 
 The data order and the masks depend only on the seed and the step, so a resumed run
-takes the same batches and masks as an uninterrupted one.
+takes the same batches and masks as an uninterrupted one, and a run on several
+processes (``torchrun``; DDP over NCCL or gloo) the same as one process with the same
+global batch. A step whose loss or gradients are not finite is skipped and counted; too
+many in a row stop the run with a message.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_valid, prune_checkpoints, save_checkpoint
 from fmae.config import TrainConfig, to_yaml
 from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
 from fmae.device import resolve_device, resolve_dtype
@@ -128,25 +133,104 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
             f"{k} ({saved.get(k)!r} vs {getattr(config, k)!r})" for k in changed))
 
 
+class _Distributed:
+    """The process group of a ``torchrun`` launch (NCCL on GPUs, gloo on CPUs), or a
+    stand-in for a single process."""
+
+    def __init__(self, device_name: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        device = resolve_device(device_name)
+        if self.world > 1 and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+            values /= self.world
+        return values
+
+    def check_in_sync(self, module: torch.nn.Module) -> None:
+        """Raise when the ranks' weights differ: DDP must keep them bit-identical."""
+        if self.world == 1:
+            return
+        sums = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
+        gathered = [torch.empty_like(sums) for _ in range(self.world)]
+        dist.all_gather(gathered, sums)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError("the ranks' model weights have diverged; stopping")
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _RankShare:
+    """This rank's contiguous share of every global batch."""
+
+    def __init__(self, batches: _Batches, rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = self.batches.batch_size // self.world
+        for indices in self.batches:
+            yield indices[self.rank * share : (self.rank + 1) * share]
+
+
 def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or with ``resume`` continue) pre-training; returns the last checkpoint's path."""
+    """Run (or with ``resume`` continue) pre-training; returns the last checkpoint's path.
+
+    Under ``torchrun`` every process runs this function: the global batch
+    ``config.batch_size`` is split evenly over the ranks, gradients are averaged by DDP,
+    and rank 0 alone writes logs, images and checkpoints.
+    """
+    env = _Distributed(config.device)
+    try:
+        return _pretrain(config, resume, progress, env)
+    finally:
+        env.close()
+
+
+def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: _Distributed) -> Path:
     out_dir = Path(config.out_dir).expanduser()
     ckpt_dir = out_dir / "checkpoints"
-    device = resolve_device(config.device)
+    device = env.device
     dtype = resolve_dtype(config.dtype, device)
+    if config.batch_size % env.world:
+        raise ValueError(f"batch_size {config.batch_size} must split evenly over {env.world} processes")
 
     state = None
     if resume:
-        last = latest_checkpoint(ckpt_dir)
-        if last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt_dir}")
-        state = load_checkpoint(last)
+        found = load_latest_valid(ckpt_dir)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no usable checkpoint in {ckpt_dir}")
+        last, state = found
         _check_resume(state["config"], config)
         log.info("resuming from %s (step %d)", last, state["trainer"]["step"])
     elif latest_checkpoint(ckpt_dir) is not None:
         raise FileExistsError(f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir")
 
-    root = data_root(config)
+    if env.main:  # one process generates the synthetic set; the others wait for it
+        root = data_root(config)
+    env.barrier()
+    if not env.main:
+        root = data_root(config)
     data = VideoClipDataset(root, "Train", config.num_frames, config.temporal_stride, random_start=True, seed=config.seed)
     model_config = get_config(config.model, img_size=config.img_size, num_frames=config.num_frames,
                               norm_pix_loss=config.norm_pix_loss)
@@ -165,17 +249,24 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
         torch.set_rng_state(state["torch_rng"])
     start = run.step_count
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(config))
-    logger = _Logger(out_dir)
+    logger = None
+    if env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(config))
+        logger = _Logger(out_dir)
     batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
-    loader = DataLoader(data, batch_sampler=batches, num_workers=config.num_workers,
-                        persistent_workers=False, pin_memory=device.type == "cuda")
-    log.info("pre-training %s on %s (%d clips), %s, %s, steps %d..%d", config.model, root, len(data), device, dtype, start, config.steps)
+    loader = DataLoader(data, batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
+                        pin_memory=device.type == "cuda")
+    log.info("pre-training %s on %s (%d clips), %s, %s, %d process(es), steps %d..%d",
+             config.model, root, len(data), device, dtype, env.world, start, config.steps)
 
     last_path = latest_checkpoint(ckpt_dir)
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="pretrain", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, disable=not (progress and env.main), desc="pretrain", unit="step",
+               dynamic_ncols=True)
     pending: list[dict[str, Any]] = []
+    # Non-finite steps are counted on the device and read on log steps only.
+    in_a_row = torch.zeros((), device=device)
+    worst_in_a_row = torch.zeros((), device=device)
     tick, clips_since = time.perf_counter(), 0
     try:
         for step, batch in enumerate(loader, start=start):
@@ -183,29 +274,50 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
             regions = batch["region_map"].to(device, non_blocking=True)
             stats = run.step(clip, regions, _mask_generator(config.seed, step, device))
             pending.append(stats)
-            clips_since += clip.shape[0]
+            in_a_row = (in_a_row + 1) * stats["skipped"]
+            worst_in_a_row = torch.maximum(worst_in_a_row, in_a_row)
+            clips_since += clip.shape[0] * env.world
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
-                # Reading the losses syncs with the device: only on log steps.
-                now = time.perf_counter()
-                values = {k: float(torch.stack([torch.as_tensor(s[k], dtype=torch.float32) for s in pending]).mean())
-                          for k in pending[-1]}
-                values["clips_per_s"] = clips_since / (now - tick)
-                logger.scalars(done, values)
-                bar.set_postfix(loss=f"{values['rec_loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
-                pending, tick, clips_since = [], now, 0
-            if done % config.image_every == 0 or done == config.steps:
+                _log_step(config, env, logger, bar, done, pending, clips_since / (time.perf_counter() - tick))
+                if int(worst_in_a_row) >= config.max_bad_steps:
+                    raise FloatingPointError(
+                        f"stopping at step {done}: {int(worst_in_a_row)} steps in a row had a non-finite loss or "
+                        "gradient (they were skipped). Lower --base-lr, check the data, or try --dtype fp32; "
+                        f"the last good checkpoint is in {ckpt_dir}.")
+                pending, tick, clips_since = [], time.perf_counter(), 0
+            if env.main and (done % config.image_every == 0 or done == config.steps):
                 _write_reconstruction(run, clip[:1], regions[:1], config, done, out_dir, logger)
             if done % config.ckpt_every == 0 or done == config.steps:
-                last_path = save_checkpoint(checkpoint_path(ckpt_dir, done), {
-                    "trainer": run.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "config": dataclasses.asdict(config), "model_config": model_config.to_dict()})
-                prune_checkpoints(ckpt_dir, config.keep_last)
+                env.check_in_sync(run.model)
+                if env.main:
+                    last_path = save_checkpoint(checkpoint_path(ckpt_dir, done), {
+                        "trainer": run.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "config": dataclasses.asdict(config), "model_config": model_config.to_dict()})
+                    prune_checkpoints(ckpt_dir, config.keep_last)
             bar.update(1)
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     return last_path
+
+
+def _log_step(config: TrainConfig, env: _Distributed, logger: _Logger | None, bar: tqdm, step: int,
+              pending: list[dict[str, Any]], clips_per_s: float) -> None:
+    """Average the pending steps' stats over steps and ranks (a sync), and log them."""
+    keys = sorted(pending[-1])
+    means = torch.stack([torch.stack([torch.as_tensor(s[k], dtype=torch.float32).to(env.device) for s in pending]).mean()
+                         for k in keys])
+    values = dict(zip(keys, env.mean(means).tolist()))
+    values["skipped"] *= len(pending)  # a count, not a mean
+    values["clips_per_s"] = clips_per_s
+    if "disc_loss" in values and values["disc_loss"] < 1e-3:
+        log.warning("step %d: the discriminator's loss is %.2e: it has collapsed (wins every time); "
+                    "consider a lower --adv-weight", step, values["disc_loss"])
+    if logger is not None:
+        logger.scalars(step, values)
+        bar.set_postfix(loss=f"{values['rec_loss']:.4f}", clips_s=f"{clips_per_s:.1f}")
 
 
 @torch.no_grad()

@@ -101,8 +101,8 @@ def test_adv_weight_zero_skips_the_discriminator():
     d_before = copy.deepcopy(on.discriminator.state_dict())
     s_off = off.step(clip, maps, torch.Generator().manual_seed(0))
     s_on = on.step(clip, maps, torch.Generator().manual_seed(0))
-    assert set(s_off) == {"lr", "loss", "rec_loss", "grad_norm"}
-    assert {"adv_loss", "disc_loss", "disc_grad_norm"} <= set(s_on)
+    assert set(s_off) == {"lr", "loss", "rec_loss", "grad_norm", "skipped"}
+    assert {"adv_loss", "disc_loss", "disc_grad_norm", "disc_skipped"} <= set(s_on)
     assert torch.equal(s_off["rec_loss"], s_on["rec_loss"])  # same init, same mask
     # The adversarial term moved the generator elsewhere; D took its own step.
     assert any(not torch.equal(a, b) for a, b in zip(off.model.parameters(), on.model.parameters()))
@@ -157,3 +157,26 @@ def test_bad_config_and_input_raise():
     with pytest.raises(ValueError, match="clip must be"):
         pt.step(clip[0])
     assert PretrainConfig.from_dict(PretrainConfig(betas=(0.8, 0.9)).to_dict()) == PretrainConfig(betas=(0.8, 0.9))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_step_is_skipped_without_touching_weights(fused):
+    clip, maps = _data()
+    run = _trainer(fused=fused)
+    run.step(clip, maps, torch.Generator().manual_seed(0))
+    before = copy.deepcopy(run.state_dict())
+    bad = clip.clone()
+    bad[0, 0, 0, 0, 0] = float("nan")
+    stats = run.step(bad, maps, torch.Generator().manual_seed(1))
+    assert stats["skipped"].item() == 1.0 and stats["disc_skipped"].item() == 1.0
+    after = copy.deepcopy(run.state_dict())
+    for net in ("model", "discriminator"):
+        for k, v in before[net].items():
+            assert torch.equal(after[net][k], v), (net, k)
+    for opt in ("optimizer", "disc_optimizer"):
+        for i, state in before[opt]["state"].items():
+            for k, v in state.items():
+                assert torch.equal(after[opt]["state"][i][k], v), (opt, i, k)
+    good = run.step(clip, maps, torch.Generator().manual_seed(2))
+    assert good["skipped"].item() == 0.0 and torch.isfinite(good["loss"])
+    assert any(not torch.equal(after["model"][k], v) for k, v in run.state_dict()["model"].items())

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fmae import trainer
+from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
 from fmae.data import SyntheticConfig, ensure_synthetic_daisee
 from fmae.train import main
@@ -62,15 +63,15 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
     for step in (4, 5, 6):
         for key in LOSS_KEYS:
             assert got[step][key] == want[step][key], (step, key)
-    a = trainer.load_checkpoint(straight / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
-    b = trainer.load_checkpoint(broken / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
+    a = load_checkpoint(straight / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
+    b = load_checkpoint(broken / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(small_set, out, 2, "--resume")) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "no usable checkpoint" in capsys.readouterr().err
     assert main(_args(small_set, out, 3)) == 0
     assert main(_args(small_set, out, 3)) == 2
     assert "--resume" in capsys.readouterr().err

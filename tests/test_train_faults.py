@@ -1,0 +1,110 @@
+"""Long runs on bad days: a SIGKILL mid-run, non-finite losses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from fmae import trainer
+from fmae.checkpoint import load_checkpoint
+from fmae.data import SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
+from fmae.train import main
+
+LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    return ensure_synthetic_daisee(tmp_path_factory.mktemp("data"),
+                                   SyntheticConfig(num_subjects=3, clips_per_subject=3, num_frames=24, size=32))
+
+
+def _args(root, out, steps, *extra):
+    return ["--data-root", str(root), "--out-dir", str(out), "--img-size", "32", "--batch-size", "2",
+            "--steps", str(steps), "--log-every", "1", "--ckpt-every", "4", "--image-every", "1000",
+            "--num-workers", "0", "--warmup-steps", "2", "--no-progress", *extra]
+
+
+def _metrics(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows}  # a redone step's last record wins
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(small_set, tmp_path):
+    steps = 40
+    straight = tmp_path / "straight"
+    assert main(_args(small_set, straight, steps)) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fmae.train", *_args(small_set, killed, steps)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = killed / "checkpoints" / "ckpt-00000008.safetensors"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "checkpoints" / f"ckpt-{steps:08d}.safetensors").exists()
+
+    assert main(_args(small_set, killed, steps, "--resume")) == 0
+    want, got = _metrics(straight), _metrics(killed)
+    assert sorted(got) == list(range(1, steps + 1))
+    for step in range(1, steps + 1):
+        for key in LOSS_KEYS:
+            assert got[step][key] == want[step][key], (step, key)
+    a = load_checkpoint(straight / "checkpoints" / f"ckpt-{steps:08d}.safetensors")["trainer"]
+    b = load_checkpoint(killed / "checkpoints" / f"ckpt-{steps:08d}.safetensors")["trainer"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_corrupt_last_checkpoint_resumes_from_the_one_before(small_set, tmp_path, monkeypatch, caplog):
+    straight = tmp_path / "straight"
+    assert main(_args(small_set, straight, 12)) == 0
+
+    broken = tmp_path / "broken"
+    real_step = trainer.Pretrainer.step
+
+    def crash_after_nine(self, *args, **kwargs):
+        if self.step_count == 9:
+            raise KeyboardInterrupt("simulated crash")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.Pretrainer, "step", crash_after_nine)
+    with pytest.raises(KeyboardInterrupt):
+        main(_args(small_set, broken, 12))
+    monkeypatch.setattr(trainer.Pretrainer, "step", real_step)
+    last = broken / "checkpoints" / "ckpt-00000008.safetensors"
+    data = bytearray(last.read_bytes())
+    data[-10] ^= 0xFF  # a flipped bit in the tensor data
+    last.write_bytes(bytes(data))
+
+    with caplog.at_level("WARNING"):
+        assert main(_args(small_set, broken, 12, "--resume")) == 0
+    assert "ckpt-00000008.safetensors is corrupt" in caplog.text
+    want, got = _metrics(straight), _metrics(broken)
+    for step in range(5, 13):  # redone from the step-4 checkpoint
+        for key in LOSS_KEYS:
+            assert got[step][key] == want[step][key], (step, key)
+
+
+def test_non_finite_data_is_skipped_then_stops_the_run(small_set, tmp_path, monkeypatch, capsys):
+    real_getitem = VideoClipDataset.__getitem__
+
+    def poisoned(self, index):
+        item = real_getitem(self, index)
+        item["clip"][0, 0, 0, 0] = float("nan")
+        return item
+
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", poisoned)
+    out = tmp_path / "run"
+    code = main(_args(small_set, out, 30, "--max-bad-steps", "5"))
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "steps in a row" in err
+    rows = _metrics(out)
+    assert max(rows) < 30 and all(r["skipped"] == 1.0 for r in rows.values())
