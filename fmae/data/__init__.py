@@ -1,34 +1,60 @@
-"""Face-video data: DAiSEE-layout clip folders and the synthetic set that stands in for them.
+"""Face-video data: clip caches, data-set adapters, the DALI and plain PyTorch loaders,
+and the synthetic set that stands in for real data.
 
-:mod:`fmae.data.clips` reads any DAiSEE-layout folder (label CSVs, videos, region-map
-sidecars) into a torch ``Dataset``; :mod:`fmae.data.synthetic` draws and writes the
-deterministic synthetic set that the default run and the tests use.
+:mod:`fmae.data.clips` reads cached clips (PyAV decoding, frame sampling, region maps)
+into a torch ``Dataset``; :mod:`fmae.data.datasets` turns DAiSEE, EmotiW engagement,
+plain folders and folder-per-class FER sets into :class:`ClipItem` lists;
+:func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
+(:mod:`fmae.data.dali`, imported only when used) or plain PyTorch;
+:mod:`fmae.data.synthetic` draws and writes the deterministic synthetic set that the
+default run and the tests use.
 """
 
 from fmae.data.clips import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LABEL_COLUMNS,
+    NO_LABEL,
     SPLITS,
+    ClipDataset,
+    ClipItem,
+    ClipSampler,
     VideoClipDataset,
+    epoch_order,
     list_clips,
     read_frames,
     read_labels,
     region_map_path,
 )
+from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_items, folder_items, list_items
+from fmae.data.loader import TorchClipLoader, dali_available, make_loader
 from fmae.data.synthetic import SyntheticConfig, default_root, ensure_synthetic_daisee, generate_clip
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LABEL_COLUMNS",
+    "NO_LABEL",
     "SPLITS",
+    "ClipDataset",
+    "ClipItem",
+    "ClipSampler",
     "SyntheticConfig",
+    "TorchClipLoader",
     "VideoClipDataset",
+    "daisee_items",
+    "dali_available",
     "default_root",
+    "emotiw_items",
     "ensure_synthetic_daisee",
+    "epoch_order",
+    "fer_classes",
+    "fer_items",
+    "folder_items",
     "generate_clip",
     "list_clips",
+    "list_items",
+    "make_loader",
     "read_frames",
     "read_labels",
     "region_map_path",

@@ -1,4 +1,4 @@
-"""Clips from a DAiSEE-layout folder: label CSVs, PyAV decoding and a torch Dataset.
+"""Clips from cached face videos: DAiSEE label CSVs, PyAV decoding, frame sampling and a torch Dataset.
 
 DAiSEE's layout, which the synthetic set (:mod:`fmae.data.synthetic`) copies::
 
@@ -9,13 +9,21 @@ The real CSVs end their header with ``"Frustration "`` (a trailing space) and gi
 ``ClipID`` with its extension (``1100011002.avi``). Region maps, when a clip has them,
 sit beside the video as ``<clip>.regions.npz`` holding ``regions``: ``uint8 [T, H, W]``
 of :class:`fmae.face.FaceRegion` ids, one map per video frame.
+
+Every loader (this module's :class:`ClipDataset`, the DALI pipeline in
+:mod:`fmae.data.dali`) reads a list of :class:`ClipItem` (the data-set adapters in
+:mod:`fmae.data.datasets` make them) and picks its frames with the same
+:class:`ClipSampler` and item order (:func:`epoch_order`), so both give the same frames
+of the same items for the same seed and epoch.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import av
 import numpy as np
@@ -27,10 +35,40 @@ log = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("Train", "Validation", "Test")
 LABEL_COLUMNS: tuple[str, ...] = ("ClipID", "Boredom", "Engagement", "Confusion", "Frustration ")
 """DAiSEE's header, byte for byte (the last name really ends in a space)."""
-VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4")
+VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".webm", ".wmv", ".mov")
+"""Video files the loaders and adapters recognise (compared in lower case)."""
 REGION_SUFFIX = ".regions.npz"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+NO_LABEL = -1
+"""The ``label`` of an unlabelled item in a batch (pre-training folders)."""
+
+
+class ClipItem(NamedTuple):
+    """One video (or a window of one) that a loader draws clips from.
+
+    ``label`` is an ``int`` class, a ``float`` score, or ``None`` when unlabelled. The
+    clip's frames are drawn from ``[start, stop)``; ``stop=None`` means the video's end.
+    """
+
+    path: Path
+    label: int | float | None = None
+    start: int = 0
+    stop: int | None = None
+
+
+def label_dtype(items: Sequence[ClipItem]) -> np.dtype:
+    """``int64`` when every label is an int or every label is ``None`` (then batches carry
+    :data:`NO_LABEL`), ``float32`` when every label is a float; ``ValueError`` when mixed."""
+    kinds = {None if it.label is None else float if isinstance(it.label, float) else int for it in items}
+    if len(kinds) > 1:
+        raise ValueError(f"items mix label kinds {sorted(k.__name__ if k else 'None' for k in kinds)}; a loader needs one")
+    return np.dtype(np.float32) if kinds == {float} else np.dtype(np.int64)
+
+
+def label_array(label: int | float | None, dtype: np.dtype) -> np.ndarray:
+    """A label as a 0-d array of ``dtype``, :data:`NO_LABEL` for ``None``."""
+    return np.array(NO_LABEL if label is None else label, dtype=dtype)
 
 
 def label_file(root: str | Path, split: str) -> Path:
@@ -46,12 +84,13 @@ def region_map_path(video: str | Path) -> Path:
     return video.with_name(video.stem + REGION_SUFFIX)
 
 
-def read_labels(csv_path: str | Path, column: str = "Engagement") -> dict[str, int]:
+def read_labels(csv_path: str | Path, column: str = "Engagement", levels: Sequence[int] | None = None) -> dict[str, int]:
     """``{ClipID: level}`` from a DAiSEE label CSV, in file order.
 
     Header names are compared without surrounding spaces, so ``"Frustration "`` and
     ``"Frustration"`` both work. Raises ``ValueError`` naming the line on a missing
-    column, a non-integer level or a repeated ClipID.
+    column, a non-integer level, a level outside ``levels`` (when given) or a repeated
+    ClipID.
     """
     csv_path = Path(csv_path)
     with csv_path.open(newline="") as f:
@@ -69,22 +108,28 @@ def read_labels(csv_path: str | Path, column: str = "Engagement") -> dict[str, i
                 clip_id, level = row[clip_col].strip(), int(row[label_col])
             except (IndexError, ValueError) as e:
                 raise ValueError(f"{csv_path}:{line}: bad row {row}") from e
+            if levels is not None and level not in levels:
+                raise ValueError(f"{csv_path}:{line}: {column.strip()} level {level} is not one of {list(levels)}")
             if clip_id in labels:
                 raise ValueError(f"{csv_path}:{line}: ClipID {clip_id} appears twice")
             labels[clip_id] = level
     return labels
 
 
-def list_clips(root: str | Path, split: str, column: str = "Engagement") -> list[tuple[Path, int]]:
+def list_clips(root: str | Path, split: str, column: str = "Engagement", levels: Sequence[int] | None = None) -> list[tuple[Path, int]]:
     """``(video path, level)`` for every labelled clip of a split that exists on disk.
 
     Videos are matched to ClipIDs by file stem, so a ``.mp4`` on disk matches an
     ``.avi`` in the CSV (DAiSEE has a few). Labelled clips without a video are skipped
-    with a logged warning; a split with none raises ``FileNotFoundError``.
+    with a logged warning; a split with none raises ``FileNotFoundError``. ``levels``
+    is passed to :func:`read_labels`.
     """
-    labels = read_labels(label_file(root, split), column)
+    labels = read_labels(label_file(root, split), column, levels)
     split_dir = Path(root) / "DataSet" / split
     videos = {p.stem: p for p in split_dir.glob("*/*/*") if p.suffix.lower() in VIDEO_SUFFIXES}
+    unlabelled = sorted(set(videos) - {Path(c).stem for c in labels})
+    if unlabelled:
+        log.warning("%s: %d videos under %s have no row in %s (e.g. %s); skipped", split, len(unlabelled), split_dir, label_file(root, split), unlabelled[0])
     items, missing = [], []
     for clip_id, level in labels.items():
         video = videos.get(Path(clip_id).stem)
@@ -97,6 +142,68 @@ def list_clips(root: str | Path, split: str, column: str = "Engagement") -> list
     if not items:
         raise FileNotFoundError(f"no labelled videos of split {split} under {split_dir}")
     return items
+
+
+@dataclass(frozen=True)
+class ClipSampler:
+    """Which frames a clip takes: ``num_frames`` frames ``stride`` apart inside an item's window.
+
+    With ``random_start`` the first frame is drawn uniformly from the window's room by a
+    generator seeded with ``(seed, epoch, index)`` — the same clip for the same item and
+    epoch in any process or loader — else the clip is centred in the window. A window
+    shorter than the clip's span repeats its last frame.
+    """
+
+    num_frames: int = 16
+    stride: int = 2
+    random_start: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.stride < 1:
+            raise ValueError(f"num_frames and stride must be >= 1, got {self.num_frames}, {self.stride}")
+
+    @property
+    def span(self) -> int:
+        """Frames from a clip's first to its last, inclusive."""
+        return (self.num_frames - 1) * self.stride + 1
+
+    def indices(self, index: int, epoch: int, num_available: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``int64 [num_frames]``: the video frames of item ``index``'s clip in ``epoch``.
+
+        The window is ``[start, stop)`` cut to the video's ``num_available`` frames;
+        ``ValueError`` if nothing of it is left.
+        """
+        stop = num_available if stop is None else min(stop, num_available)
+        if not 0 <= start < stop:
+            raise ValueError(f"frame window [{start}, {stop}) is empty in a video of {num_available} frames")
+        room = stop - start - self.span
+        if room <= 0:
+            first = 0
+        elif not self.random_start:
+            first = room // 2
+        else:
+            first = int(np.random.default_rng([self.seed, epoch, index]).integers(0, room + 1))
+        return start + frame_indices(stop - start, self.num_frames, self.stride, first)
+
+
+def epoch_order(num_items: int, epoch: int, shuffle: bool, seed: int = 0, shard_id: int = 0, num_shards: int = 1) -> np.ndarray:
+    """``int64 [ceil(num_items / num_shards)]``: the items shard ``shard_id`` visits in ``epoch``.
+
+    Every shard draws the same order (a permutation seeded with ``(seed, epoch)`` when
+    ``shuffle``, else ``0..num_items-1``), wrapped round to a multiple of ``num_shards``,
+    and takes every ``num_shards``-th entry from position ``shard_id`` — as torch's
+    ``DistributedSampler`` does — so all shards have the same length and together cover
+    every item (a few twice when ``num_items`` does not divide evenly).
+    """
+    if num_items < 1:
+        raise ValueError(f"no items to order (num_items={num_items})")
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
+    order = np.random.default_rng([seed, epoch]).permutation(num_items) if shuffle else np.arange(num_items)
+    per_shard = -(-num_items // num_shards)
+    order = np.resize(order, per_shard * num_shards)  # wraps round
+    return order[shard_id::num_shards].astype(np.int64)
 
 
 def frame_indices(num_available: int, num_frames: int, stride: int, start: int) -> np.ndarray:
@@ -118,11 +225,16 @@ def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
     got: dict[int, np.ndarray] = {}
     try:
         with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
-                if i == last:
-                    break
+            stream = container.streams.video[0]
+            if stream.codec_context.codec.intra_only:
+                got = _read_intra_frames(container, stream, wanted, last)
+            if last not in got:  # inter-frame codecs, or an intra-only stream that did not decode packet by packet
+                container.seek(0)
+                for i, frame in enumerate(container.decode(stream)):
+                    if i in wanted:
+                        got[i] = frame.to_ndarray(format="rgb24")
+                    if i == last:
+                        break
     except FileNotFoundError:
         raise
     except av.error.FFmpegError as e:
@@ -130,6 +242,26 @@ def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
     if last not in got:
         raise ValueError(f"{path} ends before frame {last}")
     return np.stack([got[int(i)] for i in indices])
+
+
+def _read_intra_frames(container, stream, wanted: set[int], last: int) -> dict[int, np.ndarray]:
+    """Frames of an intra-only stream (MJPEG: every packet one whole picture), decoding
+    only the packets wanted — at stride 4 a quarter of the work. Returns ``{}`` when a
+    packet does not give exactly one frame, and the caller decodes everything instead."""
+    got: dict[int, np.ndarray] = {}
+    i = 0
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the end-of-stream flush packet holds no picture
+            continue
+        if i in wanted:
+            frames = packet.decode()
+            if len(frames) != 1:
+                return {}
+            got[i] = frames[0].to_ndarray(format="rgb24")
+        if i == last:
+            break
+        i += 1
+    return got
 
 
 def count_frames(path: str | Path) -> int:
@@ -146,24 +278,104 @@ def count_frames(path: str | Path) -> int:
         raise ValueError(f"cannot read {path}: {e}") from e
 
 
-class VideoClipDataset(Dataset):
-    """Fixed-length clips from one split of a DAiSEE-layout folder.
+def normalise_clip(frames: torch.Tensor) -> torch.Tensor:
+    """``uint8 [T, H, W, 3]`` RGB → ``float32 [3, T, H, W]``: scaled to [0, 1], then
+    normalised with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`."""
+    mean = 255.0 * torch.tensor(IMAGENET_MEAN).view(3, 1)
+    inv_std = 1.0 / (255.0 * torch.tensor(IMAGENET_STD).view(3, 1))
+    # Move the bytes channel-first before widening them, and normalise each channel as
+    # one long contiguous row: 4x faster than broadcasting over a last dimension of 3.
+    planes = frames.permute(3, 0, 1, 2).reshape(3, -1).float()
+    return planes.sub_(mean).mul_(inv_std).view(3, *frames.shape[:3])
+
+
+def load_region_maps(video: str | Path, indices: np.ndarray, num_frames: int, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """``uint8 [len(indices), H, W]``: the region maps of ``video``'s frames ``indices``.
+
+    Reads the ``<stem>.regions.npz`` sidecar, which must hold one map per video frame
+    (``uint8 [num_frames, H, W]``, and ``H, W == hw`` when given): ``FileNotFoundError``
+    without one, ``ValueError`` naming the file when it does not fit.
+    """
+    sidecar = region_map_path(video)
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{video} has no region map {sidecar.name}; build one with the face pipeline or pass with_regions=False")
+    with np.load(sidecar) as npz:
+        regions = npz["regions"]
+    want_hw = tuple(regions.shape[1:]) if hw is None else tuple(hw)
+    if regions.dtype != np.uint8 or regions.ndim != 3 or regions.shape != (num_frames, *want_hw):
+        raise ValueError(f"{sidecar}: expected uint8 {(num_frames, *want_hw)} (one map per video frame), got {regions.dtype} {regions.shape}")
+    return regions[indices]
+
+
+class ClipDataset(Dataset):
+    """Fixed-length clips from a list of :class:`ClipItem`.
 
     Item ``i`` is a dict:
 
     - ``clip``: ``float32 [3, T, H, W]``, RGB scaled to [0, 1] then normalised with the
-      ImageNet mean and std (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`);
+      ImageNet mean and std (:func:`normalise_clip`);
     - ``region_map``: ``uint8 [T, H, W]`` of :class:`fmae.face.FaceRegion` ids from the
       ``<clip>.regions.npz`` sidecar (only when ``with_regions``);
-    - ``label``: ``int64 []``, the level in ``column``;
+    - ``label``: ``int64 []`` (class, or :data:`NO_LABEL`) or ``float32 []`` (score),
+      see :func:`label_dtype`;
     - ``frame_index``: ``int64 [T]``, the video frames taken;
+    - ``index``: ``int64 []``, ``i``;
     - ``path``: ``str``, the video file.
 
-    ``T = num_frames`` frames ``stride`` apart. With ``random_start`` the window's
-    start is drawn uniformly from a generator seeded by ``(seed, epoch, i)`` — the same
-    clip for the same item in any worker; call :meth:`set_epoch` to move on — else the
-    window is centred. Frames keep the video's resolution (no resize or crop).
+    Frames are chosen by a :class:`ClipSampler` with the dataset's ``epoch`` (call
+    :meth:`set_epoch` to move on). Frames keep the video's resolution (no resize or crop).
     """
+
+    def __init__(
+        self,
+        items: Sequence[ClipItem],
+        num_frames: int = 16,
+        stride: int = 2,
+        random_start: bool = True,
+        seed: int = 0,
+        with_regions: bool = True,
+    ) -> None:
+        self.sampler = ClipSampler(num_frames, stride, random_start, seed)
+        self.items = [ClipItem(*item) for item in items]
+        if not self.items:
+            raise ValueError("no items to draw clips from")
+        self.label_dtype = label_dtype(self.items)
+        self.with_regions, self.epoch = with_regions, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw fresh clips: item ``i`` of epoch ``e`` uses seed ``(seed, e, i)``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.clip(index, self.epoch)
+
+    def clip(self, index: int, epoch: int) -> dict:
+        """Item ``index`` as drawn in ``epoch`` (``self[index]`` uses :attr:`epoch`)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} clips")
+        index %= len(self)
+        path, label, start, stop = self.items[index]
+        n = count_frames(path)
+        idx = self.sampler.indices(index, epoch, n, start, stop)
+        frames = torch.from_numpy(read_frames(path, idx))  # [T, H, W, 3] uint8
+        item = {
+            "clip": normalise_clip(frames),
+            "label": torch.from_numpy(label_array(label, self.label_dtype)),
+            "frame_index": torch.from_numpy(idx),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "path": str(path),
+        }
+        if self.with_regions:
+            item["region_map"] = torch.from_numpy(load_region_maps(path, idx, n, tuple(frames.shape[1:3])))
+        return item
+
+
+class VideoClipDataset(ClipDataset):
+    """:class:`ClipDataset` over one split of a DAiSEE-layout folder (:func:`list_clips`),
+    labelled with the level in ``column``."""
 
     def __init__(
         self,
@@ -176,52 +388,5 @@ class VideoClipDataset(Dataset):
         column: str = "Engagement",
         with_regions: bool = True,
     ) -> None:
-        if num_frames < 1 or stride < 1:
-            raise ValueError(f"num_frames and stride must be >= 1, got {num_frames}, {stride}")
-        self.items = list_clips(root, split, column)
-        self.num_frames, self.stride = num_frames, stride
-        self.random_start, self.seed, self.epoch = random_start, seed, 0
-        self.with_regions = with_regions
-        self._mean = 255.0 * torch.tensor(IMAGENET_MEAN)
-        self._inv_std = 1.0 / (255.0 * torch.tensor(IMAGENET_STD))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw fresh random starts: item ``i`` of epoch ``e`` uses seed ``(seed, e, i)``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _start(self, index: int, num_available: int) -> int:
-        room = num_available - ((self.num_frames - 1) * self.stride + 1)
-        if room <= 0:
-            return 0
-        if not self.random_start:
-            return room // 2
-        return int(np.random.default_rng([self.seed, self.epoch, index]).integers(0, room + 1))
-
-    def __getitem__(self, index: int) -> dict:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} clips")
-        index %= len(self)
-        path, label = self.items[index]
-        n = count_frames(path)
-        idx = frame_indices(n, self.num_frames, self.stride, self._start(index, n))
-        frames = torch.from_numpy(read_frames(path, idx))  # [T, H, W, 3] uint8
-        # Normalise while channels are last and contiguous: strided maths is much slower.
-        clip = frames.float().sub_(self._mean).mul_(self._inv_std).permute(3, 0, 1, 2).contiguous()
-        item = {"clip": clip, "label": torch.tensor(label, dtype=torch.int64), "frame_index": torch.from_numpy(idx), "path": str(path)}
-        if self.with_regions:
-            item["region_map"] = torch.from_numpy(self._regions(path, idx, n, tuple(frames.shape[1:3])))
-        return item
-
-    @staticmethod
-    def _regions(path: Path, idx: np.ndarray, num_frames: int, hw: tuple[int, int]) -> np.ndarray:
-        sidecar = region_map_path(path)
-        if not sidecar.exists():
-            raise FileNotFoundError(f"{path} has no region map {sidecar.name}; build one with the face pipeline or pass with_regions=False")
-        with np.load(sidecar) as npz:
-            regions = npz["regions"]
-        if regions.dtype != np.uint8 or regions.shape != (num_frames, *hw):
-            raise ValueError(f"{sidecar}: expected uint8 {(num_frames, *hw)}, got {regions.dtype} {regions.shape}")
-        return regions[idx]
+        ClipSampler(num_frames, stride)  # check the arguments before touching the disk
+        super().__init__(list_clips(root, split, column), num_frames, stride, random_start, seed, with_regions)

@@ -1,0 +1,229 @@
+"""The one door to batches of clips: :func:`make_loader` picks DALI or plain PyTorch.
+
+Both backends read the same :class:`fmae.data.clips.ClipItem` list (from an adapter in
+:mod:`fmae.data.datasets`), visit items in the same order (:func:`epoch_order`), take the
+same frames (:class:`ClipSampler`) and yield the same dicts, one epoch per ``iter()``:
+
+- ``clip``: ``float32 [B, 3, T, H, W]``, RGB normalised with the ImageNet mean and std;
+- ``region_map``: ``uint8 [B, T, H, W]`` :class:`fmae.face.FaceRegion` ids of the same
+  frames (when ``with_regions``);
+- ``label``: ``int64 [B]`` (class; :data:`fmae.data.clips.NO_LABEL` when unlabelled) or
+  ``float32 [B]`` (score);
+- ``frame_index``: ``int64 [B, T]`` video frames taken; ``index``: ``int64 [B]`` items.
+
+``clip``, ``region_map`` and ``label`` are on ``device``; the index tensors stay on the
+CPU. The backend choice lives here only: ``"dali"`` where ``nvidia.dali`` imports, else
+``"torch"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fmae.data.clips import ClipDataset, ClipItem, epoch_order, region_map_path
+from fmae.data.datasets import list_items
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("dali", "torch")
+ON_DEVICE: tuple[str, ...] = ("clip", "region_map", "label")
+"""Batch entries that loaders put on their device; the rest stay on the CPU."""
+
+
+class ClipLoader(Protocol):
+    """What both backends provide."""
+
+    items: list[ClipItem]
+    batch_size: int
+    epoch: int
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def dali_available() -> bool:
+    """Whether ``nvidia.dali`` is installed."""
+    try:
+        return importlib.util.find_spec("nvidia.dali") is not None
+    except ModuleNotFoundError:  # no ``nvidia`` namespace at all
+        return False
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``"auto"`` → ``"dali"`` if installed, else ``"torch"``; ``"dali"`` without DALI
+    raises ``ImportError`` with the install command."""
+    if backend == "auto":
+        return "dali" if dali_available() else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
+    if backend == "dali" and not dali_available():
+        raise ImportError("backend='dali' needs NVIDIA DALI: pip install nvidia-dali-cuda130 (or pip install fmae[dali])")
+    return backend
+
+
+class _EpochSampler(Sampler[tuple[int, int]]):
+    """``(epoch, item)`` for this shard's items in the order :func:`epoch_order` gives for
+    :attr:`epoch`; the epoch travels with each index, so persistent workers need no update."""
+
+    def __init__(self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int) -> None:
+        self.args = (num_items, shuffle, seed, shard_id, num_shards)
+        self.epoch = 0
+        epoch_order(num_items, 0, shuffle, seed, shard_id, num_shards)  # checks the arguments
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        n, shuffle, seed, shard_id, num_shards = self.args
+        return ((self.epoch, i) for i in epoch_order(n, self.epoch, shuffle, seed, shard_id, num_shards).tolist())
+
+    def __len__(self) -> int:
+        n, _, _, _, num_shards = self.args
+        return -(-n // num_shards)
+
+
+class _EpochClips(Dataset):
+    """``dataset.clip(item, epoch)`` for the ``(epoch, item)`` keys of :class:`_EpochSampler`,
+    without ``path`` (DALI batches have no strings)."""
+
+    def __init__(self, dataset: ClipDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        item = self.dataset.clip(index, epoch)
+        del item["path"]
+        return item
+
+
+class TorchClipLoader:
+    """The plain PyTorch path: a :class:`ClipDataset` (PyAV decoding) in a ``DataLoader``
+    with ``num_workers`` persistent worker processes; same arguments and batches as
+    :class:`fmae.data.dali.DaliClipLoader` (``device`` instead of ``device_id``)."""
+
+    def __init__(
+        self,
+        items: Sequence[ClipItem],
+        batch_size: int,
+        *,
+        num_frames: int = 16,
+        stride: int = 2,
+        random_start: bool = True,
+        shuffle: bool = True,
+        seed: int = 0,
+        with_regions: bool = True,
+        drop_last: bool = False,
+        shard_id: int = 0,
+        num_shards: int = 1,
+        device: str | torch.device = "cpu",
+        num_workers: int = 0,
+        epoch: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dataset = ClipDataset(items, num_frames, stride, random_start, seed, with_regions)
+        self.items, self.batch_size, self.epoch = self.dataset.items, batch_size, epoch
+        self.device = torch.device(device)
+        self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards)
+        self._loader = DataLoader(_EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
+                                  num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=drop_last,
+                                  pin_memory=self.device.type == "cuda")
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` run ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self._sampler.epoch = self.epoch
+        self.epoch += 1
+        for batch in self._loader:
+            for key in ON_DEVICE:
+                if key in batch:
+                    batch[key] = batch[key].to(self.device, non_blocking=True)
+            yield batch
+
+
+def _with_region_maps(items: list[ClipItem]) -> list[ClipItem]:
+    """The items whose video has a region-map sidecar; the others are logged and dropped."""
+    kept = [it for it in items if region_map_path(it.path).is_file()]
+    if len(kept) < len(items):
+        lost = sorted({str(it.path) for it in items} - {str(it.path) for it in kept})
+        log.warning("%d videos have no region map (e.g. %s); skipped (build them with the face pipeline, or with_regions=False)", len(lost), lost[0])
+    if not kept:
+        raise FileNotFoundError(f"none of the {len(items)} items has a region map (<stem>.regions.npz beside the video)")
+    return kept
+
+
+def make_loader(
+    root: str | Path | None = None,
+    split: str | None = None,
+    *,
+    dataset: str = "daisee",
+    items: Sequence[ClipItem] | None = None,
+    batch_size: int = 8,
+    num_frames: int = 16,
+    stride: int = 2,
+    random_start: bool = True,
+    shuffle: bool = True,
+    seed: int = 0,
+    with_regions: bool = True,
+    drop_last: bool = False,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    epoch: int = 0,
+    backend: str = "auto",
+    **adapter_options,
+) -> ClipLoader:
+    """Batches of ``num_frames``-frame clips (frames ``stride`` apart) from a cached data set.
+
+    Args:
+        root, split, dataset, adapter_options: the items, from
+            :func:`fmae.data.datasets.list_items` (``dataset`` one of ``"daisee"``,
+            ``"emotiw"``, ``"folder"``, ``"fer"``); or pass ``items`` instead.
+        random_start: a seeded random window per item and epoch, else centred.
+        shuffle: a seeded random item order per epoch, else the items' order.
+        with_regions: also load region maps; items without a sidecar are logged and
+            skipped.
+        shard_id, num_shards: this process's share (distributed training): every shard
+            gets ``ceil(len(items) / num_shards)`` items per epoch.
+        device: ``"cpu"`` or ``"cuda:N"``; DALI then decodes on GPU ``N`` (NVDEC).
+        num_workers: worker processes that read files (and, for ``"torch"``, decode).
+        epoch: the first ``iter()``'s epoch (to resume); each ``iter()`` runs the next.
+        backend: ``"auto"`` (DALI when installed), ``"dali"`` or ``"torch"``.
+
+    Returns:
+        A :class:`ClipLoader`; see the module docstring for the batches.
+    """
+    if items is None:
+        if root is None:
+            raise ValueError("make_loader needs a root folder or items")
+        items = list_items(dataset, root, split, **adapter_options)
+    elif adapter_options:
+        raise ValueError(f"adapter options {sorted(adapter_options)} need root, not items")
+    items = [ClipItem(*it) for it in items]
+    if with_regions:
+        items = _with_region_maps(items)
+    device = torch.device(device)
+    common = dict(num_frames=num_frames, stride=stride, random_start=random_start, shuffle=shuffle, seed=seed,
+                  with_regions=with_regions, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards,
+                  num_workers=num_workers, epoch=epoch)
+    if resolve_backend(backend) == "dali":
+        from fmae.data.dali import DaliClipLoader
+
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"DALI runs on the CPU or a CUDA GPU, not {device}")
+        device_id = None if device.type == "cpu" else (device.index or 0)
+        return DaliClipLoader(items, batch_size, device_id=device_id, **common)
+    return TorchClipLoader(items, batch_size, device=device, **common)
