@@ -1,5 +1,11 @@
-"""Face detection, tracking and parsing into :class:`FaceRegion` maps."""
+"""Face detection, tracking and parsing into :class:`FaceRegion` maps.
 
+Backends (:func:`create_backend`: ``"mediapipe"``, the offline default, and
+``"facexlib"``, optional) are imported only when created, so this package needs
+neither MediaPipe nor torchvision.
+"""
+
+from fmae.face.backend import Detection, FaceBackend, available_backends, create_backend, register_backend
 from fmae.face.regions import NUM_REGIONS, FaceRegion
 
-__all__ = ["FaceRegion", "NUM_REGIONS"]
+__all__ = ["Detection", "FaceBackend", "FaceRegion", "NUM_REGIONS", "available_backends", "create_backend", "register_backend"]
