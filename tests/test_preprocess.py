@@ -172,6 +172,22 @@ def test_cache_is_a_daisee_folder_that_the_dataset_reads(run):
     assert rec["video"] == "DataSet/Train/100000/1000001/1000001.avi" and rec["regions"].endswith(".regions.npz")
 
 
+@pytest.mark.parametrize("backend", ["torch", "dali"])
+def test_cache_feeds_the_clip_loader(run, backend):
+    from fmae.data.loader import dali_available, make_loader
+
+    if backend == "dali" and not dali_available():
+        pytest.skip("nvidia-dali is not installed")
+    _, out, _ = run
+    loader = make_loader(out, "Train", batch_size=2, num_frames=4, stride=2, shuffle=False, random_start=False, backend=backend)
+    batch = next(iter(loader))
+    assert batch["clip"].shape == (2, 3, 4, CONFIG.size, CONFIG.size)
+    assert batch["region_map"].shape == (2, 4, CONFIG.size, CONFIG.size)
+    for b, i in enumerate(batch["index"].tolist()):
+        with np.load(region_map_path(loader.items[i][0])) as z:
+            np.testing.assert_array_equal(batch["region_map"][b].numpy(), z["regions"][batch["frame_index"][b].numpy()])
+
+
 def test_face_in_some_frames_follows_the_gap_rule(run):
     _, out, _ = run
     rec = read_manifest(out)["bad/face_then_none.avi"]
