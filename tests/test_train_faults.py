@@ -108,3 +108,44 @@ def test_non_finite_data_is_skipped_then_stops_the_run(small_set, tmp_path, monk
     assert "non-finite" in err and "steps in a row" in err
     rows = _metrics(out)
     assert max(rows) < 30 and all(r["skipped"] == 1.0 for r in rows.values())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_memory_stays_flat_over_a_long_run(small_set, tmp_path, monkeypatch):
+    rss = []
+    real_step = trainer.Pretrainer.step
+
+    def measured(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        rss.append(_rss_mb())
+        return out
+
+    monkeypatch.setattr(trainer.Pretrainer, "step", measured)
+    args = _args(small_set, tmp_path / "run", 300)
+    args[args.index("--ckpt-every") + 1] = "100"
+    args[args.index("--log-every") + 1] = "25"
+    assert main(args) == 0
+    # After warm-up (allocator pools, lazily built kernels), RSS must not creep with the step count.
+    growth = max(rss[100:]) - rss[99]
+    assert growth < 40, f"RSS grew {growth:.1f} MB between steps 100 and 300 ({rss[99]:.0f} -> {max(rss[100:]):.0f} MB)"
+
+
+_real_getitem = VideoClipDataset.__getitem__
+
+
+def _die_in_worker(self, index):
+    if torch.utils.data.get_worker_info() is not None:
+        os._exit(1)  # what a worker killed by the OOM killer looks like to the loader
+    return _real_getitem(self, index)
+
+
+def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", _die_in_worker)
+    args = _args(small_set, tmp_path / "run", 4)
+    args[args.index("--num-workers") + 1] = "1"
+    with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
+        main(args)
