@@ -9,20 +9,12 @@ import pytest
 import torch
 
 from fmae.checkpoint import load_checkpoint
-from fmae.data import SyntheticConfig, ensure_synthetic_daisee
 from fmae.train import main
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    return ensure_synthetic_daisee(tmp_path_factory.mktemp("data"),
-                                   SyntheticConfig(num_subjects=5, clips_per_subject=2, num_frames=24, size=32))
+from train_helpers import train_args
 
 
 def _args(root, out, *extra):
-    return ["--data-root", str(root), "--out-dir", str(out), "--img-size", "32", "--batch-size", "4",
-            "--steps", "6", "--log-every", "1", "--ckpt-every", "3", "--image-every", "1000",
-            "--num-workers", "0", "--warmup-steps", "2", "--no-progress", *extra]
+    return train_args(root, out, 6, *extra, batch_size=4)
 
 
 @pytest.mark.parametrize("strategy", ["facial", "random"])

@@ -6,22 +6,14 @@ import torch
 from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
-from fmae.data import SyntheticConfig, ensure_synthetic_daisee
 from fmae.train import main
+from train_helpers import train_args
 
 LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
 
 
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    return ensure_synthetic_daisee(tmp_path_factory.mktemp("data"),
-                                   SyntheticConfig(num_subjects=3, clips_per_subject=3, num_frames=24, size=32))
-
-
 def _args(root, out, steps, *extra):
-    return ["--data-root", str(root), "--out-dir", str(out), "--img-size", "32", "--batch-size", "2",
-            "--steps", str(steps), "--log-every", "1", "--ckpt-every", "3", "--image-every", "3",
-            "--num-workers", "0", "--warmup-steps", "2", "--no-progress", *extra]
+    return train_args(root, out, steps, "--image-every", "3", *extra)
 
 
 def _metrics(out):
