@@ -1,17 +1,45 @@
 """Shared benchmark plumbing: every group has one baseline, measured in the same run,
 and each other member is reported as a speed-up over it (ratio of the fastest rounds:
 background load only ever adds time, so the minimum is the steadiest estimate; in the
-terminal and in the JSON)."""
+terminal and in the JSON).
+
+Two modes: by default the benchmarks marked ``full`` (ViT-B steps and the like, hours
+on a 2-core CPU) are skipped, so ``pytest benchmarks --benchmark-only`` takes minutes;
+``--full`` runs everything. The ``matmul_peak`` fixture measures the machine's matmul
+FLOP/s once per run, for the achieved-FLOP/s fractions; the values used go into the
+JSON's ``machine_info["matmul_peak_flops_per_s"]``.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="also run the benchmarks marked 'full' (the ViT-B steps: hours on 2 CPU cores)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: a heavy benchmark, run only with --full")
+    config._fmae_matmul_peak = {}
+    config._fmae_load_at_start = os.getloadavg()
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--full"):
+        return
+    skip = pytest.mark.skip(reason="heavy benchmark: run with --full")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(skip)
 
 
 def _speedups(benchmarks) -> list[tuple[str, str, float]]:
@@ -40,10 +68,27 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(f"{group:<56} {impl:<22} {speedup:8.2f}x")
 
 
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """What the timings depend on besides the CPU: torch, its threads, the OpenMP wait
+    policy, the device, and the machine's load (1/5/15-minute averages) at the start and
+    the end of the run — other processes' load only ever adds time."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    machine_info["fmae"] = {
+        "torch": torch.__version__, "device": device, "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
+        "full": config.getoption("--full"),
+        "load_average_start": [round(x, 2) for x in config._fmae_load_at_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     _speedups(benchmarks)
     for entry, bench in zip(output_json["benchmarks"], benchmarks):
         entry["extra_info"] = bench.extra_info
+    peaks = getattr(config, "_fmae_matmul_peak", {})
+    if peaks:
+        output_json["machine_info"]["matmul_peak_flops_per_s"] = {f"{d} {t}": v for (d, t), v in peaks.items()}
 
 
 @pytest.fixture
@@ -55,3 +100,57 @@ def measure(benchmark):
         return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=min(2, rounds))
 
     return run
+
+
+def _fastest_matmul_s(a: torch.Tensor, b: torch.Tensor, rounds: int = 10) -> float:
+    best = float("inf")
+    for i in range(rounds + 1):  # the first is a warm-up
+        if a.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if a.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+class MatmulPeak:
+    """The machine's matmul FLOP/s, the yardstick of achieved-FLOP/s fractions.
+
+    ``peak(dtype, device)``: FLOP/s of ``n × n @ n × n`` (``n = peak.size(dtype,
+    device)``), the fastest of 10 after a warm-up (a busy machine only ever slows a
+    round down), measured at its first use in the run and kept; ``None`` under
+    ``--benchmark-disable`` (nothing is timed then).
+    """
+
+    def __init__(self, cache: dict, disabled: bool) -> None:
+        self.cache, self.disabled = cache, disabled
+
+    @staticmethod
+    def size(dtype: torch.dtype, device: torch.device | str) -> int:
+        """2048, or 512 for bf16 on a CPU without bf16 hardware (AMX/AVX512-BF16), whose
+        fallback kernel takes minutes on 2048²."""
+        from fmae.device import cpu_has_fast_bf16
+
+        slow = torch.device(device).type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16()
+        return 512 if slow else 2048
+
+    def __call__(self, dtype: torch.dtype, device: torch.device | str) -> float | None:
+        if self.disabled:
+            return None
+        device = torch.device(device)
+        key = (device.type, str(dtype).removeprefix("torch."))
+        if key not in self.cache:
+            n = self.size(dtype, device)
+            g = torch.Generator().manual_seed(0)
+            a, b = (torch.randn(n, n, generator=g).to(device, dtype) for _ in range(2))
+            self.cache[key] = 2 * n**3 / _fastest_matmul_s(a, b)
+        return self.cache[key]
+
+
+@pytest.fixture(scope="session")
+def matmul_peak(request) -> MatmulPeak:
+    """:class:`MatmulPeak` of this run."""
+    return MatmulPeak(request.config._fmae_matmul_peak, request.config.getoption("benchmark_disable", False))

@@ -1,37 +1,77 @@
 """One pre-training step (forward, backward, optimiser) in clips/s, FMAE against HF
 ``transformers``' ``VideoMAEForPreTraining`` at the same shapes and masking ratio, in
-the same run (HF is each group's baseline).
+the same run (HF is each group's baseline), across the masking ratios 0.25–0.95.
 
 Clips are 16×224×224, B=2, in the compute dtype FMAE picks for this machine
-(:func:`fmae.device.resolve_dtype`). Three FMAE variants:
+(:func:`fmae.device.resolve_dtype`). Four variants:
 
+- ``hf_videomae``: HF's step, random mask, fused AdamW (the baseline);
 - ``fmae_random_mae``: random mask, no adversarial loss — the same work as HF's step;
 - ``fmae_facial_mae``: the facial mask (its region histogram and sort included);
 - ``fmae_facial_adv``: the full FMAE step, with the discriminator update (λ = 0.1).
+
+Without ``--full`` only the tiny model runs, and only ``hf_videomae``,
+``fmae_random_mae`` and ``fmae_facial_adv``. Under ``--benchmark-disable`` (a smoke
+run: nothing is timed) each step runs once on 8×64² clips.
+
+``extra_info`` of each (from the fastest round, ``t``):
+
+- ``clips_per_s`` = B/t; ``tokens_per_s`` = B·N/t (tokens of the clips, N = 1568);
+  ``visible_tokens_per_s`` = B·V/t (V visible tokens per clip, what the encoder sees);
+- ``flops``: :func:`fmae.flops.step_flops` — the algorithm's matrix-product FLOPs, the
+  same count for HF (whose implementation does more: it embeds all N cubes);
+  ``flops_per_s`` = flops/t and ``fraction_of_peak`` of the square-matmul FLOP/s the
+  ``matmul_peak`` fixture measured in this run in the compute dtype;
+- FMAE variants: ``encoder_share``, the median over the timed rounds of the encoder's
+  forward + backward time over the step's, clocked inside the real step
+  (:class:`EncoderClock`), and ``encoder_forward_ms``/``encoder_backward_ms`` (fastest);
+- at ratio 0.9 (and 0.5 with ``--full``): ``step_peak_mb``, the memory two steps need on top of the
+  built model and inputs, in a fresh process (:func:`step_memory`): on CUDA
+  ``torch.cuda.max_memory_allocated`` minus the allocation before the steps; on CPU
+  the process's peak resident set during the steps minus its resident set before
+  them — what the OS had to give, allocator caching included (``tracemalloc`` does
+  not see torch's CPU tensors) — and ``process_peak_mb``, the peak resident set of
+  the whole process during the steps (Python, torch and the model included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
 
 import pytest
 import torch
 
 from fmae.device import resolve_device, resolve_dtype
-from fmae.model import get_config
+from fmae.flops import step_flops
+from fmae.masking import num_masked
+from fmae.model import FMAE, FMAEConfig, get_config
 from fmae.pretrain import PretrainConfig, Pretrainer
 
 B, IMG, FRAMES = 2, 224, 16
-RATIOS = [0.5, 0.75, 0.9, 0.95]
+SMOKE_IMG, SMOKE_FRAMES = 64, 8
+RATIOS = [0.25, 0.5, 0.75, 0.9, 0.95]
 DEVICE = resolve_device("auto")
 DTYPE = resolve_dtype("auto", DEVICE)
 
 
-def _hf_step(model_name: str, ratio: float):
+class Bench(NamedTuple):
+    step: Callable[[], torch.Tensor]
+    model: FMAE | None
+    """The FMAE model the step trains (``None`` for HF)."""
+
+
+def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
     transformers = pytest.importorskip("transformers", reason="HF comparison needs `pip install transformers`")
-    c = get_config(model_name, img_size=IMG, num_frames=FRAMES)
     hf_config = transformers.VideoMAEConfig(
-        image_size=IMG, num_frames=FRAMES, tubelet_size=c.tubelet[0], patch_size=c.tubelet[1],
+        image_size=c.img_size, num_frames=c.num_frames, tubelet_size=c.tubelet[0], patch_size=c.tubelet[1],
         hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
         intermediate_size=int(c.embed_dim * c.mlp_ratio), decoder_hidden_size=c.decoder_embed_dim,
         decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
@@ -39,7 +79,8 @@ def _hf_step(model_name: str, ratio: float):
     model = transformers.VideoMAEForPreTraining(hf_config).to(DEVICE).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
     g = torch.Generator().manual_seed(0)
-    pixels = torch.randn(B, FRAMES, 3, IMG, IMG, generator=g).to(DEVICE)  # HF's layout: [B, T, C, H, W]
+    # HF's layout: [B, T, C, H, W]
+    pixels = torch.randn(B, c.num_frames, 3, c.img_size, c.img_size, generator=g).to(DEVICE)
     n, k = c.num_tokens, round(ratio * c.num_tokens)
     mask = (torch.rand(B, n, generator=g).argsort(dim=1) < k).to(DEVICE)
     autocast = torch.autocast(DEVICE.type, dtype=DTYPE) if DTYPE != torch.float32 else contextlib.nullcontext()
@@ -52,39 +93,145 @@ def _hf_step(model_name: str, ratio: float):
         opt.step()
         return loss.detach()
 
-    return step
+    return Bench(step, None)
 
 
-def _fmae_step(model_name: str, ratio: float, strategy: str, adv_weight: float):
+def _fmae_step(c: FMAEConfig, ratio: float, strategy: str, adv_weight: float) -> Bench:
     torch.manual_seed(0)
-    run = Pretrainer(get_config(model_name, img_size=IMG, num_frames=FRAMES),
-                     PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight, batch_size=B,
+    run = Pretrainer(c, PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight, batch_size=B,
                                     autocast="bfloat16" if DTYPE == torch.bfloat16 else None), device=DEVICE)
     g = torch.Generator().manual_seed(0)
-    clip = torch.randn(B, 3, FRAMES, IMG, IMG, generator=g).to(DEVICE)
+    clip = torch.randn(B, 3, c.num_frames, c.img_size, c.img_size, generator=g).to(DEVICE)
     # Blocky random region maps: each 8x8 pixel patch one region, like parsed faces' patches.
-    regions = torch.randint(0, 7, (B, FRAMES, IMG // 8, IMG // 8), generator=g, dtype=torch.uint8)
+    regions = torch.randint(0, 7, (B, c.num_frames, c.img_size // 8, c.img_size // 8), generator=g, dtype=torch.uint8)
     regions = regions.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3).to(DEVICE)
     mask_gen = torch.Generator(device=DEVICE).manual_seed(0)
-    return lambda: run.step(clip, regions, mask_gen)["loss"]
+    return Bench(lambda: run.step(clip, regions, mask_gen)["loss"], run.model)
 
 
-IMPLS = {
-    "hf_videomae": lambda name, ratio: _hf_step(name, ratio),
-    "fmae_random_mae": lambda name, ratio: _fmae_step(name, ratio, "random", 0.0),
-    "fmae_facial_mae": lambda name, ratio: _fmae_step(name, ratio, "facial", 0.0),
-    "fmae_facial_adv": lambda name, ratio: _fmae_step(name, ratio, "facial", 0.1),
+IMPLS = {  # name: (builder, masking strategy, λ)
+    "hf_videomae": (lambda c, ratio: _hf_step(c, ratio), "random", 0.0),
+    "fmae_random_mae": (lambda c, ratio: _fmae_step(c, ratio, "random", 0.0), "random", 0.0),
+    "fmae_facial_mae": (lambda c, ratio: _fmae_step(c, ratio, "facial", 0.0), "facial", 0.0),
+    "fmae_facial_adv": (lambda c, ratio: _fmae_step(c, ratio, "facial", 0.1), "facial", 0.1),
 }
+QUICK_IMPLS = ("hf_videomae", "fmae_random_mae", "fmae_facial_adv")
 
 
-@pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize("ratio", RATIOS)
-@pytest.mark.parametrize("model_name", ["fmae_vit_tiny", "fmae_vit_base"])
-def test_pretrain_step(benchmark, measure, model_name, ratio, impl):
+def _now() -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+class EncoderClock:
+    """Wall time of the encoder's forward and backward inside each real step of ``model``.
+
+    Forward: around :meth:`FMAE.forward_encoder`. Backward: from the moment the gradient
+    of the encoder's output is ready to the moment the patch embedding's weight
+    gradient is accumulated — the end of the backward pass, since the embedding's input
+    (the clip's cubes) needs no gradient. ``times`` gets one ``[forward_s, backward_s]``
+    per step. On CUDA each reading synchronises the device, which costs the step a
+    little.
+    """
+
+    def __init__(self, model: FMAE) -> None:
+        self.times: list[list[float]] = []
+        self._backward_start = 0.0
+        inner = model.forward_encoder
+
+        def timed(cubes: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+            start = _now()
+            latent = inner(cubes, visible)
+            self.times.append([_now() - start, 0.0])
+            if latent.requires_grad:
+                latent.register_hook(self._start_backward)
+            return latent
+
+        model.forward_encoder = timed
+        model.patch_embed.weight.register_post_accumulate_grad_hook(self._end_backward)
+
+    def _start_backward(self, grad: torch.Tensor) -> None:
+        self._backward_start = _now()
+
+    def _end_backward(self, param: torch.Tensor) -> None:
+        self.times[-1][1] = _now() - self._backward_start
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def step_memory(model_name: str, ratio: float, impl: str) -> dict[str, float]:
+    """Memory of two steps of ``impl`` in this process (see the module docstring), in MiB.
+
+    On CPU (Linux) the process's peak resident set is reset (``/proc/self/clear_refs``)
+    once the model and inputs are built, then read (``VmHWM``) after the steps; the
+    steps' figure is that peak minus the resident set before them. Two steps, so that
+    the optimiser's state, made in the first, is there in the second.
+    """
+    step = IMPLS[impl][0](get_config(model_name, img_size=IMG, num_frames=FRAMES), ratio).step
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+        return {"step_peak_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    before = _status_kib("VmRSS")
+    for _ in range(2):
+        step()
+    peak = _status_kib("VmHWM")
+    return {"step_peak_mb": (peak - before) / 1024, "process_peak_mb": peak / 1024}
+
+
+def _step_memory_in_fresh_process(model_name: str, ratio: float, impl: str) -> dict[str, float]:
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_pretrain_step as t; "
+            f"print(json.dumps(t.step_memory({model_name!r}, {ratio!r}, {impl!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the memory probe failed:\n{out.stderr[-3000:]}")
+    return {k: None if v is None else round(v, 1) for k, v in json.loads(out.stdout.splitlines()[-1]).items()}
+
+
+def _cases():
+    for model_name in ("fmae_vit_tiny", "fmae_vit_base"):
+        for ratio in RATIOS:
+            for impl in IMPLS:
+                heavy = model_name == "fmae_vit_base" or impl not in QUICK_IMPLS
+                yield pytest.param(model_name, ratio, impl, marks=[pytest.mark.full] if heavy else [],
+                                   id=f"{model_name}-{ratio}-{impl}")
+
+
+@pytest.mark.parametrize("model_name,ratio,impl", list(_cases()))
+def test_pretrain_step(request, benchmark, measure, matmul_peak, model_name, ratio, impl):
     benchmark.group = f"pretrain step {model_name} B={B} {FRAMES}x{IMG}^2 ratio={ratio} {str(DTYPE)[6:]} {DEVICE.type}"
-    step = IMPLS[impl](model_name, ratio)
-    rounds = 3 if model_name == "fmae_vit_base" else 8
-    loss = measure(step, impl=impl, baseline=impl == "hf_videomae", rounds=rounds)
+    build, strategy, adv_weight = IMPLS[impl]
+    img, frames = (SMOKE_IMG, SMOKE_FRAMES) if benchmark.disabled else (IMG, FRAMES)
+    config = get_config(model_name, img_size=img, num_frames=frames)
+    bench = build(config, ratio)
+    clock = EncoderClock(bench.model) if bench.model is not None else None
+    loss = measure(bench.step, impl=impl, baseline=impl == "hf_videomae", rounds=3)
     assert torch.isfinite(loss)
-    if benchmark.stats:
-        benchmark.extra_info["clips_per_s"] = round(B / benchmark.stats.stats.min, 3)
+    if benchmark.disabled:
+        return
+    t = benchmark.stats.stats.min
+    visible = config.num_tokens - num_masked(strategy, config.grid, ratio)
+    flops = step_flops(config, B, ratio, strategy, adv_weight).total
+    peak = matmul_peak(DTYPE, DEVICE)
+    info = dict(clips_per_s=round(B / t, 3), tokens_per_s=round(B * config.num_tokens / t, 1),
+                visible_tokens_per_s=round(B * visible / t, 1), flops=flops, flops_per_s=round(flops / t),
+                matmul_peak_flops_per_s=round(peak), fraction_of_peak=round(flops / t / peak, 4))
+    if clock is not None:
+        timed = clock.times[-len(benchmark.stats.stats.data):]
+        info["encoder_share"] = round(statistics.median(
+            (f + b) / total for (f, b), total in zip(timed, benchmark.stats.stats.data)), 3)
+        info["encoder_forward_ms"] = round(1e3 * min(f for f, _ in timed), 2)
+        info["encoder_backward_ms"] = round(1e3 * min(b for _, b in timed), 2)
+    if ratio == 0.9 or (ratio == 0.5 and request.config.getoption("--full")):
+        info.update(_step_memory_in_fresh_process(model_name, ratio, impl))
+    benchmark.extra_info.update(info)

@@ -1,0 +1,247 @@
+"""Turn pytest-benchmark JSON into plots and a Markdown table.
+
+    pytest benchmarks --benchmark-only --benchmark-json=results.json
+    python benchmarks/report.py results.json --out benchmarks/results/
+
+Writes, under ``--out``: ``throughput_vs_ratio.png`` (clips/s of the pre-training step
+against the masking ratio, HF and FMAE, one panel per model), ``encoder_vs_ratio.png``
+(encoder time relative to no masking, against the visible fraction and the FLOP ratio),
+``throughput_vs_stride.png`` (loader clips/s against the temporal stride) — each only
+when the JSON holds those benchmarks — and ``results.md``, the tables. Several JSON
+files may be given; their benchmarks are pooled and the machine is the first file's.
+Times are the fastest round, as in the speed-up table of ``benchmarks/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STEP_IMPLS = {  # test_pretrain_step.py's impl: label
+    "hf_videomae": "HF VideoMAE",
+    "fmae_random_mae": "FMAE, random mask",
+    "fmae_facial_mae": "FMAE, facial mask",
+    "fmae_facial_adv": "FMAE, facial mask + adversarial",
+}
+DASH = "–"
+
+
+def load(paths: list[Path]) -> tuple[dict, list[dict]]:
+    """``(machine_info, benchmarks)`` pooled from pytest-benchmark JSON files."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    if not runs:
+        raise ValueError("no JSON file given")
+    return runs[0]["machine_info"], [b for run in runs for b in run["benchmarks"]]
+
+
+def _test(bench: dict) -> str:
+    return bench["name"].split("[")[0]
+
+
+def _fmt(x, digits: int = 2, scale: float = 1.0) -> str:
+    return DASH if x is None else f"{x * scale:.{digits}f}"
+
+
+def machine_line(machine: dict) -> str:
+    """One line naming the machine and the conditions of the run."""
+    cpu, extra = machine.get("cpu", {}), machine.get("fmae", {})
+    parts = [f"{extra.get('device', 'cpu')}" if extra.get("device", "cpu") != "cpu" else "",
+             f"CPU {cpu.get('brand_raw', '?')}, {extra.get('cpu_count', cpu.get('count', '?'))} cores",
+             f"torch {extra.get('torch', '?')} ({extra.get('torch_threads', '?')} threads"
+             + (f", OMP_WAIT_POLICY={extra['OMP_WAIT_POLICY']}" if extra.get("OMP_WAIT_POLICY") else "") + ")",
+             f"Python {machine.get('python_version', '?')}"]
+    if "load_average_start" in extra:
+        parts.append(f"load average (1/5/15 min) {extra['load_average_start']} at the start, "
+                     f"{extra['load_average_end']} at the end")
+    peaks = machine.get("matmul_peak_flops_per_s", {})
+    if peaks:
+        parts.append("square-matmul peak " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
+    return "; ".join(p for p in parts if p) + "."
+
+
+def step_rows(benchmarks: list[dict]) -> dict[tuple[str, float], dict[str, dict]]:
+    """``{(model, ratio): {impl: benchmark}}`` of test_pretrain_step."""
+    rows: dict[tuple[str, float], dict[str, dict]] = defaultdict(dict)
+    for b in benchmarks:
+        if _test(b) == "test_pretrain_step":
+            p = b["params"]
+            rows[(p["model_name"], p["ratio"])][p["impl"]] = b
+    return dict(sorted(rows.items()))
+
+
+def step_table(rows: dict[tuple[str, float], dict[str, dict]]) -> str:
+    """The pre-training step against HF, one row per model and ratio."""
+    head = ("| model | mask ratio | HF clips/s | FMAE clips/s (same work) | FMAE / HF | FMAE facial+adv clips/s "
+            "| FMAE tokens/s | useful FLOP/s / matmul peak (HF, FMAE) | encoder share of FMAE step "
+            "| step memory MiB (HF, FMAE) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for (model, ratio), impls in rows.items():
+        hf, fm, adv = impls.get("hf_videomae"), impls.get("fmae_random_mae"), impls.get("fmae_facial_adv")
+
+        def info(b, key):
+            return None if b is None else b["extra_info"].get(key)
+
+        speedup = hf["stats"]["min"] / fm["stats"]["min"] if hf and fm else None
+        frac = f"{_fmt(info(hf, 'fraction_of_peak'), 0, 100)} %, {_fmt(info(fm, 'fraction_of_peak'), 0, 100)} %"
+        mem = f"{_fmt(info(hf, 'step_peak_mb'), 0)}, {_fmt(info(fm, 'step_peak_mb'), 0)}"
+        lines.append(f"| {model.removeprefix('fmae_vit_')} | {ratio} | {_fmt(info(hf, 'clips_per_s'))} "
+                     f"| {_fmt(info(fm, 'clips_per_s'))} | {_fmt(speedup)}× | {_fmt(info(adv, 'clips_per_s'))} "
+                     f"| {_fmt(info(fm, 'tokens_per_s'), 0)} | {frac} | {_fmt(info(fm, 'encoder_share'), 0, 100)} % "
+                     f"| {mem} |")
+    return "\n".join(lines)
+
+
+def encoder_rows(benchmarks: list[dict]) -> dict[str, list[dict]]:
+    """``{model: [benchmark by ratio]}`` of test_throughput's encoder, with
+    ``time_vs_unmasked`` added where ratio 0 was measured."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for b in benchmarks:
+        if _test(b) == "test_encoder_vs_ratio":
+            rows[b["params"]["model_name"]].append(b)
+    for members in rows.values():
+        members.sort(key=lambda b: b["params"]["ratio"])
+        base = [b for b in members if b["params"]["ratio"] == 0.0]
+        for b in members:
+            b["time_vs_unmasked"] = b["stats"]["min"] / base[0]["stats"]["min"] if base else None
+    return dict(rows)
+
+
+def encoder_table(rows: dict[str, list[dict]]) -> str:
+    lines = ["| model | mask ratio | visible tokens | encoder fwd+bwd ms | time vs ratio 0 | ideal: visible fraction "
+             "| ideal: FLOP ratio | FLOP/s / matmul peak |", "|---|---|---|---|---|---|---|---|"]
+    for model, members in rows.items():
+        for b in members:
+            e = b["extra_info"]
+            lines.append(f"| {model.removeprefix('fmae_vit_')} | {b['params']['ratio']} | {e.get('visible_tokens')} "
+                         f"| {b['stats']['min'] * 1e3:.1f} | {_fmt(b['time_vs_unmasked'], 3)} "
+                         f"| {_fmt(e.get('visible_fraction'), 3)} | {_fmt(e.get('flops_vs_unmasked'), 3)} "
+                         f"| {_fmt(e.get('fraction_of_peak'), 0, 100)} % |")
+    return "\n".join(lines)
+
+
+def matmul_table(benchmarks: list[dict]) -> str:
+    shapes: dict[str, dict[str, dict]] = defaultdict(dict)
+    for b in benchmarks:
+        if _test(b) == "test_matmul":
+            shapes[b["params"]["shape"]][b["params"]["dtype"]] = b
+    lines = ["| product | fp32 GFLOP/s | bf16 GFLOP/s | fp32 / square peak |", "|---|---|---|---|"]
+    for shape, by_dtype in shapes.items():
+        rate = {d: b["extra_info"].get("flops_per_s") for d, b in by_dtype.items()}
+        frac = by_dtype.get("fp32", {}).get("extra_info", {}).get("fraction_of_peak")
+        product = next(iter(by_dtype.values()))["extra_info"].get("product", "")
+        lines.append(f"| {shape} {product} "
+                     f"| {_fmt(rate.get('fp32'), 1, 1e-9)} | {_fmt(rate.get('bf16'), 1, 1e-9)} "
+                     f"| {_fmt(frac, 0, 100)} % |")
+    return "\n".join(lines)
+
+
+def loader_rows(benchmarks: list[dict]) -> dict[str, dict[int, dict]]:
+    """``{impl: {stride: benchmark}}`` of test_loader."""
+    rows: dict[str, dict[int, dict]] = defaultdict(dict)
+    for b in benchmarks:
+        if _test(b) == "test_loader_epoch":
+            rows[b["params"]["impl"]][b["params"]["stride"]] = b
+    return dict(rows)
+
+
+def loader_table(rows: dict[str, dict[int, dict]]) -> str:
+    strides = sorted({s for by_stride in rows.values() for s in by_stride})
+    lines = ["| loader | " + " | ".join(f"stride {s} clips/s" for s in strides) + " |", "|---|" + "---|" * len(strides)]
+    for impl, by_stride in rows.items():
+        cells = [_fmt(by_stride[s]["extra_info"].get("clips_per_s")) if s in by_stride else DASH for s in strides]
+        lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_steps(rows: dict[tuple[str, float], dict[str, dict]], out: Path) -> None:
+    models = sorted({m for m, _ in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for impl, label in STEP_IMPLS.items():
+            pts = [(r, i[impl]["extra_info"]["clips_per_s"]) for (m, r), i in rows.items() if m == model and impl in i]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set(title=f"pre-training step, {model}", xlabel="masking ratio", ylabel="clips/s (B=2, 16×224²)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_encoder(rows: dict[str, list[dict]], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model, members in rows.items():
+        pts = [(b["params"]["ratio"], b["time_vs_unmasked"]) for b in members if b["time_vs_unmasked"] is not None]
+        if pts:
+            (line,) = ax.plot(*zip(*pts), marker="o", label=f"{model}: measured")
+            ideal = [(b["params"]["ratio"], b["extra_info"].get("flops_vs_unmasked")) for b in members]
+            ax.plot(*zip(*ideal), linestyle=":", color=line.get_color(), label=f"{model}: FLOP ratio")
+    ratios = sorted({b["params"]["ratio"] for members in rows.values() for b in members})
+    ax.plot(ratios, [1 - r for r in ratios], color="gray", linestyle="--", label="visible fraction")
+    ax.set(title="encoder fwd+bwd time vs no masking", xlabel="masking ratio", ylabel="time / time at ratio 0")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_loader(rows: dict[str, dict[int, dict]], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for impl, by_stride in rows.items():
+        pts = sorted((s, b["extra_info"]["clips_per_s"]) for s, b in by_stride.items()
+                     if "clips_per_s" in b["extra_info"])
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=impl)
+    strides = sorted({s for by_stride in rows.values() for s in by_stride})
+    ax.set(title="clip loading (16×224² + region maps)", xlabel="temporal stride", ylabel="clips/s", xscale="log")
+    ax.set_xticks(strides, [str(s) for s in strides])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def report(paths: list[Path], out: Path) -> str:
+    """Write the plots and ``results.md`` under ``out``; returns the Markdown."""
+    machine, benchmarks = load(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = [f"Machine: {machine_line(machine)}"]
+    steps, encoder, loader = step_rows(benchmarks), encoder_rows(benchmarks), loader_rows(benchmarks)
+    if steps:
+        plot_steps(steps, out / "throughput_vs_ratio.png")
+        sections.append("### Pre-training step against HF VideoMAE (B=2, 16×224², fastest round)\n\n"
+                        + step_table(steps))
+    if encoder:
+        plot_encoder(encoder, out / "encoder_vs_ratio.png")
+        sections.append("### Encoder forward+backward against the masking ratio\n\n" + encoder_table(encoder))
+    if any(_test(b) == "test_matmul" for b in benchmarks):
+        sections.append("### Matrix products\n\n" + matmul_table(benchmarks))
+    if loader:
+        plot_loader(loader, out / "throughput_vs_stride.png")
+        sections.append("### Clip loading against the temporal stride\n\n" + loader_table(loader))
+    text = "\n\n".join(sections) + "\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", nargs="+", type=Path, help="pytest-benchmark --benchmark-json files")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="folder for the plots and results.md")
+    args = parser.parse_args(argv)
+    print(report(args.json, args.out), end="")
+
+
+if __name__ == "__main__":
+    main()
