@@ -1,7 +1,8 @@
 """The pre-training run: data, steps, logs, reconstruction images, checkpoints, resume.
 
 :func:`pretrain` drives :class:`fmae.pretrain.Pretrainer` over a DAiSEE-layout folder
-(by default the built-in synthetic face videos) for ``config.steps`` steps. Everything a
+of preprocessed face clips (by default the built-in synthetic face videos, put through
+the face pipeline) for ``config.steps`` steps. Everything a
 run writes lands in ``config.out_dir``:
 
 - ``config.yaml``: the settings;
@@ -41,6 +42,7 @@ from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticConfig, VideoClipDat
 from fmae.device import resolve_device, resolve_dtype
 from fmae.masking import make_mask
 from fmae.model import get_config
+from fmae.preprocessing import PreprocessConfig, preprocess
 from fmae.pretrain import PretrainConfig, Pretrainer
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,25 @@ log = logging.getLogger(__name__)
 _RESUME_FIXED = ("model", "img_size", "num_frames", "mask_strategy", "adv_weight", "norm_pix_loss", "batch_size", "seed")
 
 
-def data_root(config: TrainConfig) -> Path:
-    """``config.data_root``, or the synthetic set at ``config.img_size`` (generated once)."""
+def data_root(config: TrainConfig, progress: bool = True) -> Path:
+    """``config.data_root``, or the built-in synthetic set, preprocessed like real data.
+
+    The synthetic face videos (generated once) go through the same face pipeline as a
+    user's recordings (:func:`fmae.preprocessing.preprocess`: track, crop to
+    ``img_size``, parse into regions), into a cache beside them that later runs reuse.
+    """
     if config.data_root:
         root = Path(config.data_root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data_root {root} is not a folder")
         return root
-    return ensure_synthetic_daisee(config=SyntheticConfig(size=config.img_size))
+    raw = ensure_synthetic_daisee(config=SyntheticConfig(size=config.img_size))
+    faces = raw.parent / f"{raw.name}-faces{config.img_size}"
+    counts = preprocess(raw, faces, PreprocessConfig(size=config.img_size), workers=max(1, config.num_workers),
+                        progress=progress)
+    if counts.get("ok", 0) + counts.get("skipped", 0) == 0:
+        raise RuntimeError(f"preprocessing the synthetic set into {faces} gave no usable clip: {counts}")
+    return faces
 
 
 class _Batches:
@@ -226,11 +239,11 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: _Distribut
     elif latest_checkpoint(ckpt_dir) is not None:
         raise FileExistsError(f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir")
 
-    if env.main:  # one process generates the synthetic set; the others wait for it
-        root = data_root(config)
+    if env.main:  # one process prepares the synthetic set; the others then find it done
+        root = data_root(config, progress)
     env.barrier()
     if not env.main:
-        root = data_root(config)
+        root = data_root(config, progress=False)
     data = VideoClipDataset(root, "Train", config.num_frames, config.temporal_stride, random_start=True, seed=config.seed)
     model_config = get_config(config.model, img_size=config.img_size, num_frames=config.num_frames,
                               norm_pix_loss=config.norm_pix_loss)

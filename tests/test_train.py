@@ -6,6 +6,7 @@ import torch
 from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
+from fmae.data import SyntheticConfig, VideoClipDataset
 from fmae.train import main
 from train_helpers import train_args
 
@@ -79,3 +80,18 @@ def test_help_lists_the_settings(capsys):
     text = capsys.readouterr().out
     for flag in ("--mask-strategy", "--mask-ratio", "--temporal-stride", "--adv-weight", "--model", "--resume", "--config"):
         assert flag in text
+
+
+def test_default_data_is_the_synthetic_set_through_the_face_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMAE_DATA", str(tmp_path / "cache"))
+    small = lambda size: SyntheticConfig(num_subjects=5, clips_per_subject=1, num_frames=8, size=size)  # noqa: E731
+    monkeypatch.setattr(trainer, "SyntheticConfig", small)
+    root = trainer.data_root(TrainConfig(img_size=96, num_workers=0), progress=False)
+    assert root.name.endswith("-faces96") and (root / "manifest.jsonl").is_file()
+    records = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and all(r["status"] == "ok" for r in records)
+    item = VideoClipDataset(root, "Train", num_frames=4, stride=2)[0]
+    assert item["clip"].shape == (3, 4, 96, 96) and item["region_map"].shape == (4, 96, 96)
+    # The face pipeline found the face: eyes, nose and mouth are in the parsed maps.
+    assert {0, 1, 2, 3} <= set(item["region_map"].unique().tolist())
+    assert trainer.data_root(TrainConfig(img_size=96, num_workers=0), progress=False) == root  # cached
