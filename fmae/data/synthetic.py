@@ -34,7 +34,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import av
 import numpy as np
@@ -533,6 +533,46 @@ def generate_clip(config: SyntheticConfig, subject: int, clip: int) -> Generated
     rendered = render_clip(look, motion, config.size, rng)
     split = config.subject_splits()[subject]
     return GeneratedClip(subject_id(subject), clip_id(subject, clip), split, level, motion, rendered)
+
+
+class SegmentedVideo(NamedTuple):
+    """One subject whose engagement changes in known segments (:func:`render_segments`)."""
+
+    rendered: RenderedClip
+    levels: np.ndarray
+    """``int64 [T]``: the engagement level acted out in each frame."""
+    fps: int
+
+
+def render_segments(levels: Sequence[int], seconds_per_segment: float, size: int = 112, seed: int = 0,
+                    fps: int = 15) -> SegmentedVideo:
+    """One long video of one subject acting out engagement ``levels[0]``, then ``levels[1]``, …,
+    each for ``seconds_per_segment`` seconds (rounded to whole frames): a recording whose
+    ground truth over time is known, for :mod:`fmae.predict` and its tests.
+
+    Each segment's motion is drawn with :func:`sample_behaviour` for its level; the whole
+    video is drawn in one :func:`render_clip`, so the look, light and noise stay the same
+    across segment borders and only the behaviour changes. The same arguments give the
+    same video (on the same numpy).
+    """
+    if not levels:
+        raise ValueError("levels must name at least one segment")
+    if any(not 0 <= int(level) < NUM_LEVELS for level in levels):
+        raise ValueError(f"levels must be in [0, {NUM_LEVELS}), got {list(levels)}")
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+    frames_per_segment = round(seconds_per_segment * fps)
+    if frames_per_segment < 1:
+        raise ValueError(f"seconds_per_segment {seconds_per_segment} at {fps} fps is less than one frame")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be even and >= 16 (4:2:0 video), got {size}")
+    look = sample_appearance(np.random.default_rng([seed, 0]))
+    rng = np.random.default_rng([seed, 1])
+    parts = [sample_behaviour(int(level), frames_per_segment, fps, rng) for level in levels]
+    motion = Behaviour(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                          for f in dataclasses.fields(Behaviour)})
+    per_frame = np.repeat(np.asarray(levels, np.int64), frames_per_segment)
+    return SegmentedVideo(render_clip(look, motion, size, rng), per_frame, fps)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int, qscale: int = 3) -> None:
