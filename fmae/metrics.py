@@ -1,0 +1,161 @@
+"""Evaluation metrics and per-run reports: numbers from scikit-learn, pictures from matplotlib.
+
+- :func:`classification_metrics`: accuracy, precision/recall/F1 averaged both *weighted*
+  (by class support, as the paper's tables; weighted recall equals accuracy) and
+  *macro* (every class counts the same, which shows what imbalance hides), a per-class
+  report and the confusion matrix;
+- :func:`regression_metrics`: MSE (EmotiW's metric), MAE;
+- :func:`save_confusion_png`: the confusion matrix as a picture;
+- :func:`write_report`: a run's metrics as ``<name>.json`` and a readable ``<name>.md``.
+
+Metric dicts hold plain Python numbers, lists and strings only, so they go to JSON as is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _as_1d(values: Any, name: str, kind: str) -> np.ndarray:
+    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}")
+    if kind == "int":
+        if array.dtype.kind not in "iub":
+            raise TypeError(f"{name} must hold integer class ids, got dtype {array.dtype}")
+        return array.astype(np.int64)
+    if array.dtype.kind not in "iubf":
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def _check_pair(y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {y_true.shape[0]} vs {y_pred.shape[0]}")
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int | None = None,
+                           class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Classification metrics of predicted class ids against the truth.
+
+    Args:
+        y_true, y_pred: int ``[N]`` class ids in ``[0, num_classes)`` (lists, numpy
+            arrays or tensors).
+        num_classes: ``K``; default ``max(y_true, y_pred) + 1``. Classes absent from
+            both still get a row and column (zeros), so matrices of runs compare.
+        class_names: ``K`` names for the report; default ``"0" … "K-1"``.
+
+    Returns:
+        ``accuracy``; ``precision``/``recall``/``f1`` as ``{"weighted": x, "macro": x}``
+        (a class never predicted has precision 0, not a warning); ``per_class``: one
+        ``{"name", "precision", "recall", "f1", "support"}`` per class;
+        ``confusion_matrix``: ``K×K`` counts, rows true, columns predicted; ``support``
+        (``N``), ``num_classes``, ``class_names``.
+    """
+    y_true, y_pred = _as_1d(y_true, "y_true", "int"), _as_1d(y_pred, "y_pred", "int")
+    _check_pair(y_true, y_pred)
+    if min(y_true.min(), y_pred.min()) < 0:
+        raise ValueError("class ids must be >= 0")
+    k = int(max(y_true.max(), y_pred.max())) + 1 if num_classes is None else int(num_classes)
+    if max(y_true.max(), y_pred.max()) >= k:
+        raise ValueError(f"class id {int(max(y_true.max(), y_pred.max()))} is out of range for {k} classes")
+    names = [str(i) for i in range(k)] if class_names is None else [str(n) for n in class_names]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} class names for {k} classes")
+    labels = list(range(k))
+    result: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    for average in ("weighted", "macro"):
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
+        for key, value in (("precision", p), ("recall", r), ("f1", f)):
+            result.setdefault(key, {})[average] = float(value)
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    result["per_class"] = [{"name": names[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i in labels]
+    result["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    result.update(support=int(y_true.size), num_classes=k, class_names=names)
+    return result
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, Any]:
+    """``{"mse", "mae", "support"}`` of float ``[N]`` predictions against the truth."""
+    y_true, y_pred = _as_1d(y_true, "y_true", "float"), _as_1d(y_pred, "y_pred", "float")
+    _check_pair(y_true, y_pred)
+    return {"mse": float(skm.mean_squared_error(y_true, y_pred)), "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+            "support": int(y_true.size)}
+
+
+def save_confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path,
+                       title: str = "Confusion matrix") -> Path:
+    """Draw a ``K×K`` confusion matrix (rows true, columns predicted) with counts in the
+    cells and colours by row share, so a rare class is as readable as a common one."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(class_names):
+        raise ValueError(f"matrix must be K×K for {len(class_names)} class names, got shape {counts.shape}")
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = counts.shape[0]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * k, 1.0 + 0.8 * k), dpi=120)
+    try:
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k), class_names, rotation=30, ha="right")
+        ax.set_yticks(range(k), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(report: dict[str, Any], title: str = "Results") -> str:
+    """A Markdown summary of a report: its scalar entries (and ``{"weighted", "macro"}``
+    pairs) in one table, then the per-class table and confusion matrix when present."""
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    for key, value in report.items():
+        if isinstance(value, dict) and set(value) == {"weighted", "macro"}:
+            for average in ("weighted", "macro"):
+                lines.append(f"| {key} ({average}) | {_number(value[average])} |")
+        elif isinstance(value, (int, float, str)):
+            lines.append(f"| {key} | {_number(value)} |")
+    if "per_class" in report:
+        lines += ["", "## Per class", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {c['name']} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+                  for c in report["per_class"]]
+    if "confusion_matrix" in report:
+        names = report.get("class_names") or [str(i) for i in range(len(report["confusion_matrix"]))]
+        lines += ["", "## Confusion matrix (rows true, columns predicted)", "",
+                  "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+                  for name, row in zip(names, report["confusion_matrix"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path, name: str = "metrics", title: str = "Results") -> tuple[Path, Path]:
+    """Write ``out_dir/<name>.json`` (the whole report) and ``out_dir/<name>.md``
+    (:func:`to_markdown`); returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    md_path.write_text(to_markdown(report, title))
+    return json_path, md_path

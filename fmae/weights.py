@@ -1,0 +1,155 @@
+"""Weights on disk: an encoder or a probe as ``NAME.safetensors`` plus ``NAME.json``.
+
+The ``.safetensors`` file holds the tensors (no pickle, so loading runs no code); the
+JSON file beside it says what they are::
+
+    {"kind": "fmae-encoder", "format_version": 1, "config": {...}}
+
+For an encoder the config is :meth:`fmae.model.FMAEConfig.to_dict`; for a probe it is
+whatever the probe's owner stores (:func:`fmae.probing.save_probe`). Weights load from
+local paths only: nothing is ever downloaded.
+
+An exported encoder holds the patch embedding, the transformer blocks and the final
+norm — what :meth:`fmae.model.FMAE.forward_features` uses — not the decoder.
+:func:`load_encoder` also reads the encoder out of a pre-training checkpoint
+(:func:`fmae.trainer.pretrain`), so every tool takes either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fmae.checkpoint import load_checkpoint
+from fmae.model import FMAE, FMAEConfig
+
+FORMAT_VERSION = 1
+ENCODER_KIND = "fmae-encoder"
+ENCODER_PREFIXES: tuple[str, ...] = ("patch_embed.", "blocks.", "norm.")
+"""State-dict keys of the encoder; the rest of :class:`fmae.model.FMAE` is the decoder."""
+
+
+def config_path(path: str | os.PathLike) -> Path:
+    """The JSON file that describes the weights at ``path``: same name, ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _local_file(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file {path} (weights load from local files only; nothing is downloaded)")
+    return path
+
+
+def save_weights(path: str | os.PathLike, module: nn.Module | dict[str, torch.Tensor], kind: str,
+                 config: dict[str, Any]) -> Path:
+    """Write a module's state dict (or a dict of tensors) to ``path`` and ``{kind,
+    format_version, config}`` to :func:`config_path` (``path``); returns ``path``.
+
+    ``config`` must be JSON-serialisable. Both files are written beside each other,
+    tensors last, so a present ``.safetensors`` always has its JSON.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"weights go to a .safetensors file, got {path}")
+    tensors = module.state_dict() if isinstance(module, nn.Module) else module
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config_path(path).write_text(json.dumps({"kind": kind, "format_version": FORMAT_VERSION, "config": config}, indent=1) + "\n")
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def load_weights(path: str | os.PathLike, kind: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read weights written by :func:`save_weights` as ``(tensors, config)``.
+
+    Raises ``FileNotFoundError`` for a missing file or JSON sidecar, ``ValueError`` when
+    the JSON names another kind or a newer format, or the file is not safetensors.
+    """
+    path = _local_file(path)
+    meta_file = config_path(path)
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} has no {meta_file.name} beside it: not weights exported by fmae.weights")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{meta_file} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict) or meta.get("kind") != kind:
+        raise ValueError(f"{path} holds {meta.get('kind') if isinstance(meta, dict) else meta!r} weights, expected {kind!r}")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {meta['format_version']}; this fmae reads up to {FORMAT_VERSION}")
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except SafetensorError as e:
+        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+    return tensors, meta["config"]
+
+
+def encoder_state(model: FMAE) -> dict[str, torch.Tensor]:
+    """The encoder's tensors of ``model`` (:data:`ENCODER_PREFIXES`), by state-dict key."""
+    return {k: v for k, v in model.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def fingerprint(model: FMAE) -> str:
+    """16 hex digits of a SHA-256 over the encoder's config and tensors: equal for equal
+    encoders whatever file they came from (used to key cached features)."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for key, tensor in sorted(encoder_state(model).items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def save_encoder(model: FMAE, path: str | os.PathLike) -> Path:
+    """Export ``model``'s encoder to ``path`` (``.safetensors``) and its config to the JSON beside it."""
+    if not isinstance(model, FMAE):
+        raise TypeError(f"model must be an fmae.model.FMAE, got {type(model).__name__}")
+    return save_weights(path, encoder_state(model), ENCODER_KIND, model.config.to_dict())
+
+
+def _encoder_from(state: dict[str, torch.Tensor], config: dict[str, Any], source: Path) -> FMAE:
+    try:
+        model = FMAE(FMAEConfig.from_dict(config))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: bad model config: {e}") from e
+    encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
+    missing = sorted(set(encoder_state(model)) - set(encoder))
+    if missing:
+        raise ValueError(f"{source} lacks encoder tensors {missing[:3]}{'…' if len(missing) > 3 else ''}")
+    try:
+        model.load_state_dict(encoder, strict=False)
+    except RuntimeError as e:  # shape mismatch against the config
+        raise ValueError(f"{source}: tensors do not fit the model config: {e}") from e
+    return model.eval()
+
+
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> FMAE:
+    """An :class:`fmae.model.FMAE` in eval mode whose encoder holds the weights at ``path``.
+
+    ``path`` is an exported encoder (:func:`save_encoder`) or a pre-training checkpoint
+    of :func:`fmae.trainer.pretrain`. The decoder of an exported encoder is freshly
+    initialised (it was not exported): use :meth:`~fmae.model.FMAE.forward_features`.
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a file that is
+    neither.
+    """
+    path = _local_file(path)
+    if config_path(path).is_file():
+        state, config = load_weights(path, ENCODER_KIND)
+    else:
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
+            raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
+        trainer = ckpt.get("trainer")
+        if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
+            raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
+        state, config = trainer["model"], ckpt["model_config"]
+    return _encoder_from(state, config, path).to(device)

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fmae.checkpoint import save_checkpoint
+from fmae.model import create
+from fmae.probing import LinearProbe, load_probe, save_probe
+from fmae.weights import ENCODER_KIND, config_path, fingerprint, load_encoder, load_weights, save_encoder, save_weights
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return create("fmae_vit_tiny", img_size=32, num_frames=4).eval()
+
+
+def _clip(seed=1):
+    return torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_encoder_round_trip_gives_identical_features(model, tmp_path):
+    path = save_encoder(model, tmp_path / "enc.safetensors")
+    meta = json.loads(config_path(path).read_text())
+    assert meta["kind"] == ENCODER_KIND and meta["config"] == model.config.to_dict()
+    loaded = load_encoder(path)
+    assert not loaded.training and loaded.config == model.config
+    clip = _clip()
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_features(clip), model.forward_features(clip))
+        assert torch.equal(loaded.forward_features(clip, pool=False), model.forward_features(clip, pool=False))
+    assert fingerprint(loaded) == fingerprint(model)
+    # Only the encoder is exported.
+    tensors, _ = load_weights(path, ENCODER_KIND)
+    assert tensors and not any(k.startswith(("decoder", "mask_token")) for k in tensors)
+
+
+def test_encoder_from_a_pretraining_checkpoint(model, tmp_path):
+    ckpt = save_checkpoint(tmp_path / "ckpt-00000001.safetensors", {
+        "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
+    loaded = load_encoder(ckpt)
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_features(_clip()), model.forward_features(_clip()))
+
+
+def test_fingerprint_follows_encoder_weights_only(model):
+    before = fingerprint(model)
+    with torch.no_grad():
+        model.decoder_pred.weight.add_(1.0)
+    assert fingerprint(model) == before
+    with torch.no_grad():
+        model.blocks[0].attn.proj.bias[0] += 1e-3
+    assert fingerprint(model) != before
+
+
+def test_probe_round_trip(tmp_path):
+    torch.manual_seed(0)
+    for norm in ("batchnorm", "layernorm", "none"):
+        probe = LinearProbe(16, 3, norm)
+        probe.train()
+        probe(torch.randn(8, 16))  # moves BatchNorm's running statistics off their defaults
+        probe.eval()
+        path = save_probe(probe, tmp_path / f"probe-{norm}.safetensors", {"task": "daisee", "class_names": ["a", "b", "c"]})
+        loaded, meta = load_probe(path)
+        x = torch.randn(5, 16)
+        assert torch.equal(loaded(x), probe(x)) and meta == {"task": "daisee", "class_names": ["a", "b", "c"]}
+
+
+def test_bad_weight_files_give_clear_errors(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="local files only"):
+        load_encoder(tmp_path / "nowhere.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all" * 10)
+    with pytest.raises(ValueError, match="nor is it an exported encoder"):
+        load_encoder(junk)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(foreign))
+    with pytest.raises(ValueError, match="not an FMAE checkpoint"):
+        load_encoder(foreign)
+    no_model = save_checkpoint(tmp_path / "ckpt-00000002.safetensors", {"step": 3})
+    with pytest.raises(ValueError, match="without a pre-trained model"):
+        load_encoder(no_model)
+    # A probe is not an encoder, and an encoder is not a probe.
+    probe_path = save_probe(LinearProbe(192, 4), tmp_path / "probe.safetensors", {})
+    with pytest.raises(ValueError, match="expected 'fmae-encoder'"):
+        load_encoder(probe_path)
+    enc_path = save_encoder(model, tmp_path / "enc.safetensors")
+    with pytest.raises(ValueError, match="expected 'fmae-probe'"):
+        load_probe(enc_path)
+    # A config that does not fit the tensors.
+    meta = json.loads(config_path(enc_path).read_text())
+    meta["config"]["embed_dim"] = 96
+    config_path(enc_path).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="do not fit"):
+        load_encoder(enc_path)
+    with pytest.raises(ValueError, match=".safetensors"):
+        save_weights(tmp_path / "x.pt", model, ENCODER_KIND, {})
+    with pytest.raises(TypeError):
+        save_encoder(LinearProbe(4, 2), tmp_path / "y.safetensors")
