@@ -2,11 +2,11 @@
 products and the products a pre-training step is made of (B=2, 16×224², ViT-B at 90 %
 masking: 314 visible tokens; the decoders: 3136 tokens).
 
-``extra_info`` holds ``flops_per_s`` (from the fastest round) and ``fraction_of_peak``,
-against the square product's FLOP/s that the ``matmul_peak`` fixture measured in the
-same run (2048², or 512² for bf16 on a CPU without bf16 hardware) — the yardstick of
-the step benchmarks' achieved-FLOP/s fractions. Small products reach less of it; that
-is the ceiling of a step made of them.
+``extra_info`` holds ``flops_per_s`` (from the fastest round) and, in the JSON,
+``fraction_of_peak``: of the best square-product FLOP/s the ``matmul_peak`` fixture
+sampled in the run (1024², or 512² for bf16 on a CPU without bf16 hardware) — the
+yardstick of the step benchmarks' achieved-FLOP/s fractions. Small products reach less
+of it; that is the ceiling of a step made of them.
 
 On a CPU without bf16 hardware (AMX/AVX512-BF16) torch's bf16 fallback kernel is two
 orders of magnitude slower than fp32: there the bf16 products other than 512² run only
@@ -56,8 +56,8 @@ def test_matmul(benchmark, measure, matmul_peak, dtype, shape):
 
     out = measure(run, impl=dtype, baseline=dtype == "fp32", rounds=5)
     torch.testing.assert_close(out[:4, :4].float(), a[:4].float() @ b[:, :4].float(), atol=0.5, rtol=2e-2)
-    if benchmark.stats:
+    if not benchmark.disabled:
         flops = 2 * m * k * n
         rate = flops / benchmark.stats.stats.min
         benchmark.extra_info.update(product=f"[{m}, {k}] @ [{k}, {n}]", flops=flops, flops_per_s=round(rate),
-                                    fraction_of_peak=round(rate / matmul_peak(dt, DEVICE), 3))
+                                    matmul_peak=matmul_peak.sample(dt, DEVICE))

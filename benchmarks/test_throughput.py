@@ -12,8 +12,9 @@ time at ratio 0). The whole step's throughput against the ratio, beside HF's, is
 
 ``extra_info``: ``visible_tokens`` V per clip, ``visible_fraction`` V/N, ``flops``
 (:func:`fmae.flops.encoder_flops`, forward + backward), ``flops_vs_unmasked`` (the
-ideal time ratio), ``visible_tokens_per_s``, ``flops_per_s`` and ``fraction_of_peak``
-(of the ``matmul_peak`` fixture's FLOP/s in the compute dtype). Without ``--full`` only
+ideal time ratio), ``visible_tokens_per_s``, ``flops_per_s`` and, in the JSON,
+``fraction_of_peak`` (of the run's best square-matmul FLOP/s in the compute dtype,
+``benchmarks/conftest.py``). Without ``--full`` only
 the tiny model runs; under ``--benchmark-disable`` (a smoke run, nothing timed) on
 8×64² clips.
 """
@@ -69,9 +70,8 @@ def test_encoder_vs_ratio(benchmark, measure, matmul_peak, model_name, ratio):
         return
     t = benchmark.stats.stats.min
     flops = sum(encoder_flops(c, B, v))
-    peak = matmul_peak(DTYPE, DEVICE)
     benchmark.extra_info.update(
         visible_tokens=v, visible_fraction=round(v / c.num_tokens, 4), flops=flops,
         flops_vs_unmasked=round(flops / sum(encoder_flops(c, B, c.num_tokens)), 4),
-        visible_tokens_per_s=round(B * v / t, 1), flops_per_s=round(flops / t), matmul_peak_flops_per_s=round(peak),
-        fraction_of_peak=round(flops / t / peak, 4))
+        visible_tokens_per_s=round(B * v / t, 1), flops_per_s=round(flops / t),
+        matmul_peak=matmul_peak.sample(DTYPE, DEVICE))
