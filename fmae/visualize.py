@@ -1,0 +1,353 @@
+"""Pictures of what an FMAE model sees and looks at (issue #5; the paper's Fig. 10).
+
+:func:`run_viz` (``python -m fmae.viz``) takes one clip and writes PNG grids, one
+column per shown frame:
+
+- ``regions.png``: the frames, and the parsed regions (:class:`fmae.face.FaceRegion`)
+  overlaid on them, with a legend;
+- ``masks.png``: one row per masking strategy (facial, tube, random, frame) at the
+  same ratio, masked pixels grey as in the MAE figures;
+- ``reconstruction.png``: the original, the masked input and the reconstruction
+  (:meth:`fmae.model.FMAE.reconstruct`); needs the decoder, so only a pre-training
+  checkpoint gives it, not an exported encoder;
+- ``gradcam.png``: the frames and :func:`fmae.gradcam.grad_cam` of the probe's
+  prediction over them, the predicted class in the title; needs ``probe``.
+
+The array functions (:func:`region_overlay`, :func:`mask_pixels`, :func:`masks_panel`,
+:func:`heat_overlay`) build every panel before it is drawn; :func:`save_grid` draws
+rows of frames into a figure of exactly :func:`grid_size` pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from fmae.checkpoint import load_checkpoint
+from fmae.config import TrainConfig, _field, check_choices, to_yaml
+from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SPLITS, ClipDataset, ClipItem, list_items, region_map_path
+from fmae.device import resolve_device
+from fmae.face import FaceRegion
+from fmae.gradcam import grad_cam
+from fmae.masking import STRATEGIES, make_mask
+from fmae.model import FMAE, unpatchify
+from fmae.probing import load_probe
+from fmae.trainer import data_root as training_data_root
+from fmae.weights import config_path, fingerprint, load_encoder
+
+log = logging.getLogger(__name__)
+
+REGION_COLOURS: np.ndarray = np.array([
+    [0, 200, 255],    # left eye
+    [0, 90, 255],     # right eye
+    [255, 220, 0],    # nose
+    [230, 20, 60],    # mouth
+    [140, 70, 20],    # hair
+    [250, 170, 150],  # skin
+    [40, 40, 40],     # background
+], dtype=np.uint8)
+"""uint8 ``[7, 3]`` RGB of each :class:`fmae.face.FaceRegion`, by id."""
+MASK_COLOUR: tuple[int, int, int] = (128, 128, 128)
+"""RGB of a masked pixel in ``masks.png`` and the masked input of ``reconstruction.png``."""
+
+# Figure layout in pixels: fixed, so a grid of R rows and F frames has one known size.
+_DPI = 100
+_CELL, _LEFT, _TOP, _RIGHT, _LEGEND = 128, 120, 64, 8, 40
+
+
+@dataclass
+class VizConfig:
+    """Which model, clip and settings ``python -m fmae.viz`` draws."""
+
+    checkpoint: str = _field("", "pre-training checkpoint (python -m fmae.train; gives all four pictures) or exported "
+                             "encoder (.safetensors with its .json; no reconstruction)")
+    probe: str = _field("", "probe.safetensors of python -m fmae.probe, trained on this encoder, for gradcam.png")
+    video: str = _field("", "a face-crop video to draw (its .regions.npz beside it gives regions.png and the facial "
+                        "mask); empty: item --index of --data-root")
+    data_root: str = _field("", "DAiSEE-layout folder of face clips; empty: the built-in synthetic set, preprocessed as "
+                            "for pre-training")
+    split: str = _field("Test", "split of --data-root the clip comes from", SPLITS)
+    index: int = _field(0, "which clip of the split")
+    ratio: float = _field(0.9, "masking ratio of every strategy, in (0, 1)")
+    strategy: str = _field("facial", "masking strategy of the reconstruction", STRATEGIES)
+    temporal_stride: int = _field(2, "take every k-th frame of the video")
+    frames: int = _field(8, "frames shown per row (spread over the clip)")
+    seed: int = _field(0, "seed of the masks")
+    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
+    num_workers: int = _field(2, "worker processes when the synthetic set is first preprocessed")
+    out_dir: str = _field("runs/viz", "where the PNGs go")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not self.checkpoint:
+            raise ValueError("give --checkpoint: a pre-training checkpoint or an exported encoder")
+        if not 0.0 < self.ratio < 1.0:
+            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
+        if self.index < 0 or self.temporal_stride < 1 or self.frames < 1 or self.num_workers < 0:
+            raise ValueError("index and num_workers must be >= 0, temporal_stride and frames >= 1")
+        if self.video and self.data_root:
+            raise ValueError("give --video or --data-root, not both")
+
+
+class Sample(NamedTuple):
+    """One clip to draw."""
+
+    clip: torch.Tensor
+    """float32 ``[3, T, H, W]``, normalised as the loaders give it."""
+    regions: torch.Tensor | None
+    """uint8 ``[T, H, W]`` region ids, or ``None`` when the video has no region map."""
+    label: int | float | None
+    path: Path
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FMAE, bool]:
+    """``(model in eval mode, has_decoder)`` from a pre-training checkpoint (the whole
+    autoencoder, ``True``) or an exported encoder (its decoder untrained, ``False``).
+    Errors as :func:`fmae.weights.load_encoder`."""
+    model = load_encoder(path)  # checks the file and explains what is wrong with it
+    if config_path(Path(path).expanduser()).is_file():
+        return model.to(device), False
+    model.load_state_dict(load_checkpoint(Path(path).expanduser())["trainer"]["model"])
+    return model.eval().to(device), True
+
+
+def load_sample(item: ClipItem, num_frames: int, stride: int) -> Sample:
+    """The centred clip of ``num_frames`` frames ``stride`` apart from ``item``, with its
+    region maps when the video has a ``.regions.npz`` beside it."""
+    item = ClipItem(*item)
+    if not Path(item.path).is_file():
+        raise FileNotFoundError(f"no video {item.path}")
+    with_regions = region_map_path(item.path).is_file()
+    data = ClipDataset([item], num_frames, stride, random_start=False, with_regions=with_regions)[0]
+    return Sample(data["clip"], data.get("region_map"), item.label, Path(item.path))
+
+
+def pick_item(root: str | os.PathLike, split: str, index: int) -> ClipItem:
+    """Item ``index`` of a DAiSEE-layout ``split`` under ``root``."""
+    items = list_items("daisee", root, split)
+    if not 0 <= index < len(items):
+        raise ValueError(f"index {index} is out of range: split {split} of {root} has {len(items)} clips")
+    return items[index]
+
+
+def check_probe(meta: dict[str, Any], probe_dim: int, model: FMAE, path: str) -> None:
+    """Raise ``ValueError`` unless the probe at ``path`` was trained on ``model``'s encoder."""
+    want = meta.get("encoder_fingerprint")
+    if want is not None and want != fingerprint(model):
+        raise ValueError(f"{path} was trained on encoder {want}, but the checkpoint's encoder is {fingerprint(model)}: "
+                         "give the checkpoint the probe was trained on (or the encoder.safetensors a fine-tuning run "
+                         "wrote beside it)")
+    if probe_dim != model.config.embed_dim:
+        raise ValueError(f"{path} takes {probe_dim} features, the encoder gives {model.config.embed_dim}")
+
+
+# ------------------------------------------------------------------------ panels
+
+
+def shown_frames(num_frames: int, count: int) -> np.ndarray:
+    """int64 ``[min(count, num_frames)]`` frame indices spread evenly over a clip."""
+    return np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(np.int64)
+
+
+def to_rgb(clip: torch.Tensor) -> np.ndarray:
+    """Normalised ``float [3, T, H, W]`` → uint8 ``[T, H, W, 3]`` RGB."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    rgb = (clip.detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 3, 0)
+    return (rgb * 255).round().to(torch.uint8).numpy()
+
+
+def region_overlay(frames: np.ndarray, regions: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` frames blended with :data:`REGION_COLOURS` of uint8
+    ``[T, H, W]`` region ids (``alpha`` is the colours' weight)."""
+    if frames.shape[:3] != regions.shape or int(regions.max(initial=0)) >= len(REGION_COLOURS):
+        raise ValueError(f"regions {regions.shape} must be ids < {len(REGION_COLOURS)} matching frames {frames.shape}")
+    blend = (1 - alpha) * frames.astype(np.float32) + alpha * REGION_COLOURS[regions].astype(np.float32)
+    return blend.round().astype(np.uint8)
+
+
+def mask_pixels(mask: torch.Tensor, grid: Sequence[int], tubelet: Sequence[int]) -> np.ndarray:
+    """bool ``[T, H, W]``: the pixels of the masked cubes of a token mask bool ``[N]``."""
+    cubes = mask.detach().cpu().view(1, -1, 1).expand(1, -1, int(np.prod(tubelet))).float()
+    return unpatchify(cubes, grid, tubelet, in_chans=1)[0, 0].numpy() > 0.5
+
+
+def masks_panel(frames: np.ndarray, pixels: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 ``[S, T, H, W, 3]``: the frames ``[T, H, W, 3]`` once per bool ``[T, H, W]``
+    mask of ``pixels``, masked pixels painted :data:`MASK_COLOUR`."""
+    rows = np.repeat(frames[None], len(pixels), axis=0)
+    for row, hidden in zip(rows, pixels):
+        row[hidden] = MASK_COLOUR
+    return rows
+
+
+def heat_overlay(frames: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` frames under a jet colour map of float ``[T, H, W]`` heat
+    in [0, 1]."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
+    return ((1 - alpha) * frames.astype(np.float32) + alpha * colours).round().astype(np.uint8)
+
+
+def draw_masks(sample: Sample, grid: Sequence[int], tubelet: Sequence[int], ratio: float,
+               seed: int) -> dict[str, torch.Tensor]:
+    """bool ``[N]`` mask of every strategy at ``ratio``, each from a generator seeded with
+    ``seed``; the facial mask only when the sample has region maps."""
+    masks = {}
+    for strategy in STRATEGIES:
+        if strategy == "facial" and sample.regions is None:
+            continue
+        regions = None if sample.regions is None else sample.regions[None]
+        masks[strategy] = make_mask(strategy, ratio, batch=1, grid=grid, region_maps=regions, tubelet=tubelet,
+                                    generator=torch.Generator().manual_seed(seed))[0]
+    return masks
+
+
+# ------------------------------------------------------------------------ figures
+
+
+def grid_size(rows: int, cols: int, legend: bool = False) -> tuple[int, int]:
+    """``(width, height)`` in pixels of a :func:`save_grid` figure."""
+    return _LEFT + cols * _CELL + _RIGHT, _TOP + rows * _CELL + (_LEGEND if legend else 0)
+
+
+def save_grid(rows: Sequence[tuple[str, np.ndarray]], frame_numbers: Sequence[int], title: str,
+              path: str | os.PathLike, legend: dict[str, np.ndarray] | None = None) -> Path:
+    """Draw rows of frames, each ``(label, uint8 [F, H, W, 3])``, one column per frame
+    (titled with ``frame_numbers``), into a PNG of :func:`grid_size` pixels; ``legend``
+    maps names to RGB colours."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    cols = len(frame_numbers)
+    if not rows or any(images.shape[0] != cols for _, images in rows):
+        raise ValueError(f"every row must hold {cols} frames")
+    width, height = grid_size(len(rows), cols, legend is not None)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(width / _DPI, height / _DPI), dpi=_DPI, squeeze=False)
+    try:
+        fig.subplots_adjust(left=_LEFT / width, right=1 - _RIGHT / width, top=1 - _TOP / height,
+                            bottom=(_LEGEND if legend else 2) / height, wspace=0.03, hspace=0.03)
+        for r, (label, images) in enumerate(rows):
+            for c in range(cols):
+                ax = axes[r, c]
+                ax.imshow(images[c], interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"frame {frame_numbers[c]}", fontsize=8)
+            axes[r, 0].set_ylabel(label, fontsize=9)
+        fig.suptitle(title, fontsize=10)
+        if legend:
+            fig.legend(handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
+                       loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=_DPI)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------ run
+
+
+def _class_name(meta: dict[str, Any], k: int) -> str:
+    names = meta.get("class_names") or []
+    return names[k] if 0 <= k < len(names) else str(k)
+
+
+def _gradcam_title(meta: dict[str, Any], logits: torch.Tensor, target: int, label: int | float | None) -> str:
+    if meta.get("kind") == "regression":
+        title = f"Grad-CAM of the engagement score: predicted {float(logits[0].clamp(0, 1)):.3f}"
+        return title + ("" if label is None else f", label {float(label):.3f}")
+    p = float(logits.softmax(0)[target])
+    title = f"Grad-CAM of the prediction: {_class_name(meta, target)} (p {p:.2f})"
+    return title + ("" if label is None else f", label {_class_name(meta, int(label))}")
+
+
+def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
+    """Draw ``config``'s clip into ``config.out_dir`` (see the module docstring).
+
+    Returns ``{"files": {name: path}, "skipped": {name: why}, "clip": path}``; a picture
+    is skipped, with the reason, when its input is missing (no region map, no decoder,
+    no probe).
+    """
+    device = resolve_device(config.device)
+    model, has_decoder = load_model(config.checkpoint, device)
+    c = model.config
+    probe = meta = None
+    if config.probe:
+        probe, meta = load_probe(config.probe, device)
+        check_probe(meta, probe.in_dim, model, config.probe)
+    if config.video:
+        item = ClipItem(Path(config.video).expanduser())
+    else:
+        root = training_data_root(TrainConfig(img_size=c.img_size, data_root=config.data_root,
+                                              num_workers=config.num_workers), progress)
+        item = pick_item(root, config.split, config.index)
+    sample = load_sample(item, c.num_frames, config.temporal_stride)
+    if tuple(sample.clip.shape[1:]) != (c.num_frames, c.img_size, c.img_size):
+        raise ValueError(f"{sample.path} gives {sample.clip.shape[-1]}×{sample.clip.shape[-2]} frames, the model takes "
+                         f"{c.img_size}×{c.img_size}: preprocess the video to that size")
+
+    out = Path(config.out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(config))
+    files: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    show = shown_frames(c.num_frames, config.frames)
+    frames = to_rgb(sample.clip)
+    name = sample.path.name
+
+    if sample.regions is None:
+        skipped["regions"] = f"{name} has no {region_map_path(sample.path).name} beside it (and masks.png has no facial row)"
+    else:
+        legend = {r.name.lower().replace("_", " "): REGION_COLOURS[r] for r in FaceRegion}
+        overlay = region_overlay(frames, sample.regions.numpy())
+        files["regions"] = save_grid([("frames", frames[show]), ("regions", overlay[show])], show.tolist(),
+                                     f"Parsed facial regions: {name}", out / "regions.png", legend)
+
+    masks = draw_masks(sample, c.grid, c.tubelet, config.ratio, config.seed)
+    pixels = {s: mask_pixels(m, c.grid, c.tubelet) for s, m in masks.items()}
+    panel = masks_panel(frames, list(pixels.values()))
+    files["masks"] = save_grid([(f"{s} ({int(m.sum())}/{m.numel()})", row[show]) for (s, m), row in zip(masks.items(), panel)],
+                               show.tolist(), f"Masks at ratio {config.ratio} (grey: hidden from the encoder)",
+                               out / "masks.png")
+
+    if not has_decoder:
+        skipped["reconstruction"] = (f"{config.checkpoint} is an exported encoder without the decoder: give the "
+                                     "pre-training checkpoint for the reconstruction")
+    elif config.strategy not in masks:
+        skipped["reconstruction"] = f"the {config.strategy} mask needs a region map, and {name} has none"
+    else:
+        mask = masks[config.strategy]
+        recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
+        files["reconstruction"] = save_grid(
+            [("original", frames[show]), ("masked", masks_panel(frames, [pixels[config.strategy]])[0][show]),
+             ("reconstruction", to_rgb(recon)[show])], show.tolist(),
+            f"Reconstruction, {config.strategy} mask at ratio {config.ratio}", out / "reconstruction.png")
+
+    if probe is None:
+        skipped["gradcam"] = "no --probe given (train one with python -m fmae.probe on this checkpoint)"
+    else:
+        cam = grad_cam(model, probe, sample.clip[None].to(device))
+        heat = heat_overlay(frames, cam.heat[0].cpu().numpy())
+        files["gradcam"] = save_grid([("frames", frames[show]), ("Grad-CAM", heat[show])], show.tolist(),
+                                     _gradcam_title(meta, cam.logits[0].cpu(), int(cam.target[0]), sample.label),
+                                     out / "gradcam.png")
+    for what, why in skipped.items():
+        log.warning("%s.png not drawn: %s", what, why)
+    return {"files": files, "skipped": skipped, "clip": str(sample.path)}
