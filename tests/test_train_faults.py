@@ -145,3 +145,13 @@ def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monke
     args[args.index("--num-workers") + 1] = "1"
     with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
         main(args)
+
+
+@pytest.mark.parametrize("disc_loss, warned", [(5e-4, True), (0.7, False)])
+def test_a_collapsed_discriminator_is_warned_about(caplog, disc_loss, warned):
+    from tqdm import tqdm
+
+    stats = {"rec_loss": 1.0, "disc_loss": disc_loss, "skipped": 0.0}
+    with tqdm(disable=True) as bar, caplog.at_level("WARNING", logger="fmae.trainer"):
+        trainer._log_step(trainer.TrainConfig(), trainer._Distributed("cpu"), None, bar, 40, [stats, stats], 1.0)
+    assert ("discriminator" in caplog.text and "collapsed" in caplog.text) == warned
