@@ -221,43 +221,52 @@ def grid_size(rows: int, cols: int, legend: bool = False) -> tuple[int, int]:
     return _LEFT + cols * _CELL + _RIGHT, _TOP + rows * _CELL + (_LEGEND if legend else 0)
 
 
+def tile(rows: Sequence[np.ndarray], gap: int = 1) -> np.ndarray:
+    """Rows of frames, each uint8 ``[F, H, W, 3]``, as one image uint8
+    ``[R·H + (R-1)·gap, F·W + (F-1)·gap, 3]``, white between the frames."""
+    if not rows or len({r.shape for r in rows}) != 1 or rows[0].ndim != 4:
+        raise ValueError(f"rows must be uint8 [F, H, W, 3] of one shape, got {[r.shape for r in rows]}")
+    F, H, W, _ = rows[0].shape
+    out = np.full((len(rows) * (H + gap) - gap, F * (W + gap) - gap, 3), 255, np.uint8)
+    for r, images in enumerate(rows):
+        for f in range(F):
+            out[r * (H + gap): r * (H + gap) + H, f * (W + gap): f * (W + gap) + W] = images[f]
+    return out
+
+
 def save_grid(rows: Sequence[tuple[str, np.ndarray]], frame_numbers: Sequence[int], title: str,
               path: str | os.PathLike, legend: dict[str, np.ndarray] | None = None) -> Path:
     """Draw rows of frames, each ``(label, uint8 [F, H, W, 3])``, one column per frame
     (titled with ``frame_numbers``), into a PNG of :func:`grid_size` pixels; ``legend``
     maps names to RGB colours."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no display, no global figure state
     from matplotlib.patches import Patch
 
     cols = len(frame_numbers)
     if not rows or any(images.shape[0] != cols for _, images in rows):
         raise ValueError(f"every row must hold {cols} frames")
+    side = rows[0][1].shape[1]
+    gap = max(1, side // 32)  # about 4 screen pixels at any frame size
+    image = tile([images for _, images in rows], gap)
     width, height = grid_size(len(rows), cols, legend is not None)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(width / _DPI, height / _DPI), dpi=_DPI, squeeze=False)
-    try:
-        fig.subplots_adjust(left=_LEFT / width, right=1 - _RIGHT / width, top=1 - _TOP / height,
-                            bottom=(_LEGEND if legend else 2) / height, wspace=0.03, hspace=0.03)
-        for r, (label, images) in enumerate(rows):
-            for c in range(cols):
-                ax = axes[r, c]
-                ax.imshow(images[c], interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"frame {frame_numbers[c]}", fontsize=8)
-            axes[r, 0].set_ylabel(label, fontsize=9)
-        fig.suptitle(title, fontsize=10)
-        if legend:
-            fig.legend(handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
-                       loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=_DPI)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+    # One axes for the whole grid, placed to the pixel: far faster than an axes per frame.
+    bottom = _LEGEND if legend else 0
+    ax = fig.add_axes((_LEFT / width, bottom / height, cols * _CELL / width, len(rows) * _CELL / height))
+    ax.imshow(image, interpolation="nearest" if side < _CELL else "antialiased", aspect="auto")
+    ax.xaxis.tick_top()
+    ax.set_xticks([(side + gap) * c + side / 2 for c in range(cols)], [f"frame {n}" for n in frame_numbers], fontsize=8)
+    ax.set_yticks([(side + gap) * r + side / 2 for r in range(len(rows))], [label for label, _ in rows], fontsize=9)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    if legend:
+        fig.legend(handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
+                   loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
     return path
 
 
@@ -332,6 +341,9 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
                                      "pre-training checkpoint for the reconstruction")
     elif config.strategy not in masks:
         skipped["reconstruction"] = f"the {config.strategy} mask needs a region map, and {name} has none"
+    elif bool(masks[config.strategy].all()):
+        skipped["reconstruction"] = (f"the {config.strategy} mask at ratio {config.ratio} hides every token of this "
+                                     "clip, so the encoder would see nothing: lower --ratio")
     else:
         mask = masks[config.strategy]
         recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]

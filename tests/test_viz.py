@@ -23,6 +23,7 @@ from fmae.visualize import (
     masks_panel,
     region_overlay,
     shown_frames,
+    tile,
 )
 from fmae.viz import main
 from fmae.weights import fingerprint, save_encoder
@@ -115,6 +116,9 @@ def test_region_overlay_and_frame_choice():
     assert np.array_equal(region_overlay(frames, regions, alpha=0.0), frames)
     with pytest.raises(ValueError):
         region_overlay(frames, regions + 7)
+    grid = tile([frames, region_overlay(frames, regions, alpha=1.0)], gap=2)
+    assert grid.shape == (10, 10, 3) and np.all(grid[4:6] == 255) and np.all(grid[:, 4:6] == 255)
+    assert np.array_equal(grid[6:, 6:], REGION_COLOURS[regions[1]])
     assert shown_frames(16, 8).tolist() == [0, 2, 4, 6, 9, 11, 13, 15] and shown_frames(4, 8).tolist() == [0, 1, 2, 3]
 
 
@@ -136,6 +140,10 @@ def test_exported_encoder_and_video_without_regions_skip_what_they_cannot_draw(c
     assert "no regions.png" in printed and not (out / "regions.png").exists()
     assert _png_size(out / "masks.png") == grid_size(3, 4)  # no facial row
     assert (out / "reconstruction.png").is_file()
+    # The frame mask at 0.9 hides both time slices of a 4-frame clip: nothing to encode.
+    assert main(["--checkpoint", str(checkpoint), "--video", str(video), "--out-dir", str(tmp_path / "c"), "--strategy",
+                 "frame", "--ratio", "0.9", "--device", "cpu"]) == 0
+    assert "hides every token" in capsys.readouterr().out
 
 
 def test_bad_inputs_give_clear_errors(checkpoint, small_set, tmp_path, capsys):
