@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from fmae.config import _parse_bool, add_config_args, config_from_args
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{report['mode']} on {report['split']} ({report['eval_videos']} videos): {_summary(report)}")
-    print(f"wrote {config.out_dir}/metrics.md, metrics.json, probe.safetensors, predictions.csv")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 wrote the files
+        print(f"{report['mode']} on {report['split']} ({report['eval_videos']} videos): {_summary(report)}")
+        print(f"wrote {config.out_dir}/metrics.md, metrics.json, probe.safetensors, predictions.csv")
     return 0
 
 

@@ -29,6 +29,11 @@ The pipeline that :func:`run_probe` drives (and ``python -m fmae.probe`` exposes
 With ``finetune`` the encoder is trained too (end to end on fresh random clips each
 epoch, minority classes oversampled when ``balance="sampler"``), and the fine-tuned
 encoder is exported beside the probe.
+
+Under ``torchrun`` (:class:`fmae.distributed.Distributed`) the ranks share the encoder
+passes: each encodes every ``world``-th item and the features are gathered, so every
+rank holds the same features and trains the same probe; fine-tuning is data-parallel
+(DDP, ``batch_size`` the global batch). Rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ from tqdm import tqdm
 
 from fmae.config import TrainConfig, _field, check_choices, to_yaml
 from fmae.data import ClipItem, fer_classes, list_items, make_loader
-from fmae.device import resolve_device, resolve_dtype
+from fmae.device import resolve_dtype
+from fmae.distributed import Distributed
 from fmae.metrics import classification_metrics, regression_metrics, save_confusion_png, write_report
 from fmae.model import FMAE, MODEL_CONFIGS, get_config
 from fmae.trainer import data_root as training_data_root
@@ -235,15 +241,20 @@ def _cache_key(encoder: FMAE, items: Sequence[ClipItem], views: int, stride: int
 
 @torch.no_grad()
 def _encode(encoder: FMAE, items: Sequence[ClipItem], views: int, stride: int, batch_size: int, num_workers: int,
-            device: torch.device, dtype: torch.dtype, progress: bool, desc: str) -> torch.Tensor:
-    """float32 ``[I, K, D]`` pooled features of every clip of every item."""
+            device: torch.device, dtype: torch.dtype, progress: bool, desc: str, env: Distributed | None) -> torch.Tensor:
+    """float32 ``[I, K, D]`` pooled features of every clip of every item: under a
+    multi-process ``env`` each rank encodes its share and the shares are gathered."""
     encoder.eval()
-    out = torch.empty(len(items), views, encoder.config.embed_dim)
+    world, rank = (env.world, env.rank) if env is not None else (1, 0)
+    out = torch.zeros(len(items), views, encoder.config.embed_dim)
+    # Sharding inside the loader keeps every item's index, which seeds its clips: the
+    # features do not depend on the number of processes.
     loader = make_loader(items=items, batch_size=batch_size, num_frames=encoder.config.num_frames, stride=stride,
                          random_start=views > 1, shuffle=False, seed=_VIEW_SEED, with_regions=False, device=device,
-                         num_workers=num_workers)
+                         num_workers=num_workers, shard_id=rank, num_shards=world)
     size = encoder.config.img_size
-    with tqdm(total=len(items) * views, disable=not progress, desc=desc, unit="clip", dynamic_ncols=True) as bar:
+    total = -(-len(items) // world) * views
+    with tqdm(total=total, disable=not progress, desc=desc, unit="clip", dynamic_ncols=True) as bar:
         for view in range(views):
             loader.set_epoch(view)
             for batch in loader:
@@ -255,19 +266,23 @@ def _encode(encoder: FMAE, items: Sequence[ClipItem], views: int, stride: int, b
                     feats = encoder.forward_features(clip)
                 out[batch["index"], view] = feats.float().cpu()
                 bar.update(clip.shape[0])
-    return out
+    if world == 1:
+        return out
+    return env.gather_shares(out[list(env.share(len(items)))], len(items))
 
 
 def extract_features(encoder: FMAE, items: Sequence[ClipItem], *, views: int = 1, stride: int = 2,
                      batch_size: int = 32, num_workers: int = 0, device: torch.device | str = "cpu",
                      dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLike | None = None,
-                     progress: bool = False, desc: str = "features") -> Features:
+                     progress: bool = False, desc: str = "features", env: Distributed | None = None) -> Features:
     """Pooled features of the frozen ``encoder`` (on ``device``) for labelled ``items``.
 
     Clips are ``encoder.config.num_frames`` frames ``stride`` apart: the centred one when
     ``views == 1``, else ``views`` clips at random starts seeded per (view, item). With
     ``cache_dir`` the result is read from, or written to, ``<cache_dir>/<key>.safetensors``
-    (key: see the module docstring); a cache hit runs no encoder pass.
+    (key: see the module docstring); a cache hit runs no encoder pass. With a
+    multi-process ``env`` each rank encodes its :meth:`~fmae.distributed.Distributed.share`
+    of the items and every rank returns all the features; rank 0 writes the cache.
     """
     items = [ClipItem(*it) for it in items]
     labels = item_labels(items)
@@ -278,8 +293,8 @@ def extract_features(encoder: FMAE, items: Sequence[ClipItem], *, views: int = 1
         if cache.is_file():
             log.info("%s: %d items from the cache %s", desc, len(items), cache)
             return Features(load_file(str(cache))["features"], labels, paths)
-    feats = _encode(encoder, items, views, stride, batch_size, num_workers, torch.device(device), dtype, progress, desc)
-    if cache is not None:
+    feats = _encode(encoder, items, views, stride, batch_size, num_workers, torch.device(device), dtype, progress, desc, env)
+    if cache is not None and (env is None or env.main):
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         save_file({"features": feats}, str(tmp), metadata={"paths": json.dumps(paths)})
@@ -373,11 +388,13 @@ def _oversampled(items: list[ClipItem]) -> list[ClipItem]:
 def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, epochs: int, batch_size: int,
              lr: float, weight_decay: float = 0.0, balance: str = "none", stride: int = 2, seed: int = 0,
              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, num_workers: int = 0,
-             progress: bool = False) -> None:
+             progress: bool = False, env: Distributed | None = None) -> None:
     """Train ``encoder`` and ``probe`` (both on ``device``) end to end, in place, on
     labelled ``items``: a seeded random clip per item and epoch, Adam with β =
     :data:`BETAS`. ``balance`` as in :func:`train_probe`, except that ``"sampler"``
-    oversamples the smaller classes. Leaves both in eval mode."""
+    oversamples the smaller classes. With a multi-process ``env`` the two train as one
+    DDP module, each rank on its shard of every epoch with ``batch_size // world``
+    clips a batch. Leaves both in eval mode."""
     items = [ClipItem(*it) for it in items]
     labels = item_labels(items)
     classify = not labels.is_floating_point()
@@ -385,30 +402,53 @@ def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, ep
     weight = class_weights(labels, probe.out_dim).to(device) if balance == "weights" else None
     if balance == "sampler":
         items = _oversampled(items)
-    loader = make_loader(items=items, batch_size=batch_size, num_frames=encoder.config.num_frames, stride=stride,
-                         random_start=True, shuffle=True, seed=seed, with_regions=False, device=device,
-                         num_workers=num_workers)
-    # The decoder takes no part in forward_features: only the encoder and the probe learn.
-    params = [p for name, p in encoder.named_parameters() if name.startswith(ENCODER_PREFIXES)]
-    optimizer = torch.optim.Adam(params + list(probe.parameters()), lr=lr, betas=BETAS, weight_decay=weight_decay)
+    world, rank = (env.world, env.rank) if env is not None else (1, 0)
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must split evenly over {world} processes")
+    loader = make_loader(items=items, batch_size=batch_size // world, num_frames=encoder.config.num_frames,
+                         stride=stride, random_start=True, shuffle=True, seed=seed, with_regions=False, device=device,
+                         num_workers=num_workers, shard_id=rank, num_shards=world, drop_last=world > 1)
+    # The decoder takes no part in forward_features: only the encoder and the probe learn
+    # (and DDP must not wait for gradients of parameters that get none).
+    for name, p in encoder.named_parameters():
+        p.requires_grad_(name.startswith(ENCODER_PREFIXES))
+    model: nn.Module = _Classifier(encoder, probe)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=lr, betas=BETAS, weight_decay=weight_decay)
     encoder.train()
     probe.train()
     with tqdm(total=epochs * len(loader), disable=not progress, desc="finetune", unit="batch", dynamic_ncols=True) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
             for batch in loader:
                 if batch["clip"].shape[0] < 2 and probe.norm_kind == "batchnorm":
                     continue  # BatchNorm cannot normalise a batch of one
                 target = batch["label"] if classify else batch["label"].float()
                 with _autocast(device, dtype):
-                    out = probe(encoder.forward_features(batch["clip"]).float())
+                    out = model(batch["clip"])
                 loss = _loss(out.float(), target, weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
+    for p in encoder.parameters():
+        p.requires_grad_(True)
     encoder.eval()
     probe.eval()
+
+
+class _Classifier(nn.Module):
+    """``probe(encoder.forward_features(clip))``: one module, for DDP."""
+
+    def __init__(self, encoder: FMAE, probe: LinearProbe) -> None:
+        super().__init__()
+        self.encoder, self.probe = encoder, probe
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.probe(self.encoder.forward_features(clip).float())
 
 
 @torch.no_grad()
@@ -519,22 +559,36 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns the report that ``metrics.json`` holds: the :mod:`fmae.metrics` numbers,
     the run's facts and the trivial baseline (``majority_accuracy``, or
-    ``mean_baseline_mse`` for regression).
+    ``mean_baseline_mse`` for regression). Under ``torchrun`` every rank returns it and
+    rank 0 writes the files.
     """
+    env = Distributed(config.device)
+    try:
+        return _run_probe(config, progress, env)
+    finally:
+        env.close()
+
+
+def _run_probe(config: ProbeConfig, progress: bool, env: Distributed) -> dict[str, Any]:
     out = Path(config.out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(config))
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(config))
     task = TASKS[config.task]
-    device = resolve_device(config.device)
+    device = env.device
     dtype = resolve_dtype(config.dtype, device)
     encoder, source = build_encoder(config, device)
     mc = encoder.config
-    root = data_root(config, mc.img_size, progress)
+    if env.main:  # one process prepares the default data; the others then find it done
+        root = data_root(config, mc.img_size, progress)
+    env.barrier()
+    if not env.main:
+        root = data_root(config, mc.img_size, progress=False)
     # Items and labels first: a wrong label file fails here, before any encoder pass.
     train_items, eval_items, class_names = task_items(config, root)
     out_dim = len(class_names) or 1
     common = dict(stride=config.temporal_stride, batch_size=config.batch_size, num_workers=config.num_workers,
-                  device=device, dtype=dtype, progress=progress)
+                  device=device, dtype=dtype, progress=progress and env.main, env=env)
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else out / "features"
 
     if config.finetune:
@@ -542,7 +596,9 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
         probe = LinearProbe(mc.embed_dim, out_dim, config.head_norm).to(device)
         finetune(encoder, probe, train_items, epochs=config.finetune_epochs, lr=config.lr,
                  weight_decay=config.weight_decay, balance=config.balance, seed=config.seed, **common)
-        save_encoder(encoder, out / "encoder.safetensors")
+        env.check_in_sync(encoder)
+        if env.main:
+            save_encoder(encoder, out / "encoder.safetensors")
         evaluated = extract_features(encoder, eval_items, views=config.test_views, desc=f"features {config.eval_split}", **common)
     else:
         train = extract_features(encoder, train_items, views=config.train_views, cache_dir=cache_dir,
@@ -552,7 +608,8 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
         views = train.features.shape[1]
         probe = train_probe(train.features.flatten(0, 1), train.labels.repeat_interleave(views), out_dim,
                             norm=config.head_norm, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                            weight_decay=config.weight_decay, balance=config.balance, seed=config.seed, progress=progress)
+                            weight_decay=config.weight_decay, balance=config.balance, seed=config.seed,
+                            progress=progress and env.main)
     videos, labels, scores = per_video(evaluated.paths, evaluated.labels, predict(probe, evaluated.features, task.kind))
     train_labels = item_labels(train_items)
 
@@ -566,15 +623,17 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
         majority = int(torch.bincount(train_labels, minlength=out_dim).argmax())
         report["majority_class"] = majority
         report["majority_accuracy"] = float((labels == majority).float().mean())
-        save_confusion_png(report["confusion_matrix"], class_names, out / "confusion.png",
-                           f"{config.task}, {config.eval_split}: accuracy {report['accuracy']:.3f}")
     else:
         report.update(regression_metrics(labels, scores))
         report["mean_baseline_mse"] = float(((labels - train_labels.mean()) ** 2).mean())
     meta = {"task": config.task, "kind": task.kind, "class_names": class_names, "img_size": mc.img_size,
             "num_frames": mc.num_frames, "temporal_stride": config.temporal_stride, "test_views": config.test_views,
             "encoder": source, "encoder_fingerprint": report["encoder_fingerprint"]}
-    save_probe(probe.cpu(), out / "probe.safetensors", meta)
-    _write_predictions(out / "predictions.csv", videos, labels, scores, class_names)
-    write_report(report, out, "metrics", f"FMAE {report['mode']}: {config.task}, {config.eval_split} split")
+    if env.main:
+        if task.kind == "classification":
+            save_confusion_png(report["confusion_matrix"], class_names, out / "confusion.png",
+                               f"{config.task}, {config.eval_split}: accuracy {report['accuracy']:.3f}")
+        save_probe(probe.cpu(), out / "probe.safetensors", meta)
+        _write_predictions(out / "predictions.csv", videos, labels, scores, class_names)
+        write_report(report, out, "metrics", f"FMAE {report['mode']}: {config.task}, {config.eval_split} split")
     return report

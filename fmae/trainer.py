@@ -24,14 +24,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -39,7 +37,8 @@ from tqdm import tqdm
 from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_valid, prune_checkpoints, save_checkpoint
 from fmae.config import TrainConfig, to_yaml
 from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
-from fmae.device import resolve_device, resolve_dtype
+from fmae.device import resolve_dtype
+from fmae.distributed import Distributed
 from fmae.masking import make_mask
 from fmae.model import get_config
 from fmae.preprocessing import PreprocessConfig, preprocess
@@ -146,51 +145,6 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
             f"{k} ({saved.get(k)!r} vs {getattr(config, k)!r})" for k in changed))
 
 
-class _Distributed:
-    """The process group of a ``torchrun`` launch (NCCL on GPUs, gloo on CPUs), or a
-    stand-in for a single process."""
-
-    def __init__(self, device_name: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        device = resolve_device(device_name)
-        if self.world > 1 and device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        self.device = device
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            values = values.clone()
-            dist.all_reduce(values)
-            values /= self.world
-        return values
-
-    def check_in_sync(self, module: torch.nn.Module) -> None:
-        """Raise when the ranks' weights differ: DDP must keep them bit-identical."""
-        if self.world == 1:
-            return
-        sums = torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
-        gathered = [torch.empty_like(sums) for _ in range(self.world)]
-        dist.all_gather(gathered, sums)
-        if any(not torch.equal(g, gathered[0]) for g in gathered):
-            raise RuntimeError("the ranks' model weights have diverged; stopping")
-
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 class _RankShare:
     """This rank's contiguous share of every global batch."""
 
@@ -213,14 +167,14 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
     ``config.batch_size`` is split evenly over the ranks, gradients are averaged by DDP,
     and rank 0 alone writes logs, images and checkpoints.
     """
-    env = _Distributed(config.device)
+    env = Distributed(config.device)
     try:
         return _pretrain(config, resume, progress, env)
     finally:
         env.close()
 
 
-def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: _Distributed) -> Path:
+def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distributed) -> Path:
     out_dir = Path(config.out_dir).expanduser()
     ckpt_dir = out_dir / "checkpoints"
     device = env.device
@@ -316,7 +270,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: _Distribut
     return last_path
 
 
-def _log_step(config: TrainConfig, env: _Distributed, logger: _Logger | None, bar: tqdm, step: int,
+def _log_step(config: TrainConfig, env: Distributed, logger: _Logger | None, bar: tqdm, step: int,
               pending: list[dict[str, Any]], clips_per_s: float) -> None:
     """Average the pending steps' stats over steps and ranks (a sync), and log them."""
     keys = sorted(pending[-1])

@@ -39,3 +39,35 @@ def test_two_gloo_processes_match_one_process(small_set, tmp_path, strategy):
     b = load_checkpoint(double / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+
+def _torchrun(module, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", module, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_gloo_processes_probe_like_one(small_set, tmp_path):
+    from fmae.probe import main as probe_main
+    from fmae.probing import load_probe
+
+    # Two views per item: the random windows must not depend on which rank encodes an item.
+    probe_args = ["--random-init", "--img-size", "32", "--num-frames", "4", "--dtype", "fp32", "--device", "cpu",
+                  "--num-workers", "0", "--epochs", "3", "--batch-size", "4", "--no-progress", "--train-views", "2",
+                  "--data-root", str(small_set)]
+    assert probe_main([*probe_args, "--out-dir", str(tmp_path / "one")]) == 0
+    proc = _torchrun("fmae.probe", *probe_args, "--out-dir", str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["confusion_matrix"] == one["confusion_matrix"] and two["train_items"] == one["train_items"]
+    (a, _), (b, _) = load_probe(tmp_path / "one" / "probe.safetensors"), load_probe(tmp_path / "two" / "probe.safetensors")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=name)
+    assert proc.stdout.count("wrote") == 1  # rank 0 alone reports
+
+    # Data-parallel fine-tuning: the ranks' encoders stay identical (checked in the run).
+    proc = _torchrun("fmae.probe", *probe_args, "--finetune", "--finetune-epochs", "1", "--out-dir", str(tmp_path / "ft"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ft" / "encoder.safetensors").is_file()
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["mode"] == "finetune"

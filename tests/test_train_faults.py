@@ -13,6 +13,7 @@ import torch
 from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.data import VideoClipDataset
+from fmae.distributed import Distributed
 from fmae.train import main
 from train_helpers import train_args
 
@@ -153,5 +154,5 @@ def test_a_collapsed_discriminator_is_warned_about(caplog, disc_loss, warned):
 
     stats = {"rec_loss": 1.0, "disc_loss": disc_loss, "skipped": 0.0}
     with tqdm(disable=True) as bar, caplog.at_level("WARNING", logger="fmae.trainer"):
-        trainer._log_step(trainer.TrainConfig(), trainer._Distributed("cpu"), None, bar, 40, [stats, stats], 1.0)
+        trainer._log_step(trainer.TrainConfig(), Distributed("cpu"), None, bar, 40, [stats, stats], 1.0)
     assert ("discriminator" in caplog.text and "collapsed" in caplog.text) == warned
