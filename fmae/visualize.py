@@ -14,8 +14,9 @@ column per shown frame:
   prediction over them, the predicted class in the title; needs ``probe``.
 
 The array functions (:func:`region_overlay`, :func:`mask_pixels`, :func:`masks_panel`,
-:func:`heat_overlay`) build every panel before it is drawn; :func:`save_grid` draws
-rows of frames into a figure of exactly :func:`grid_size` pixels.
+:func:`heat_overlay`, :func:`tile`) build every panel before it is drawn;
+:func:`save_grid` draws rows of frames, titled, into a PNG of exactly
+:func:`grid_size` pixels.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ class Sample(NamedTuple):
     regions: torch.Tensor | None
     """uint8 ``[T, H, W]`` region ids, or ``None`` when the video has no region map."""
     label: int | float | None
+    """The item's class or score, ``None`` for a video given on its own."""
     path: Path
+    """The video file."""
 
 
 # ------------------------------------------------------------------------ inputs
@@ -116,7 +119,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     model = load_encoder(path)  # checks the file and explains what is wrong with it
     if config_path(Path(path).expanduser()).is_file():
         return model.to(device), False
-    model.load_state_dict(load_checkpoint(Path(path).expanduser())["trainer"]["model"])
+    try:
+        model.load_state_dict(load_checkpoint(Path(path).expanduser())["trainer"]["model"])
+    except RuntimeError as e:  # a decoder that does not fit the checkpoint's own config
+        raise ValueError(f"{path}: the decoder's tensors do not fit the model config: {e}") from e
     return model.eval().to(device), True
 
 
@@ -330,9 +336,8 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
                                      f"Parsed facial regions: {name}", out / "regions.png", legend)
 
     masks = draw_masks(sample, c.grid, c.tubelet, config.ratio, config.seed)
-    pixels = {s: mask_pixels(m, c.grid, c.tubelet) for s, m in masks.items()}
-    panel = masks_panel(frames, list(pixels.values()))
-    files["masks"] = save_grid([(f"{s} ({int(m.sum())}/{m.numel()})", row[show]) for (s, m), row in zip(masks.items(), panel)],
+    painted = dict(zip(masks, masks_panel(frames, [mask_pixels(m, c.grid, c.tubelet) for m in masks.values()])))
+    files["masks"] = save_grid([(f"{s} ({int(m.sum())}/{m.numel()})", painted[s][show]) for s, m in masks.items()],
                                show.tolist(), f"Masks at ratio {config.ratio} (grey: hidden from the encoder)",
                                out / "masks.png")
 
@@ -348,7 +353,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
         mask = masks[config.strategy]
         recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
         files["reconstruction"] = save_grid(
-            [("original", frames[show]), ("masked", masks_panel(frames, [pixels[config.strategy]])[0][show]),
+            [("original", frames[show]), ("masked", painted[config.strategy][show]),
              ("reconstruction", to_rgb(recon)[show])], show.tolist(),
             f"Reconstruction, {config.strategy} mask at ratio {config.ratio}", out / "reconstruction.png")
 
@@ -361,5 +366,6 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
                                      _gradcam_title(meta, cam.logits[0].cpu(), int(cam.target[0]), sample.label),
                                      out / "gradcam.png")
     for what, why in skipped.items():
+        (out / f"{what}.png").unlink(missing_ok=True)  # a picture of an earlier run would pass for this one's
         log.warning("%s.png not drawn: %s", what, why)
     return {"files": files, "skipped": skipped, "clip": str(sample.path)}

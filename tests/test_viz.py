@@ -134,6 +134,8 @@ def test_exported_encoder_and_video_without_regions_skip_what_they_cannot_draw(c
     video = tmp_path / "clip.avi"
     shutil.copy(list_items("daisee", small_set, "Test")[0].path, video)  # without its .regions.npz
     out = tmp_path / "b"
+    (out / "regions.png").parent.mkdir()
+    (out / "regions.png").write_bytes(b"an earlier run's picture")
     assert main(["--checkpoint", str(checkpoint), "--video", str(video), "--out-dir", str(out), "--strategy", "tube",
                  "--ratio", "0.5", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
