@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "engagement set (generated and cached, no download). Features are cached, so further probes of the same "
         "encoder (other seeds, heads, learning rates) skip the encoder pass.",
         epilog="Examples:\n"
-        "  python -m fmae.probe --checkpoint runs/pretrain/checkpoints/ckpt-00000300.safetensors\n"
+        "  python -m fmae.probe --checkpoint runs/pretrain        # the newest valid checkpoint of a run\n"
         "  python -m fmae.probe --checkpoint CKPT --random-init --out-dir runs/probe-random   # baseline\n"
         "  python -m fmae.probe --checkpoint CKPT --data-root /data/DAiSEE --balance weights --test-views 4\n"
         "  python -m fmae.probe --checkpoint CKPT --task emotiw --data-root /data/EmotiW\n"

@@ -96,8 +96,9 @@ TASKS: dict[str, Task] = {
 class ProbeConfig:
     """Linear probing (or fine-tuning) of an FMAE encoder on a labelled data set."""
 
-    checkpoint: str = _field("", "pre-training checkpoint (python -m fmae.train) or exported encoder "
-                             "(.safetensors with its .json); may be empty with --random-init")
+    checkpoint: str = _field("", "pre-training checkpoint (python -m fmae.train), its run folder (the newest valid "
+                             "checkpoint) or an exported encoder (.safetensors with its .json); may be empty with "
+                             "--random-init")
     random_init: bool = _field(False, "probe a freshly initialised encoder instead (the baseline): the checkpoint's "
                                "architecture if one is given, else --model/--img-size/--num-frames")
     model: str = _field("fmae_vit_tiny", "encoder size for --random-init without a checkpoint", tuple(MODEL_CONFIGS))

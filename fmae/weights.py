@@ -28,7 +28,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fmae.checkpoint import load_checkpoint
+from fmae.checkpoint import load_checkpoint, load_latest_valid
 from fmae.model import FMAE, FMAEConfig
 
 FORMAT_VERSION = 1
@@ -134,12 +134,15 @@ def _encoder_from(state: dict[str, torch.Tensor], config: dict[str, Any], source
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> FMAE:
     """An :class:`fmae.model.FMAE` in eval mode whose encoder holds the weights at ``path``.
 
-    ``path`` is an exported encoder (:func:`save_encoder`) or a pre-training checkpoint
-    of :func:`fmae.trainer.pretrain`. The decoder of an exported encoder is freshly
+    ``path`` is an exported encoder (:func:`save_encoder`), a pre-training checkpoint
+    of :func:`fmae.trainer.pretrain`, or a pre-training run's folder (its ``out_dir`` or
+    ``checkpoints/`` folder: the newest checkpoint that verifies). The decoder of an exported encoder is freshly
     initialised (it was not exported): use :meth:`~fmae.model.FMAE.forward_features`.
     Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a file that is
     neither.
     """
+    if Path(path).expanduser().is_dir():
+        return _encoder_from_run(Path(path).expanduser()).to(device)
     path = _local_file(path)
     if config_path(path).is_file():
         state, config = load_weights(path, ENCODER_KIND)
@@ -148,8 +151,20 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             ckpt = load_checkpoint(path)
         except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
             raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
-        trainer = ckpt.get("trainer")
-        if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
-            raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
-        state, config = trainer["model"], ckpt["model_config"]
+        return _encoder_from_checkpoint(ckpt, path).to(device)
     return _encoder_from(state, config, path).to(device)
+
+
+def _encoder_from_checkpoint(ckpt: dict[str, Any], path: Path) -> FMAE:
+    trainer = ckpt.get("trainer")
+    if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
+        raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
+    return _encoder_from(trainer["model"], ckpt["model_config"], path)
+
+
+def _encoder_from_run(folder: Path) -> FMAE:
+    checkpoints = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
+    found = load_latest_valid(checkpoints)
+    if found is None:
+        raise FileNotFoundError(f"{checkpoints} holds no valid pre-training checkpoint (ckpt-<step>.safetensors)")
+    return _encoder_from_checkpoint(found[1], found[0])

@@ -44,6 +44,18 @@ def test_encoder_from_a_pretraining_checkpoint(model, tmp_path):
         assert torch.equal(loaded.forward_features(_clip()), model.forward_features(_clip()))
 
 
+
+def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint(folder / "ckpt-00000001.safetensors", {
+        "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
+    (folder / "ckpt-00000002.safetensors").write_bytes(b"torn")  # newer, but corrupt: skipped
+    for path in (tmp_path / "run", folder):
+        assert fingerprint(load_encoder(path)) == fingerprint(model)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no valid pre-training checkpoint"):
+        load_encoder(tmp_path / "empty")
+
 def test_fingerprint_follows_encoder_weights_only(model):
     before = fingerprint(model)
     with torch.no_grad():
