@@ -77,7 +77,7 @@ class VizConfig:
     index: int = _field(0, "which clip of the split")
     ratio: float = _field(0.9, "masking ratio of every strategy, in (0, 1)")
     strategy: str = _field("facial", "masking strategy of the reconstruction", STRATEGIES)
-    temporal_stride: int = _field(2, "take every k-th frame of the video")
+    temporal_stride: int = _field(0, "take every k-th frame of the video; 0: the probe's (as it was trained), else 2")
     frames: int = _field(8, "frames shown per row (spread over the clip)")
     seed: int = _field(0, "seed of the masks")
     device: str = _field("auto", "cpu, cuda, cuda:N or auto")
@@ -90,8 +90,8 @@ class VizConfig:
             raise ValueError("give --checkpoint: a pre-training checkpoint or an exported encoder")
         if not 0.0 < self.ratio < 1.0:
             raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
-        if self.index < 0 or self.temporal_stride < 1 or self.frames < 1 or self.num_workers < 0:
-            raise ValueError("index and num_workers must be >= 0, temporal_stride and frames >= 1")
+        if min(self.index, self.temporal_stride, self.num_workers) < 0 or self.frames < 1:
+            raise ValueError("index, temporal_stride and num_workers must be >= 0, frames >= 1")
         if self.video and self.data_root:
             raise ValueError("give --video or --data-root, not both")
 
@@ -296,7 +296,8 @@ def _gradcam_title(meta: dict[str, Any], logits: torch.Tensor, target: int, labe
 def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     """Draw ``config``'s clip into ``config.out_dir`` (see the module docstring).
 
-    Returns ``{"files": {name: path}, "skipped": {name: why}, "clip": path}``; a picture
+    Returns ``{"files": {name: path}, "skipped": {name: why}, "clip": path, "stride":
+    the temporal stride used}``; a picture
     is skipped, with the reason, when its input is missing (no region map, no decoder,
     no probe).
     """
@@ -313,7 +314,8 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
         root = training_data_root(TrainConfig(img_size=c.img_size, data_root=config.data_root,
                                               num_workers=config.num_workers), progress)
         item = pick_item(root, config.split, config.index)
-    sample = load_sample(item, c.num_frames, config.temporal_stride)
+    stride = config.temporal_stride or int((meta or {}).get("temporal_stride", 2))
+    sample = load_sample(item, c.num_frames, stride)
     if tuple(sample.clip.shape[1:]) != (c.num_frames, c.img_size, c.img_size):
         raise ValueError(f"{sample.path} gives {sample.clip.shape[-1]}×{sample.clip.shape[-2]} frames, the model takes "
                          f"{c.img_size}×{c.img_size}: preprocess the video to that size")
@@ -368,4 +370,4 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     for what, why in skipped.items():
         (out / f"{what}.png").unlink(missing_ok=True)  # a picture of an earlier run would pass for this one's
         log.warning("%s.png not drawn: %s", what, why)
-    return {"files": files, "skipped": skipped, "clip": str(sample.path)}
+    return {"files": files, "skipped": skipped, "clip": str(sample.path), "stride": stride}

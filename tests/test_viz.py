@@ -16,12 +16,14 @@ from fmae.visualize import (
     MASK_COLOUR,
     REGION_COLOURS,
     Sample,
+    VizConfig,
     draw_masks,
     grid_size,
     load_model,
     mask_pixels,
     masks_panel,
     region_overlay,
+    run_viz,
     shown_frames,
     tile,
 )
@@ -39,11 +41,11 @@ def checkpoint(small_set, tmp_path_factory):
                                 out_dir=str(out), num_workers=0, device="cpu", dtype="fp32"), progress=False)
 
 
-def _probe(path, model_fingerprint):
+def _probe(path, model_fingerprint, **meta):
     torch.manual_seed(0)
     probe = LinearProbe(192, len(CLASSES), "batchnorm")
     return save_probe(probe, path, {"task": "daisee", "kind": "classification", "class_names": CLASSES,
-                                    "encoder_fingerprint": model_fingerprint})
+                                    "encoder_fingerprint": model_fingerprint, **meta})
 
 
 def _args(checkpoint, small_set, out, *extra):
@@ -84,6 +86,13 @@ def test_default_data_is_the_pretraining_set_at_the_models_size(checkpoint, smal
     assert main(["--checkpoint", str(checkpoint), "--out-dir", str(tmp_path), "--device", "cpu", "--no-progress"]) == 0
     assert asked[0].data_root == "" and asked[0].img_size == 32
     assert {"regions.png", "masks.png", "reconstruction.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_clips_are_sampled_as_the_probe_was_trained(checkpoint, small_set, tmp_path):
+    probe = _probe(tmp_path / "probe.safetensors", fingerprint(load_model(checkpoint)[0]), temporal_stride=5)
+    config = VizConfig(checkpoint=str(checkpoint), probe=str(probe), data_root=str(small_set), out_dir=str(tmp_path),
+                       device="cpu")
+    assert run_viz(config, progress=False)["stride"] == 5
 
 
 def test_mask_pixels_show_exactly_the_masked_fraction():
