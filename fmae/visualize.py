@@ -30,7 +30,6 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig, _field, check_choices, to_yaml
 from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SPLITS, ClipDataset, ClipItem, list_items, region_map_path
 from fmae.device import resolve_device
@@ -40,7 +39,7 @@ from fmae.masking import STRATEGIES, make_mask
 from fmae.model import FMAE, unpatchify
 from fmae.probing import load_probe
 from fmae.trainer import data_root as training_data_root
-from fmae.weights import config_path, fingerprint, load_encoder
+from fmae.weights import fingerprint, load_model
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +109,6 @@ class Sample(NamedTuple):
 
 
 # ------------------------------------------------------------------------ inputs
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FMAE, bool]:
-    """``(model in eval mode, has_decoder)`` from a pre-training checkpoint (the whole
-    autoencoder, ``True``) or an exported encoder (its decoder untrained, ``False``).
-    Errors as :func:`fmae.weights.load_encoder`."""
-    model = load_encoder(path)  # checks the file and explains what is wrong with it
-    if config_path(Path(path).expanduser()).is_file():
-        return model.to(device), False
-    try:
-        model.load_state_dict(load_checkpoint(Path(path).expanduser())["trainer"]["model"])
-    except RuntimeError as e:  # a decoder that does not fit the checkpoint's own config
-        raise ValueError(f"{path}: the decoder's tensors do not fit the model config: {e}") from e
-    return model.eval().to(device), True
 
 
 def load_sample(item: ClipItem, num_frames: int, stride: int) -> Sample:

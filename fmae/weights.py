@@ -136,35 +136,40 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
     ``path`` is an exported encoder (:func:`save_encoder`), a pre-training checkpoint
     of :func:`fmae.trainer.pretrain`, or a pre-training run's folder (its ``out_dir`` or
-    ``checkpoints/`` folder: the newest checkpoint that verifies). The decoder of an exported encoder is freshly
-    initialised (it was not exported): use :meth:`~fmae.model.FMAE.forward_features`.
-    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a file that is
-    neither.
+    ``checkpoints/`` folder: the newest checkpoint that verifies). The decoder of an
+    exported encoder is freshly initialised (it was not exported): use
+    :meth:`~fmae.model.FMAE.forward_features`. Raises ``FileNotFoundError`` for a
+    missing file, ``ValueError`` for a file that is neither.
     """
-    if Path(path).expanduser().is_dir():
-        return _encoder_from_run(Path(path).expanduser()).to(device)
-    path = _local_file(path)
-    if config_path(path).is_file():
-        state, config = load_weights(path, ENCODER_KIND)
+    return load_model(path, device)[0]
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FMAE, bool]:
+    """``(model in eval mode, has_decoder)``: from a pre-training checkpoint or run folder
+    the whole autoencoder (``True``); from an exported encoder the encoder with an
+    untrained decoder (``False``). ``path`` and errors as :func:`load_encoder`."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = load_latest_valid(checkpoints)
+        if found is None:
+            raise FileNotFoundError(f"{checkpoints} holds no valid pre-training checkpoint (ckpt-<step>.safetensors)")
+        path, ckpt = found
     else:
+        path = _local_file(path)
+        if config_path(path).is_file():
+            state, config = load_weights(path, ENCODER_KIND)
+            return _encoder_from(state, config, path).to(device), False
         try:
             ckpt = load_checkpoint(path)
         except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
             raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
-        return _encoder_from_checkpoint(ckpt, path).to(device)
-    return _encoder_from(state, config, path).to(device)
-
-
-def _encoder_from_checkpoint(ckpt: dict[str, Any], path: Path) -> FMAE:
     trainer = ckpt.get("trainer")
     if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
         raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
-    return _encoder_from(trainer["model"], ckpt["model_config"], path)
-
-
-def _encoder_from_run(folder: Path) -> FMAE:
-    checkpoints = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
-    found = load_latest_valid(checkpoints)
-    if found is None:
-        raise FileNotFoundError(f"{checkpoints} holds no valid pre-training checkpoint (ckpt-<step>.safetensors)")
-    return _encoder_from_checkpoint(found[1], found[0])
+    model = _encoder_from(trainer["model"], ckpt["model_config"], path)
+    try:
+        model.load_state_dict(trainer["model"])
+    except RuntimeError as e:  # a decoder that does not fit the checkpoint's own config
+        raise ValueError(f"{path}: the decoder's tensors do not fit the model config: {e}") from e
+    return model.eval().to(device), True

@@ -19,7 +19,6 @@ from fmae.visualize import (
     VizConfig,
     draw_masks,
     grid_size,
-    load_model,
     mask_pixels,
     masks_panel,
     region_overlay,
@@ -28,7 +27,7 @@ from fmae.visualize import (
     tile,
 )
 from fmae.viz import main
-from fmae.weights import fingerprint, save_encoder
+from fmae.weights import fingerprint, load_model, save_encoder
 
 CLASSES = ["very low", "low", "high", "very high"]
 
