@@ -176,7 +176,7 @@ class Timeline:
     class_names: list[str]
 
     @property
-    def has_face(self) -> np.ndarray:
+    def scored(self) -> np.ndarray:
         """``bool [W]``: the window was scored (not ``no_face``)."""
         return ~np.isnan(self.scores.reshape(len(self.scores), -1)[:, 0])
 
@@ -184,7 +184,7 @@ class Timeline:
         """Each window's predicted class name (classification), or :data:`NO_FACE`; for a
         regression, the score as text."""
         out = []
-        for scored, s in zip(self.has_face, self.scores):
+        for scored, s in zip(self.scored, self.scores):
             if not scored:
                 out.append(NO_FACE)
             elif self.kind == "classification":
@@ -298,12 +298,12 @@ def write_timeline_csv(timeline: Timeline, path: str | Path) -> None:
         head = ["start_s", "end_s", "face_fraction"]
         w.writerow(head + (["level", "confidence", *[f"p_{c}" for c in timeline.class_names]] if classify else ["score"]))
         for start, end, frac, level, scored, s in zip(timeline.start_s, timeline.end_s, timeline.face_fraction,
-                                                      timeline.levels(), timeline.has_face, timeline.scores):
+                                                      timeline.levels(), timeline.scored, timeline.scores):
             row = [f"{start:.3f}", f"{end:.3f}", f"{frac:.3f}"]
             if classify:
                 row += [level, f"{s.max():.4f}", *[f"{q:.4f}" for q in s]] if scored else [NO_FACE, "", *[""] * len(s)]
             else:
-                row += [level if scored else NO_FACE]
+                row.append(level)
             w.writerow(row)
 
 
@@ -334,7 +334,7 @@ def save_timeline_png(timeline: Timeline, path: str | Path, title: str = "",
 
     classify = timeline.kind == "classification"
     centre = (timeline.start_s + timeline.end_s) / 2
-    scored = timeline.has_face
+    scored = timeline.scored
     fig, ax = plt.subplots(figsize=(max(6.0, min(16.0, 0.02 * len(centre) + 6)), 3.2), dpi=110)
     for k, (a, b) in enumerate(_spans(~scored, timeline.start_s, timeline.end_s)):
         ax.axvspan(a, b, color="0.85", zorder=0, label="no face" if k == 0 else None)
@@ -365,7 +365,7 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
     mean score (regression), and the runs of equal consecutive levels as ``segments``
     (``[start_s, end_s, level]``, overlapping where windows overlap)."""
     levels = timeline.levels()
-    scored = timeline.has_face
+    scored = timeline.scored
     out: dict[str, Any] = {"windows": len(levels), "scored_windows": int(scored.sum()),
                            "no_face_windows": int((~scored).sum()),
                            "duration_s": round(float(timeline.end_s.max()), 3) if len(levels) else 0.0}

@@ -15,15 +15,20 @@ from fmae.model import FMAE, get_config
 from fmae.predict import main
 from fmae.prediction import (
     NO_FACE,
-    _window_clips,
+    Faces,
     PredictConfig,
+    _window_clips,
     encode_windows,
     find_faces,
     run_predict,
+    save_timeline_png,
+    score_windows,
+    summarise,
     window_plan,
     window_starts,
+    write_timeline_csv,
 )
-from fmae.probing import TASKS, extract_features, save_probe, train_probe
+from fmae.probing import TASKS, LinearProbe, extract_features, save_probe, train_probe
 from fmae.weights import fingerprint, save_encoder
 
 pytest.importorskip("mediapipe")
@@ -163,6 +168,40 @@ def test_demo_recording_by_default(predictor, tmp_path, capsys, monkeypatch):
     assert summary["frames"] == 60 and summary["scored_windows"] > 0
     starts = [float(r["start_s"]) for r in _rows(out / "timeline.csv")]
     assert starts[:3] == [0.0, 1.0, 2.0]  # --hop 1.0 at 15 fps
+
+
+def test_regression_probe_gives_scores_in_unit_range(predictor, tmp_path):
+    # An EmotiW-style probe: one score per window, clamped to [0, 1]; windows below
+    # min_face stay unscored. The last third of the frames lose their face here.
+    faces = predictor["faces"]
+    faces = Faces(faces.crops, np.arange(len(faces.has_face)) < 60, faces.fps)
+    meta = dict(predictor["meta"], task="emotiw", kind="regression", class_names=[])
+    starts, offsets, _ = window_plan(meta, len(faces.has_face), faces.fps, hop=0.4)
+    features = encode_windows(predictor["encoder_model"], faces.crops, starts, offsets)
+    torch.manual_seed(0)
+    probe = LinearProbe(features.shape[1], 1, "none").eval()
+    with torch.no_grad():  # raw scores centred on 0.5 with std 0.5: some beyond [0, 1], to be clamped
+        raw = probe(features)[:, 0]
+        probe.linear.weight.mul_(0.5 / raw.std())
+        probe.linear.bias.add_(0.5 - probe(features)[:, 0].mean())
+    timeline = score_windows(predictor["encoder_model"], probe, meta, faces, hop=0.4, min_face=0.75)
+    assert timeline.scores.shape == (len(timeline.start_s),)
+    assert np.allclose(np.diff(timeline.start_s), 6 / 15)  # --hop 0.4 s = 6 frames at 15 fps
+    scored = timeline.scored
+    np.testing.assert_array_equal(scored, timeline.face_fraction >= 0.75)
+    assert scored.any() and not scored.all()
+    assert ((timeline.scores[scored] >= 0) & (timeline.scores[scored] <= 1)).all()
+    assert len(np.unique(timeline.scores[scored])) > 2
+
+    write_timeline_csv(timeline, tmp_path / "timeline.csv")
+    rows = _rows(tmp_path / "timeline.csv")
+    assert list(rows[0]) == ["start_s", "end_s", "face_fraction", "score"]
+    assert [r["score"] == NO_FACE for r in rows] == (~scored).tolist()
+    summary = summarise(timeline)
+    assert summary["mean_score"] == pytest.approx(float(timeline.scores[scored].mean()), abs=1e-4)
+    assert summary["segments"][0][2] == "scored" and summary["segments"][-1][2] == NO_FACE
+    save_timeline_png(timeline, tmp_path / "timeline.png", truth=[(0.0, 2.0, 3)])
+    assert (tmp_path / "timeline.png").stat().st_size > 0
 
 
 def test_window_starts():
