@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Engagement over time for a recording: the face pipeline (MediaPipe) crops the face in every "
         "frame, windows of the probe's clip length slide over it, and the encoder plus a probe from "
         "python -m fmae.probe score each window. Windows where most frames show no face are reported as no_face, "
-        "not guessed. Writes timeline.csv (start_s, end_s, face_fraction, level, confidence, p_<class>), "
-        "timeline.png and summary.json to --out-dir. Without VIDEO it predicts a generated demo recording whose "
-        "engagement changes in known segments.",
+        "not guessed. Writes timeline.csv (start_s, end_s, face_fraction, then level, confidence, p_<class>, or "
+        "score for a regression probe), timeline.png and summary.json to --out-dir. Without VIDEO it predicts a "
+        "generated demo recording whose engagement changes in known segments.",
         epilog="Examples:\n"
         "  python -m fmae.predict lecture.mp4 --probe runs/probe/probe.safetensors\n"
         "  python -m fmae.predict                      # the demo recording, with the default probe\n"

@@ -101,7 +101,8 @@ def load_predictor(probe_path: str | Path, checkpoint: str | Path = "",
     prediction needs.
     """
     probe, meta = load_probe(probe_path, device)
-    missing = [k for k in ("kind", "class_names", "num_frames", "temporal_stride", "encoder_fingerprint") if k not in meta]
+    needed = ("kind", "class_names", "num_frames", "temporal_stride", "encoder_fingerprint")
+    missing = [k for k in needed if k not in meta]
     if missing:
         raise ValueError(f"{probe_path}: the probe's meta lacks {missing}; write it with python -m fmae.probe")
     if not checkpoint:
@@ -114,7 +115,8 @@ def load_predictor(probe_path: str | Path, checkpoint: str | Path = "",
     found = fingerprint(encoder)
     if found != meta["encoder_fingerprint"]:
         raise ValueError(f"{checkpoint} is encoder {found}, but {probe_path} was trained on encoder "
-                         f"{meta['encoder_fingerprint']} ({meta.get('encoder')}): give the encoder the probe was trained on")
+                         f"{meta['encoder_fingerprint']} ({meta.get('encoder')}): give the encoder the probe was "
+                         "trained on")
     return encoder, probe, meta
 
 
@@ -250,7 +252,8 @@ def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.n
     return out
 
 
-def window_plan(meta: dict[str, Any], num_frames: int, fps: float, hop: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+def window_plan(meta: dict[str, Any], num_frames: int, fps: float,
+                hop: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
     """``(starts int64 [W], offsets int64 [num_frames of a clip], span)``: windows of
     ``span = clip frames × temporal_stride`` source frames every ``hop`` seconds (0: half
     a window) over a video of ``num_frames`` frames at ``fps``; a clip takes frames
@@ -295,8 +298,8 @@ def write_timeline_csv(timeline: Timeline, path: str | Path) -> None:
     classify = timeline.kind == "classification"
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        head = ["start_s", "end_s", "face_fraction"]
-        w.writerow(head + (["level", "confidence", *[f"p_{c}" for c in timeline.class_names]] if classify else ["score"]))
+        scores = ["level", "confidence", *[f"p_{c}" for c in timeline.class_names]] if classify else ["score"]
+        w.writerow(["start_s", "end_s", "face_fraction", *scores])
         for start, end, frac, level, scored, s in zip(timeline.start_s, timeline.end_s, timeline.face_fraction,
                                                       timeline.levels(), timeline.scored, timeline.scores):
             row = [f"{start:.3f}", f"{end:.3f}", f"{frac:.3f}"]
@@ -371,7 +374,8 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
                            "duration_s": round(float(timeline.end_s.max()), 3) if len(levels) else 0.0}
     if timeline.kind == "classification":
         picked = [lv for lv, s in zip(levels, scored) if s]
-        out["level_share"] = {c: round(picked.count(c) / len(picked), 4) if picked else 0.0 for c in timeline.class_names}
+        out["level_share"] = {c: round(picked.count(c) / len(picked), 4) if picked else 0.0
+                              for c in timeline.class_names}
         runs = levels
     else:
         out["mean_score"] = round(float(np.nanmean(timeline.scores)), 4) if scored.any() else None

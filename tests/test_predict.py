@@ -219,7 +219,6 @@ def test_bad_settings(field, value, message):
 
 
 def test_bad_inputs_give_clear_errors(predictor, tmp_path, capsys):
-    d = predictor["dir"]
     args = ["--probe", predictor["probe"], "--out-dir", str(tmp_path / "out"), *CPU]
 
     def error(*argv):
@@ -246,7 +245,7 @@ def test_probe_naming_no_encoder_file_needs_a_checkpoint(predictor, tmp_path, ca
     probe_json["config"]["meta"]["encoder"] = "random init (fmae_vit_tiny)"
     (tmp_path / "probe.json").write_text(json.dumps(probe_json))
     (tmp_path / "probe.safetensors").write_bytes((predictor["dir"] / "probe.safetensors").read_bytes())
-    assert main([str(predictor["dir"] / "train.avi"), "--probe", str(tmp_path / "probe.safetensors"), *CPU]) == 2
+    assert main([str(predictor["video"]), "--probe", str(tmp_path / "probe.safetensors"), *CPU]) == 2
     assert "give the encoder with --checkpoint" in capsys.readouterr().err
 
 
