@@ -62,7 +62,6 @@ DEFAULT_VALUES: dict[str, str] = {
     "stride": "1,2,4,8",
     "strategy": "random,frame,tube,facial",  # Table III's rows, in its order
 }
-LOSSES: tuple[str, ...] = ("RL", "RL+AL")
 PAPER_DAISEE_ACCURACY: dict[tuple[str, str], float] = {
     # Table V, DAiSEE accuracy (%), ViT-B pre-trained on DAiSEE at full scale.
     ("random", "RL"): 58.26, ("random", "RL+AL"): 59.17,
@@ -152,14 +151,16 @@ def parse_values(sweep: str, text: str, config: AblationConfig) -> list[Any]:
     try:
         values: list[Any] = [float(w) if sweep == "ratio" else int(w) if sweep == "stride" else w for w in words]
     except ValueError:
-        raise ValueError(f"{sweep} values must be {'numbers' if sweep == 'ratio' else 'integers'}, got {text!r}") from None
+        kind = "numbers" if sweep == "ratio" else "integers"
+        raise ValueError(f"{sweep} values must be {kind}, got {text!r}") from None
     span = config.num_frames * config.temporal_stride
     for v in values:
         if sweep == "ratio" and not 0.0 < v < 1.0:
             raise ValueError(f"masking ratios must be in (0, 1), got {v}")
         if sweep == "stride" and (v < 1 or span % v or (span // v) % 2):
-            raise ValueError(f"stride {v} does not split the clip's {span} video frames (num_frames {config.num_frames} "
-                             f"× temporal_stride {config.temporal_stride}) into an even number of frames")
+            raise ValueError(f"stride {v} does not split the clip's {span} video frames "
+                             f"(num_frames {config.num_frames} × temporal_stride {config.temporal_stride}) "
+                             "into an even number of frames")
         if sweep == "strategy" and v not in STRATEGIES:
             raise ValueError(f"unknown masking strategy {v!r}; choose from {STRATEGIES}")
     return values
@@ -301,7 +302,8 @@ def _cell_text(row: dict[str, Any], key: str, digits: int) -> str:
     if key not in row:
         return "–"
     text = f"{row[key]:.{digits}f}"
-    return text + (f" ± {row[key + '_std']:.{digits}f}" if row["seeds"] > 1 else "")
+    exact = key.endswith("_gflops")  # counted, not measured: the same for every seed
+    return text + (f" ± {row[key + '_std']:.{digits}f}" if row["seeds"] > 1 and not exact else "")
 
 
 _TITLES = {
@@ -311,6 +313,14 @@ _TITLES = {
 }
 
 
+# (head, key, decimals) of the table's number columns.
+_METRIC_COLUMNS = {
+    "classification": [("accuracy (%)", "accuracy", 2), ("precision", "precision", 2), ("recall", "recall", 2),
+                       ("F1", "f1", 2)],
+    "regression": [("MSE", "mse", 4)],
+}
+_COST_COLUMNS = [("encoder GFLOPs / clip", "encoder_gflops", 3), ("pre-training GFLOPs / clip", "pretrain_gflops", 3),
+                 ("pre-training clips/s", "clips_per_s", 1)]
 _LEAD_HEADS = {"ratio": ["masking ratio"], "stride": ["temporal stride", "frames per clip"],
                "strategy": ["masking strategy", "RL", "AL"]}
 
@@ -327,20 +337,12 @@ def _lead(sweep: str, row: dict[str, Any]) -> list[str]:
 def to_markdown(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, Any], config: AblationConfig) -> str:
     """The sweep's table, shaped like the paper's, with the baselines and settings below it."""
     kind = TASKS[config.task].kind
-    metric_heads = ["accuracy (%)", "precision", "recall", "F1"] if kind == "classification" else ["MSE"]
-    metric_keys = [("accuracy", 2), ("precision", 2), ("recall", 2), ("f1", 2)] if kind == "classification" else [("mse", 4)]
-    heads = _LEAD_HEADS[sweep]
-    tail_heads, tail_keys = [], []
-    if sweep == "stride":
-        tail_heads = ["encoder GFLOPs / clip", "pre-training GFLOPs / clip", "pre-training clips/s"]
-        tail_keys = [("encoder_gflops", 3), ("pretrain_gflops", 3), ("clips_per_s", 1)]
+    columns = _METRIC_COLUMNS[kind] + (_COST_COLUMNS if sweep == "stride" else [])
     paper = sweep == "strategy" and config.task == "daisee"
-    if paper:
-        tail_heads.append("paper accuracy (%)")
-    all_heads = heads + metric_heads + tail_heads
-    lines = [f"# {_TITLES[sweep]}", "", "| " + " | ".join(all_heads) + " |", "|" + "---|" * len(all_heads)]
+    heads = _LEAD_HEADS[sweep] + [head for head, _, _ in columns] + (["paper accuracy (%)"] if paper else [])
+    lines = [f"# {_TITLES[sweep]}", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
-        cells = _lead(sweep, r) + [_cell_text(r, k, d) for k, d in metric_keys + tail_keys]
+        cells = _lead(sweep, r) + [_cell_text(r, key, digits) for _, key, digits in columns]
         if paper:
             cells.append(f"{PAPER_DAISEE_ACCURACY[(r['value'], r['losses'])]:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -348,7 +350,8 @@ def to_markdown(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str,
     if kind == "classification":
         base = (f"Baselines: a probe of a randomly initialised encoder (no pre-training) reaches "
                 f"{reference['accuracy']:.2f} % accuracy; always predicting the training set's majority class, "
-                f"{reference['baseline']:.2f} %. Precision, recall and F1 are weighted by class support, as the paper's.")
+                f"{reference['baseline']:.2f} %. Precision, recall and F1 are weighted by class support, "
+                "as the paper's.")
     else:
         base = (f"Baselines: a probe of a randomly initialised encoder reaches MSE {reference['mse']:.4f}; "
                 f"predicting the training mean, {reference['baseline']:.4f}.")
@@ -357,8 +360,8 @@ def to_markdown(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str,
               f"{config.batch_size} clips, {config.probe_epochs} probe epochs, task {config.task}, data "
               f"{config.data_root or 'built-in synthetic set'}, {seeds} seed(s) per row (mean ± standard deviation)."]
     if sweep == "stride":
-        lines.append(f"Every clip covers {config.num_frames * config.temporal_stride} video frames; GFLOPs count matrix "
-                     "products (fmae.flops); clips/s is measured on this run's machine.")
+        lines.append(f"Every clip covers {config.num_frames * config.temporal_stride} video frames; "
+                     "GFLOPs count matrix products (fmae.flops); clips/s is measured on this run's machine.")
     if sweep == "strategy":
         lines.append("RL: reconstruction loss; AL: adversarial loss (λ = "
                      f"{config.adv_weight:g}). The paper's AL-only rows are not run (no reconstruction-loss weight).")
@@ -384,7 +387,8 @@ def save_plot(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, A
             losses = list(dict.fromkeys(r["losses"] for r in rows))
             width = 0.8 / len(losses)
             for i, loss in enumerate(losses):
-                xs = [names.index(r["value"]) + (i - (len(losses) - 1) / 2) * width for r in rows if r["losses"] == loss]
+                offset = (i - (len(losses) - 1) / 2) * width
+                xs = [names.index(r["value"]) + offset for r in rows if r["losses"] == loss]
                 ys = [r[key] for r in rows if r["losses"] == loss]
                 errs = [r[key + "_std"] for r in rows if r["losses"] == loss]
                 bars = ax.bar(xs, ys, width, yerr=errs, capsize=3, label=loss)

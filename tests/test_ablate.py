@@ -6,7 +6,7 @@ import torch
 
 import fmae.ablation
 from fmae.ablate import main
-from fmae.ablation import AblationConfig, make_cells, parse_values, summarise
+from fmae.ablation import AblationConfig, make_cells, parse_values, save_plot, summarise, to_markdown
 
 # Tiny cells on the session's 32×32 synthetic set: 4 frames, 2 steps, 2 probe epochs.
 TINY = ["--img-size", "32", "--num-frames", "4", "--steps", "2", "--batch-size", "2", "--probe-epochs", "2",
@@ -119,6 +119,18 @@ def test_summarise_means_and_deviations_over_seeds():
     assert rows[0]["accuracy_std"] == pytest.approx(10.0)
     assert rows[1]["seeds"] == 1 and rows[1]["accuracy_std"] == 0.0
     assert "clips_per_s" not in rows[0]
+
+
+def test_regression_tables_report_mse(tmp_path):
+    config = AblationConfig(task="emotiw", img_size=32, num_frames=4)
+    cells = [{"value": v, "losses": "RL+AL", "seed": 0, "mask_strategy": "facial", "mask_ratio": v,
+              "temporal_stride": 2, "num_frames": 4, "adv_weight": 0.1, "mse": mse, "baseline": 0.09}
+             for v, mse in ((0.5, 0.071), (0.9, 0.063))]
+    rows = summarise(cells)
+    head, body = _table(to_markdown("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config))
+    assert head == ["masking ratio", "MSE"] and body == [["0.5", "0.0710"], ["0.9", "0.0630"]]
+    png = save_plot("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config, tmp_path / "ratio.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cells_are_named_by_what_shapes_their_result():
