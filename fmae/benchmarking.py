@@ -21,8 +21,8 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
   included, which ``tracemalloc`` cannot see) or ``cpu_maxrss_growth`` (elsewhere:
   ``getrusage``'s lifetime peak, which may include building). ``process_peak_mem_mb``
   is the whole process's peak (CUDA: all allocated tensors);
-- ``first_step_s`` and, with ``compile``, ``compile_s``: the first step's time beyond
-  a normal one (``torch.compile`` compiles forward and backward in it);
+- ``first_step_s``, the first step's wall time, and with ``compile`` ``compile_s``, its
+  time beyond ``s_per_step`` (``torch.compile`` compiles forward and backward in it);
 - the settings, the compute ``dtype`` (``bf16``/``fp32``) and the machine: ``torch``,
   ``cuda``, ``gpu``, ``cpu``, ``cpu_threads``, ``cpu_fast_bf16``, ``python``.
 """
@@ -264,16 +264,16 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
         step.run.model.compile()
     memory = _PeakMemory(device)
     memory.set_base()
-    first_step_s = None
+    warm_times = []
     with tqdm(total=config.warmup + config.steps, desc=f"bench step {config.model_name}", unit="step",
               disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-        for i in range(config.warmup):
-            t = _wall_s(step, device)
-            first_step_s = t if i == 0 else first_step_s
+        for _ in range(config.warmup):
+            warm_times.append(_wall_s(step, device))
             bar.update()
         memory.reset_peak()
         times, loss = _timed_steps(step, config.steps, device, bar)
     peak_mb, process_peak_mb = memory.read()
+    first_step_s = (warm_times or times)[0]
 
     s_per_step = statistics.median(times)
     flops = step_flops(model_config, config.batch_size, config.ratio, config.strategy, config.adv_weight).total
@@ -288,7 +288,7 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
         "flops_per_step": flops, "tflops": flops / s_per_step / 1e12,
         "peak_mem_mb": round(peak_mb, 1), "peak_mem_kind": memory.kind,
         "process_peak_mem_mb": round(process_peak_mb, 1),
-        "first_step_s": first_step_s if first_step_s is not None else times[0],
+        "first_step_s": first_step_s,
         "compile_s": max(0.0, first_step_s - s_per_step) if config.compile else None,
         "loss": float(loss),
         **environment(device),
