@@ -67,6 +67,22 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
         assert json.loads((fmae.ablation.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == \
             str(fmae.ablation.Path(cell["checkpoint"]).resolve())
 
+    # A cell killed after pre-training but before its result resumes from its checkpoint, trains no more, probes again.
+    first = summary["cells"][0]
+    (fmae.ablation.Path(first["probe_dir"]).parent / "result.json").unlink()
+    real_pretrain, calls = fmae.ablation.pretrain, []
+
+    def resumed_pretrain(config, resume=False, progress=True):
+        calls.append(resume)
+        return real_pretrain(config, resume=resume, progress=progress)
+
+    monkeypatch.setattr(fmae.ablation, "pretrain", resumed_pretrain)
+    assert _run("ratio", small_set, out, "--values", "0.5,0.9") == 0
+    assert calls == [True]
+    again = json.loads((out / "ratio.json").read_text())
+    assert again["cells"][0]["checkpoint"] == first["checkpoint"]
+    assert again["cells"][0]["accuracy"] == first["accuracy"] and again["cells"][1:] == summary["cells"][1:]
+
     _forbid_training(monkeypatch)
     before = (out / "ratio.json").read_text()
     assert _run("ratio", small_set, out, "--values", "0.5,0.9") == 0
