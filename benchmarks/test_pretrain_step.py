@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,8 @@ from fmae.device import resolve_device, resolve_dtype
 from fmae.flops import step_flops
 from fmae.masking import num_masked
 from fmae.model import FMAE, FMAEConfig, get_config
-from fmae.pretrain import PretrainConfig, Pretrainer
+from fmae.benchmarking import PeakMemory, make_pretrain_step
+from fmae.pretrain import PretrainConfig
 
 B, IMG, FRAMES = 2, 224, 16
 SMOKE_IMG, SMOKE_FRAMES = 64, 8
@@ -97,16 +97,9 @@ def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
 
 
 def _fmae_step(c: FMAEConfig, ratio: float, strategy: str, adv_weight: float) -> Bench:
-    torch.manual_seed(0)
-    run = Pretrainer(c, PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight, batch_size=B,
-                                    autocast="bfloat16" if DTYPE == torch.bfloat16 else None), device=DEVICE)
-    g = torch.Generator().manual_seed(0)
-    clip = torch.randn(B, 3, c.num_frames, c.img_size, c.img_size, generator=g).to(DEVICE)
-    # Blocky random region maps: each 8x8 pixel patch one region, like parsed faces' patches.
-    regions = torch.randint(0, 7, (B, c.num_frames, c.img_size // 8, c.img_size // 8), generator=g, dtype=torch.uint8)
-    regions = regions.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3).to(DEVICE)
-    mask_gen = torch.Generator(device=DEVICE).manual_seed(0)
-    return Bench(lambda: run.step(clip, regions, mask_gen)["loss"], run.model)
+    step = make_pretrain_step(c, PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight,
+                                                batch_size=B, autocast=DTYPE), DEVICE)
+    return Bench(lambda: step()["loss"], step.run.model)
 
 
 IMPLS = {  # name: (builder, masking strategy, λ)
@@ -158,11 +151,6 @@ class EncoderClock:
         self.times[-1][1] = _now() - self._backward_start
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
-
-
 def step_memory(model_name: str, ratio: float, impl: str) -> dict[str, float]:
     """Memory of two steps of ``impl`` in this process (see the module docstring), in MiB.
 
@@ -172,21 +160,13 @@ def step_memory(model_name: str, ratio: float, impl: str) -> dict[str, float]:
     the optimiser's state, made in the first, is there in the second.
     """
     step = IMPLS[impl][0](get_config(model_name, img_size=IMG, num_frames=FRAMES), ratio).step
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        for _ in range(2):
-            step()
-        torch.cuda.synchronize()
-        return {"step_peak_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident set
-    before = _status_kib("VmRSS")
+    memory = PeakMemory(DEVICE)
+    memory.set_base()
+    memory.reset_peak()
     for _ in range(2):
         step()
-    peak = _status_kib("VmHWM")
-    return {"step_peak_mb": (peak - before) / 1024, "process_peak_mb": peak / 1024}
+    growth, peak = memory.read()
+    return {"step_peak_mb": growth, "process_peak_mb": peak}
 
 
 def _step_memory_in_fresh_process(model_name: str, ratio: float, impl: str) -> dict[str, float]:

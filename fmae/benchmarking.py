@@ -144,7 +144,7 @@ def make_pretrain_step(model_config: FMAEConfig, config: PretrainConfig, device:
     return PretrainStep(run, clip, maps, torch.Generator(device=device).manual_seed(seed))
 
 
-class _PeakMemory:
+class PeakMemory:
     """Memory the timed steps need on top of a baseline (see the module docstring)."""
 
     def __init__(self, device: torch.device) -> None:
@@ -258,11 +258,11 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
     model_config = config.model_config()
     pretrain = PretrainConfig(strategy=config.strategy, mask_ratio=config.ratio, adv_weight=config.adv_weight,
                               batch_size=config.batch_size, total_steps=config.warmup + config.steps,
-                              autocast="bfloat16" if dtype == torch.bfloat16 else None)
+                              autocast=dtype)
     step = make_pretrain_step(model_config, pretrain, device, config.seed)
     if config.compile:
         step.run.model.compile()
-    memory = _PeakMemory(device)
+    memory = PeakMemory(device)
     memory.set_base()
     warm_times = []
     with tqdm(total=config.warmup + config.steps, desc=f"bench step {config.model_name}", unit="step",

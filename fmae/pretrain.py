@@ -45,8 +45,8 @@ class PretrainConfig:
     but with our per-cube discriminator λ = 1 lets the adversarial gradient (about ten
     times the reconstruction's) drown the reconstruction, whose loss then stalls in
     short runs; 0.1 keeps both terms working.
-    ``autocast`` is ``None`` (float32) or ``"bfloat16"``; float16 would need a gradient
-    scaler and is not offered. ``fused`` picks ``AdamW(fused=True)``; ``None`` uses it
+    ``autocast`` is ``None`` (float32) or ``"bfloat16"`` (a ``torch.dtype`` is taken too:
+    float32 means ``None``); float16 would need a gradient scaler and is not offered. ``fused`` picks ``AdamW(fused=True)``; ``None`` uses it
     where torch supports it (CPU and CUDA). ``clip_grad`` is the max total gradient norm
     of each network (``None``: no clipping).
     """
@@ -62,11 +62,13 @@ class PretrainConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float | None = 1.0
-    autocast: str | None = None
+    autocast: str | torch.dtype | None = None
     fused: bool | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        if isinstance(self.autocast, torch.dtype):
+            self.autocast = None if self.autocast == torch.float32 else str(self.autocast).removeprefix("torch.")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown masking strategy {self.strategy!r}; choose one of {STRATEGIES}")
         if not 0.0 <= self.mask_ratio < 1.0:
@@ -233,7 +235,7 @@ class Pretrainer:
         share of the global batch (the same size on every rank) and ``generator`` must
         be seeded alike on every rank.
         """
-        c, mc = self.config, self.model.config
+        c = self.config
         if not isinstance(clip, torch.Tensor) or clip.dim() != 5:
             raise ValueError(f"clip must be a [B, C, T, H, W] tensor, got {getattr(clip, 'shape', type(clip).__name__)}")
         if clip.device.type != self.device.type:

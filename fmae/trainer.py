@@ -210,7 +210,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         strategy=config.mask_strategy, mask_ratio=config.mask_ratio, adv_weight=config.adv_weight,
         batch_size=config.batch_size, base_lr=config.base_lr, warmup_steps=config.warmup_steps,
         total_steps=config.steps, weight_decay=config.weight_decay, clip_grad=config.clip_grad or None,
-        autocast="bfloat16" if dtype == torch.bfloat16 else None), device=device)
+        autocast=dtype), device=device)
     if state is not None:
         run.load_state_dict(state["trainer"])
         torch.set_rng_state(state["torch_rng"])

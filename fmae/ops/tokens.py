@@ -194,7 +194,9 @@ def visible_index(mask: torch.Tensor, num_masked: int | None = None) -> tuple[to
         num_masked = int(mask[0].sum()) if B else 0
     if not 0 <= num_masked <= N:
         raise ValueError(f"num_masked must be in [0, {N}], got {num_masked}")
-    if mask.device.type == "cpu" and B and not bool((mask.sum(dim=1) == num_masked).all()):
+    # The check reads the counts back, which would break a torch.compile graph: eager only.
+    checked = mask.device.type == "cpu" and B and not torch.compiler.is_compiling()
+    if checked and not bool((mask.sum(dim=1) == num_masked).all()):
         raise ValueError(f"every row of the mask must hide {num_masked} tokens; got counts {mask.sum(dim=1).tolist()}")
     # A stable sort of the 0/1 keys lists visible tokens first, each group in index order.
     order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
