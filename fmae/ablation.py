@@ -21,7 +21,8 @@ settings, then :func:`fmae.probing.run_probe` on its last checkpoint. Each cell 
 in its own folder under ``<out_dir>/cells/``, named by its settings and a hash of
 everything that shapes its result, and writes ``result.json`` when done: a rerun skips
 finished cells, resumes a half-trained one from its checkpoint, and a rerun with other
-settings (say more ``steps``) makes new cells instead of reusing stale ones. One more
+settings (say more ``steps``) makes new cells instead of reusing stale ones; sweeps into
+one ``out_dir`` share cells (the base settings' cell is in all three). One more
 probe, of a randomly initialised encoder at the base settings, shows what pre-training
 adds. A sweep ends by writing ``<out_dir>/<sweep>.md`` (the table), ``<sweep>.json``
 (rows, per-seed cells and settings) and ``<sweep>.png`` (the plot).
@@ -192,7 +193,9 @@ def make_cells(sweep: str, config: AblationConfig) -> list[Cell]:
         for losses, overrides in variants:
             for seed in range(config.seeds):
                 train = _train_config(config, "", seed=seed, **overrides)
-                name = f"{sweep}-{value}-{losses.replace('+', '')}-seed{seed}-{_cell_id(config, train)}"
+                # Named by the settings, not the sweep: the base settings' cell serves all three sweeps.
+                name = (f"{train.mask_strategy}-ratio{train.mask_ratio:g}-stride{train.temporal_stride}-"
+                        f"{losses.replace('+', '')}-seed{seed}-{_cell_id(config, train)}")
                 train = dataclasses.replace(train, out_dir=str(Path(config.out_dir) / "cells" / name / "pretrain"))
                 cells.append(Cell(sweep, value, losses, seed, train))
     return cells
@@ -237,8 +240,9 @@ def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[
     ``pretrain_gflops`` (one pre-training step per clip) and measured ``clips_per_s``.
     """
     done = cell.folder / _RESULT
+    here = {"sweep": cell.sweep, "value": cell.value, "losses": cell.losses}
     if done.exists():
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), **here}
     t = cell.train
     resume = latest_checkpoint(Path(t.out_dir) / "checkpoints") is not None
     checkpoint = pretrain(t, resume=resume, progress=progress)
@@ -246,7 +250,7 @@ def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[
                                      checkpoint=str(checkpoint)), progress)
     mc = get_config(t.model, img_size=t.img_size, num_frames=t.num_frames)
     result = {
-        "sweep": cell.sweep, "value": cell.value, "losses": cell.losses, "seed": cell.seed,
+        **here, "seed": cell.seed,
         "mask_strategy": t.mask_strategy, "mask_ratio": t.mask_ratio, "temporal_stride": t.temporal_stride,
         "num_frames": t.num_frames, "adv_weight": t.adv_weight, "steps": t.steps, **_metrics(report),
         "encoder_gflops": encoder_flops(mc, 1, mc.num_tokens)[0] / 1e9,
@@ -372,7 +376,8 @@ def save_plot(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, A
               path: str | Path) -> Path:
     """The sweep's plot: ratio → metric line; stride → metric line and encoder GFLOPs on a
     second axis; strategy → grouped bars, one group per strategy, one bar per losses.
-    Error bars are the standard deviation over seeds; the dashed line is the random-init probe."""
+    Error bars are the standard deviation over seeds; grey lines: the random-init probe (dotted)
+    and the trivial baseline (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
@@ -409,6 +414,8 @@ def save_plot(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, A
                 cost.set_ylabel("encoder GFLOPs / clip", color="C1")
                 cost.set_ylim(bottom=0)
         ax.axhline(reference[key], color="grey", linestyle=":", label="random-init encoder")
+        ax.axhline(reference["baseline"], color="grey", linestyle="--", linewidth=0.8,
+                   label="majority class" if key == "accuracy" else "training mean")
         ax.set_ylabel(label)
         ax.set_title(_TITLES[sweep], fontsize=10)
         handles, labels = ax.get_legend_handles_labels()

@@ -62,8 +62,8 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
     assert 0 <= summary["reference"]["accuracy"] <= 100
     # Each cell really pre-trained with its ratio and probed its own checkpoint.
     for cell in summary["cells"]:
-        config = (out / "cells").glob(f"ratio-{cell['value']}-*/pretrain/config.yaml")
-        assert f"mask_ratio: {cell['value']}" in next(config).read_text()
+        config = fmae.ablation.Path(cell["checkpoint"]).parents[1] / "config.yaml"
+        assert f"mask_ratio: {cell['value']}" in config.read_text()
         assert json.loads((fmae.ablation.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == \
             str(fmae.ablation.Path(cell["checkpoint"]).resolve())
 
@@ -158,6 +158,13 @@ def test_cells_are_named_by_what_shapes_their_result():
     assert [c.folder for c in same] == [c.folder for c in cells]
     more = make_cells("ratio", dataclasses.replace(config, steps=200))
     assert not {c.folder for c in more} & {c.folder for c in cells}
+    # The base settings' cell (ratio 0.9, stride 2, facial with both losses) is one cell for all sweeps.
+    base = dataclasses.replace(config, seeds=1, values="", num_frames=8)
+    wanted = (0.9, 2, 8, "facial", "RL+AL")
+    shared = [[c.folder for c in make_cells(sweep, base)
+               if (c.train.mask_ratio, c.train.temporal_stride, c.train.num_frames, c.train.mask_strategy, c.losses)
+               == wanted] for sweep in ("ratio", "stride", "strategy")]
+    assert shared[0] == shared[1] == shared[2] and len(shared[0]) == 1
 
 
 @pytest.mark.parametrize("sweep, values, message", [
