@@ -75,7 +75,7 @@ def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
         hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
         intermediate_size=int(c.embed_dim * c.mlp_ratio), decoder_hidden_size=c.decoder_embed_dim,
         decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
-        decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio), norm_pix_loss=True)
+        decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio), norm_pix_loss=c.norm_pix_loss)
     model = transformers.VideoMAEForPreTraining(hf_config).to(DEVICE).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
     g = torch.Generator().manual_seed(0)

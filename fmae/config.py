@@ -32,7 +32,7 @@ class TrainConfig:
     mask_strategy: str = _field("facial", "which tokens to hide", ("facial", "tube", "random", "frame"))
     mask_ratio: float = _field(0.9, "fraction of tokens hidden from the encoder")
     adv_weight: float = _field(0.1, "λ, weight of the adversarial loss (0 turns the discriminator off)")
-    norm_pix_loss: bool = _field(True, "reconstruct per-cube normalised pixels")
+    norm_pix_loss: bool = _field(False, "reconstruct per-cube normalised pixels (VideoMAE) instead of the pixels (the paper)")
     batch_size: int = _field(8, "clips per step (over all processes)")
     steps: int = _field(300, "optimisation steps")
     base_lr: float = _field(1.5e-2, "learning rate for a batch of 256; the run uses base_lr * batch_size / 256")

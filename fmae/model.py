@@ -17,8 +17,8 @@ One file, in the manner of facebookresearch/mae's ``models_mae.py``:
 - a narrower ViT decoder over all ``N`` tokens: the encoder's tokens are put back in
   place with :func:`fmae.ops.scatter_tokens`, a learned mask token fills the masked
   positions; a linear head predicts the ``P`` pixels of each masked cube;
-- targets are the masked cubes, optionally normalised per cube and channel
-  (``norm_pix_loss``, as VideoMAE).
+- targets are the masked cubes' pixels (the paper's eq. 4), or with
+  ``norm_pix_loss`` the cubes normalised per cube and channel (VideoMAE's targets).
 
 Sizes come from a registry of :class:`FMAEConfig` (:func:`create`, :func:`get_config`).
 """
@@ -56,7 +56,7 @@ class FMAEConfig:
     decoder_depth: int = 4
     decoder_num_heads: int = 6
     mlp_ratio: float = 4.0
-    norm_pix_loss: bool = True
+    norm_pix_loss: bool = False
     disc_dim: int = 512
     disc_depth: int = 3
     backend: str = "auto"

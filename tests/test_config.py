@@ -13,9 +13,9 @@ def _parse(argv):
 
 def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("mask_ratio: 0.75\nbatch_size: 4\nnorm_pix_loss: false\n")
+    path.write_text("mask_ratio: 0.75\nbatch_size: 4\nnorm_pix_loss: true\n")
     cfg = _parse(["--config", str(path), "--batch-size", "2"])
-    assert (cfg.mask_ratio, cfg.batch_size, cfg.norm_pix_loss, cfg.steps) == (0.75, 2, False, TrainConfig().steps)
+    assert (cfg.mask_ratio, cfg.batch_size, cfg.norm_pix_loss, cfg.steps) == (0.75, 2, True, TrainConfig().steps)
 
 
 def test_yaml_round_trip(tmp_path):

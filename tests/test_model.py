@@ -92,7 +92,7 @@ def test_targets():
     out = model(clip, mask, k)
     raw = patchify(clip, model.config.tubelet).gather(1, out.masked_index.unsqueeze(-1).expand(-1, -1, out.target.shape[-1]))
     assert torch.equal(out.target, raw)
-    normed = _model()(clip, mask, k).target.unflatten(-1, (-1, 3))
+    normed = _model(norm_pix_loss=True)(clip, mask, k).target.unflatten(-1, (-1, 3))
     torch.testing.assert_close(normed.mean(dim=-2), torch.zeros(2, k, 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(normed.var(dim=-2), torch.ones(2, k, 3), atol=1e-4, rtol=0)
     torch.testing.assert_close(normalize_cubes(raw, 3).unflatten(-1, (-1, 3)), normed)
