@@ -61,7 +61,8 @@ from fmae.distributed import Distributed
 from fmae.metrics import classification_metrics, regression_metrics, save_confusion_png, write_report
 from fmae.model import FMAE, MODEL_CONFIGS, get_config
 from fmae.trainer import data_root as training_data_root
-from fmae.weights import ENCODER_PREFIXES, fingerprint, load_encoder, load_weights, save_encoder, save_weights
+from fmae.weights import (ENCODER_PREFIXES, fingerprint, load_encoder, load_weights, resolve_weights, save_encoder,
+                          save_weights)
 
 log = logging.getLogger(__name__)
 
@@ -488,14 +489,15 @@ def build_encoder(config: ProbeConfig, device: torch.device | str = "cpu") -> tu
     """The encoder ``config`` asks for, in eval mode on ``device``, and where it came
     from (a path, or a ``"random init …"`` description)."""
     if config.checkpoint:
-        encoder = load_encoder(config.checkpoint)
+        path = resolve_weights(config.checkpoint)  # a run folder's newest checkpoint: the probe names the file
+        encoder = load_encoder(path)
         mc = encoder.config
         for name in ("img_size", "num_frames"):
             wanted = getattr(config, name)
             if wanted and wanted != getattr(mc, name):
                 raise ValueError(f"{name} {wanted} asked for, but the encoder in {config.checkpoint} was built for "
                                  f"{getattr(mc, name)}; leave {name} at 0 to take the encoder's")
-        source = str(Path(config.checkpoint).expanduser().resolve())
+        source = str(path.resolve())
         if config.random_init:
             torch.manual_seed(config.seed)
             encoder, source = FMAE(mc).eval(), f"random init (architecture of {source})"

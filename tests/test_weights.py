@@ -7,7 +7,8 @@ from safetensors.torch import save_file
 from fmae.checkpoint import save_checkpoint
 from fmae.model import create
 from fmae.probing import LinearProbe, load_probe, save_probe
-from fmae.weights import ENCODER_KIND, config_path, fingerprint, load_encoder, load_weights, save_encoder, save_weights
+from fmae.weights import (ENCODER_KIND, config_path, fingerprint, load_encoder, load_weights, resolve_weights,
+                          save_encoder, save_weights)
 
 
 @pytest.fixture
@@ -51,6 +52,7 @@ def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_
         "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
     (folder / "ckpt-00000002.safetensors").write_bytes(b"torn")  # newer, but corrupt: skipped
     for path in (tmp_path / "run", folder):
+        assert resolve_weights(path) == folder / "ckpt-00000001.safetensors"
         assert fingerprint(load_encoder(path)) == fingerprint(model)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no valid pre-training checkpoint"):
