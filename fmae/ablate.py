@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run one of the paper's ablations (section IV-C): every cell is pre-trained (python -m fmae.train) "
         "and its encoder probed (python -m fmae.probe); writes OUT_DIR/SWEEP.md (a table shaped like the paper's), "
         "SWEEP.json and SWEEP.png. ratio: masking ratio, Fig. 8. stride: minimum temporal stride against accuracy "
-        "and cost (FLOPs, clips/s), Fig. 9. strategy: masking strategy × losses (RL, RL+AL), Tables III–V. "
+        "and cost (FLOPs, clips/s), Fig. 9. strategy: masking strategy × losses (RL, AL, RL+AL), Tables III–V. "
         "Finished cells are kept under OUT_DIR/cells and skipped on a rerun, so an interrupted sweep continues "
         "where it stopped. The defaults are small budgets (tiny model, 64×64, 100 steps, synthetic data): "
         "minutes per cell on a CPU.",

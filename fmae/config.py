@@ -32,6 +32,7 @@ class TrainConfig:
     mask_strategy: str = _field("facial", "which tokens to hide", ("facial", "tube", "random", "frame"))
     mask_ratio: float = _field(0.9, "fraction of tokens hidden from the encoder")
     adv_weight: float = _field(0.1, "λ, weight of the adversarial loss (0 turns the discriminator off)")
+    rec_weight: float = _field(1.0, "weight of the reconstruction loss (0 with λ > 0: the paper's adversarial-only ablation)")
     norm_pix_loss: bool = _field(False, "reconstruct per-cube normalised pixels (VideoMAE) instead of the pixels (the paper)")
     batch_size: int = _field(8, "clips per step (over all processes)")
     steps: int = _field(300, "optimisation steps")
@@ -61,8 +62,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.img_size % 16 or self.num_frames % 2:
             raise ValueError(f"img_size must be a multiple of 16 and num_frames even (tubelet 2×16×16), got {self.img_size}, {self.num_frames}")
-        if self.adv_weight < 0 or self.base_lr <= 0 or self.warmup_steps < 0 or self.num_workers < 0:
-            raise ValueError("adv_weight, warmup_steps and num_workers must be >= 0 and base_lr > 0")
+        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers) < 0 or self.base_lr <= 0:
+            raise ValueError("adv_weight, rec_weight, warmup_steps and num_workers must be >= 0 and base_lr > 0")
+        if self.adv_weight == self.rec_weight == 0:
+            raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
 
 
 def check_choices(config: Any) -> None:

@@ -46,25 +46,28 @@ def adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def generator_loss(pred: torch.Tensor, target: torch.Tensor, fake_logits: torch.Tensor | None,
-                   adv_weight: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 7: ``L_g = L_r + λ·L_adv``.
+                   adv_weight: float, rec_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 7: ``L_g = L_r + λ·L_adv``, with ``L_r`` weighted by ``rec_weight`` (0 is the
+    paper's "without reconstruction loss" ablation, Table V).
 
     Args:
         pred, target: ``[B, M, P]`` reconstructions and real masked cubes.
         fake_logits: ``[B, M]`` discriminator logits of ``pred``; ignored (may be
             ``None``) when ``adv_weight == 0``.
         adv_weight: ``λ >= 0``.
+        rec_weight: ``>= 0``; ``L_r`` is still computed (and returned in ``parts``)
+            when it is 0.
 
     Returns:
         ``(L_g, parts)``: float32 scalars; ``parts`` holds ``"rec"`` and, when
         ``λ > 0``, ``"adv"`` (both detached).
     """
-    if adv_weight < 0:
-        raise ValueError(f"adv_weight must be >= 0, got {adv_weight}")
+    if adv_weight < 0 or rec_weight < 0 or adv_weight == rec_weight == 0:
+        raise ValueError(f"adv_weight and rec_weight must be >= 0 and not both 0, got {adv_weight}, {rec_weight}")
     rec = reconstruction_loss(pred, target)
     if adv_weight == 0:
-        return rec, {"rec": rec.detach()}
+        return rec_weight * rec, {"rec": rec.detach()}
     if fake_logits is None:
         raise ValueError("fake_logits are needed when adv_weight > 0")
     adv = adversarial_loss(fake_logits)
-    return rec + adv_weight * adv, {"rec": rec.detach(), "adv": adv.detach()}
+    return rec_weight * rec + adv_weight * adv, {"rec": rec.detach(), "adv": adv.detach()}

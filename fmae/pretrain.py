@@ -54,6 +54,7 @@ class PretrainConfig:
     strategy: str = "facial"
     mask_ratio: float = 0.9
     adv_weight: float = 0.1
+    rec_weight: float = 1.0
     batch_size: int = 8
     base_lr: float = 1.5e-4
     min_lr_ratio: float = 0.0
@@ -73,8 +74,9 @@ class PretrainConfig:
             raise ValueError(f"unknown masking strategy {self.strategy!r}; choose one of {STRATEGIES}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if self.adv_weight < 0:
-            raise ValueError(f"adv_weight must be >= 0, got {self.adv_weight}")
+        if self.adv_weight < 0 or self.rec_weight < 0 or self.adv_weight == self.rec_weight == 0:
+            raise ValueError(f"adv_weight and rec_weight must be >= 0 and not both 0, got {self.adv_weight}, "
+                             f"{self.rec_weight}")
         if self.batch_size < 1 or self.total_steps < 1 or self.warmup_steps < 0:
             raise ValueError("batch_size and total_steps must be positive, warmup_steps >= 0")
         if self.base_lr <= 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -263,7 +265,7 @@ class Pretrainer:
             with self._autocast():
                 fake_logits = D(out.pred)
         try:
-            g_loss, parts = generator_loss(out.pred, out.target, fake_logits, c.adv_weight)
+            g_loss, parts = generator_loss(out.pred, out.target, fake_logits, c.adv_weight, c.rec_weight)
             stats["grad_norm"], stats["skipped"] = self._update(g_loss, self.model.parameters(), self.optimizer, self.scheduler)
         finally:
             if D is not None:

@@ -47,7 +47,8 @@ from fmae.pretrain import PretrainConfig, Pretrainer
 log = logging.getLogger(__name__)
 
 # Settings that change what a checkpoint's tensors mean: a resume must keep them.
-_RESUME_FIXED = ("model", "img_size", "num_frames", "mask_strategy", "adv_weight", "norm_pix_loss", "batch_size", "seed")
+_RESUME_FIXED = ("model", "img_size", "num_frames", "mask_strategy", "adv_weight", "rec_weight", "norm_pix_loss", "batch_size",
+                 "seed")
 
 
 def data_root(config: TrainConfig, progress: bool = True) -> Path:
@@ -139,10 +140,12 @@ class _Logger:
 
 
 def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
-    changed = [k for k in _RESUME_FIXED if saved.get(k) != getattr(config, k)]
+    # A field newer than the checkpoint had, in effect, its default value then.
+    saved = {k: saved.get(k, TrainConfig.__dataclass_fields__[k].default) for k in _RESUME_FIXED}
+    changed = [k for k in _RESUME_FIXED if saved[k] != getattr(config, k)]
     if changed:
         raise ValueError("cannot resume: the checkpoint was made with other " + ", ".join(
-            f"{k} ({saved.get(k)!r} vs {getattr(config, k)!r})" for k in changed))
+            f"{k} ({saved[k]!r} vs {getattr(config, k)!r})" for k in changed))
 
 
 class _RankShare:
@@ -208,6 +211,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
     torch.manual_seed(config.seed)
     run = Pretrainer(model_config, PretrainConfig(
         strategy=config.mask_strategy, mask_ratio=config.mask_ratio, adv_weight=config.adv_weight,
+        rec_weight=config.rec_weight,
         batch_size=config.batch_size, base_lr=config.base_lr, warmup_steps=config.warmup_steps,
         total_steps=config.steps, weight_decay=config.weight_decay, clip_grad=config.clip_grad or None,
         autocast=dtype), device=device)

@@ -51,6 +51,9 @@ def test_generator_loss():
     off, parts = generator_loss(pred, target, None, 0.0)
     torch.testing.assert_close(off, reconstruction_loss(pred, target))
     assert set(parts) == {"rec"}
+    adv_only, parts = generator_loss(pred, target, fake, 0.3, rec_weight=0.0)  # Table V's AL rows
+    torch.testing.assert_close(adv_only, 0.3 * adversarial_loss(fake))
+    torch.testing.assert_close(parts["rec"], reconstruction_loss(pred, target))
 
 
 def test_bad_input_raises():
@@ -61,3 +64,5 @@ def test_bad_input_raises():
         generator_loss(x, x, None, -1.0)
     with pytest.raises(ValueError, match="fake_logits"):
         generator_loss(x, x, None, 0.5)
+    with pytest.raises(ValueError, match="not both 0"):
+        generator_loss(x, x, None, 0.0, rec_weight=0.0)
