@@ -7,11 +7,10 @@ in ``--out-dir``. See :mod:`fmae.ablation` for what each sweep runs and measures
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from fmae.ablation import SWEEPS, AblationConfig, run_sweep
-from fmae.config import add_config_args, config_from_args
+from fmae.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,19 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sweep", choices=SWEEPS, help="which ablation to run")
-    add_config_args(parser, AblationConfig)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(AblationConfig, args)
-        summary = run_sweep(args.sweep, config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    return run_command(parser, AblationConfig, _ablate, argv)
+
+
+def _ablate(config: AblationConfig, args: argparse.Namespace) -> int:
+    summary = run_sweep(args.sweep, config, progress=not args.no_progress)
     files = summary["files"]
     print(f"{len(summary['rows'])} rows from {len(summary['cells'])} cells; wrote {files['md']}, {files['json']}, "
           f"{files['png']}")

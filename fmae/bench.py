@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from fmae.benchmarking import StepBenchConfig, bench_step
-from fmae.config import _parse_bool, add_config_args, config_from_args
+from fmae.config import add_config_args, config_from_args
 
 _EXAMPLES = """examples:
   python -m fmae.bench step                                     # tiny model, 16x224^2, B=2, ratio 0.9
@@ -33,10 +33,6 @@ def _step_parser(subparsers: Any) -> argparse.ArgumentParser:
         "dtype and the torch/CPU/GPU it ran on.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, StepBenchConfig)
-    # Switches read better bare ("--compile", "--no-compile"); "--compile false" still works.
-    for action in parser._actions:
-        if action.type is _parse_bool:
-            action.nargs, action.const, action.metavar = "?", True, "BOOL"
     parser.add_argument("--no-compile", dest="compile", action="store_false", default=None,
                         help="run the model eagerly (the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

@@ -89,11 +89,13 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add ``--config`` and one ``--field-name`` flag per field of dataclass ``cls``."""
+    """Add ``--config`` and one ``--field-name`` flag per field of dataclass ``cls``;
+    a bool flag alone means true (``--finetune``), and takes ``true``/``false`` too."""
     parser.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group("settings (default in brackets)")
     for f in dataclasses.fields(cls):
+        switch = {"nargs": "?", "const": True} if hints[f.name] is bool else {}
         group.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
@@ -102,6 +104,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
             default=None,
             metavar=None if f.metadata.get("choices") else hints[f.name].__name__.upper(),
             help=f"{f.metadata.get('help', '')} [{f.default}]",
+            **switch,
         )
 
 

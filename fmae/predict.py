@@ -9,10 +9,9 @@ writes ``timeline.csv``, ``timeline.png`` and ``summary.json``; see
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from fmae.config import add_config_args, config_from_args
+from fmae.cli import run_command
 from fmae.prediction import NO_FACE, PredictConfig, run_predict
 
 
@@ -48,16 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("video", nargs="?", help="the recording (any FFmpeg-readable video); omit for the demo")
-    add_config_args(parser, PredictConfig)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(PredictConfig, args)
-        summary = run_predict(args.video, config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, PredictConfig, _predict, argv)
+
+
+def _predict(config: PredictConfig, args: argparse.Namespace) -> int:
+    summary = run_predict(args.video, config, progress=not args.no_progress)
     print(_summary(summary))
     print(f"wrote {config.out_dir}/timeline.csv, timeline.png, summary.json")
     return 0

@@ -8,11 +8,10 @@ test split; see :mod:`fmae.probing` for the method and the files it writes.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from fmae.config import _parse_bool, add_config_args, config_from_args
+from fmae.cli import run_command
 from fmae.probing import ProbeConfig, run_probe
 
 
@@ -38,20 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         "  python -m fmae.probe --checkpoint CKPT --finetune --finetune-epochs 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_config_args(parser, ProbeConfig)
-    # Switches such as --random-init and --finetune read better bare; "--finetune false" still works.
-    for action in parser._actions:
-        if action.type is _parse_bool:
-            action.nargs, action.const, action.metavar = "?", True, "BOOL"
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(ProbeConfig, args)
-        report = run_probe(config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, ProbeConfig, _probe, argv)
+
+
+def _probe(config: ProbeConfig, args: argparse.Namespace) -> int:
+    report = run_probe(config, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 wrote the files
         print(f"{report['mode']} on {report['split']} ({report['eval_videos']} videos): {_summary(report)}")
         print(f"wrote {config.out_dir}/metrics.md, metrics.json, probe.safetensors, predictions.csv")

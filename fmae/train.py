@@ -8,10 +8,10 @@ logs and reconstruction images to ``runs/pretrain``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from fmae.config import TrainConfig, add_config_args, config_from_args
+from fmae.cli import run_command
+from fmae.config import TrainConfig
 from fmae.trainer import pretrain
 
 
@@ -24,20 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         "--steps 100000 --batch-size 64.  Several processes: torchrun --nproc-per-node 8 -m fmae.train ... "
         "(the batch size is global; see the README for several machines).",
     )
-    add_config_args(parser, TrainConfig)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(TrainConfig, args)
-        path = pretrain(config, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    return run_command(parser, TrainConfig, _train, argv)
+
+
+def _train(config: TrainConfig, args: argparse.Namespace) -> int:
+    path = pretrain(config, resume=args.resume, progress=not args.no_progress)
     print(f"done: last checkpoint {path}")
     return 0
 

@@ -7,10 +7,9 @@ the Grad-CAM of a probe's prediction (the paper's Fig. 10); see :mod:`fmae.visua
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from fmae.config import add_config_args, config_from_args
+from fmae.cli import run_command
 from fmae.visualize import VizConfig, run_viz
 
 
@@ -30,16 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         "--video face.avi",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_config_args(parser, VizConfig)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(VizConfig, args)
-        result = run_viz(config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, VizConfig, _viz, argv)
+
+
+def _viz(config: VizConfig, args: argparse.Namespace) -> int:
+    result = run_viz(config, progress=not args.no_progress)
     print(f"clip {result['clip']}")
     for path in result["files"].values():
         print(f"wrote {path}")

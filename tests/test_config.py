@@ -38,3 +38,21 @@ def test_bad_settings_are_clear_errors(tmp_path):
         TrainConfig(img_size=100)
     with pytest.raises(SystemExit):
         _parse(["--mask-strategy", "eyes"])
+
+
+@pytest.mark.parametrize("argv, expected", [([], False), (["--norm-pix-loss"], True), (["--norm-pix-loss", "true"], True),
+                                            (["--norm-pix-loss", "false"], False)])
+def test_bool_flags_are_switches_that_also_take_a_value(argv, expected):
+    assert _parse(argv).norm_pix_loss is expected
+
+
+def test_commands_report_bad_input_as_one_error_line(capsys):
+    from fmae.cli import run_command
+
+    def run(config, args):
+        raise ValueError(f"no data at {config.data_root}")
+
+    assert run_command(argparse.ArgumentParser(), TrainConfig, run, ["--data-root", "/nowhere"]) == 2
+    assert capsys.readouterr().err == "error: no data at /nowhere\n"
+    with pytest.raises(SystemExit):
+        run_command(argparse.ArgumentParser(), TrainConfig, run, ["--norm-pix-loss", "maybe"])
