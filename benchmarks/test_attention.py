@@ -21,7 +21,7 @@ SHAPES = {  # name: (heads, N, head_dim, masked)
     "decoder-base": (6, 1568, 64, False),
     "decoder-tiny": (4, 1568, 32, False),
 }
-IMPLS = ["reference", "sdpa"]
+IMPLS = ["reference", "sdpa", "sdpa_fp32"]
 if DEVICE == "cuda" and _backend.triton_importable():
     IMPLS.append("triton")
 if DEVICE == "cuda" and _XFORMERS:

@@ -7,10 +7,15 @@ Backends (``backend=``):
 - ``"xformers"``: ``xformers.ops.memory_efficient_attention`` (an optional extra; CUDA
   tensors only).
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention``, any device.
+- ``"sdpa_fp32"``: SDPA on float32 copies of bfloat16/float16 inputs, the result cast
+  back: for CPUs without bf16 hardware, where torch's bf16 kernels run far slower
+  than its float32 ones.
 - ``"reference"``: plain softmax(q kᵀ / √d) v in float32, any device; the ground truth.
 
 ``"auto"`` picks SDPA, except on CUDA tensors with a key padding mask, where it picks
-Triton. Without a mask SDPA runs its FlashAttention kernel, the fastest on current
+Triton, and for bfloat16/float16 on a CPU without AMX or AVX512-BF16, where it picks
+``"sdpa_fp32"`` (``benchmarks/test_attention.py`` on a 2-core AVX2 EPYC, fwd+bwd of bf16
+inputs at the model's shapes: 3.8–6.8× SDPA in bf16). Without a mask SDPA runs its FlashAttention kernel, the fastest on current
 GPUs; with one SDPA falls back to its memory-efficient kernel with a broadcast bias,
 while the Triton kernel reads the ``[B, N_k]`` mask as it is (this choice has not yet
 been timed on a GPU: ``benchmarks/test_attention.py`` measures it). On CPU, SDPA's
@@ -27,9 +32,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fmae.device import cpu_has_fast_bf16
 from fmae.ops import _backend
 
-ATTENTION_BACKENDS = ("triton", "xformers", "sdpa", "reference")
+ATTENTION_BACKENDS = ("triton", "xformers", "sdpa", "sdpa_fp32", "reference")
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _XFORMERS = importlib.util.find_spec("xformers") is not None
 
@@ -144,12 +150,19 @@ def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask:
     return _flash_op(q, k, v, key_padding_mask)[0]
 
 
-_IMPLS = {"triton": _triton, "xformers": _xformers, "sdpa": _sdpa, "reference": attention_reference}
+def _sdpa_fp32(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    return _sdpa(q.float(), k.float(), v.float(), key_padding_mask).to(q.dtype)
 
 
-def _choose(backend: str | None, device: torch.device, has_mask: bool) -> str:
+_IMPLS = {"triton": _triton, "xformers": _xformers, "sdpa": _sdpa, "sdpa_fp32": _sdpa_fp32, "reference": attention_reference}
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def _choose(backend: str | None, device: torch.device, has_mask: bool, dtype: torch.dtype = torch.float32) -> str:
     if backend is None or backend == "auto":
-        return "triton" if device.type == "cuda" and has_mask and _backend.triton_importable() else "sdpa"
+        if device.type == "cuda":
+            return "triton" if has_mask and _backend.triton_importable() else "sdpa"
+        return "sdpa_fp32" if dtype in _HALF and not cpu_has_fast_bf16() else "sdpa"
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"unknown attention backend {backend!r}; choose one of {('auto',) + ATTENTION_BACKENDS}")
     if backend == "triton":
@@ -197,8 +210,8 @@ def attention(
         k, v: ``[B, heads, N_k, head_dim]``; ``N_k`` may differ from ``N_q``. One dtype
             for all three: float32, bfloat16, float16 (float64 on ``"sdpa"`` and
             ``"reference"``). Any strides.
-        backend: ``"auto"`` (or ``None``), ``"triton"``, ``"xformers"``, ``"sdpa"`` or
-            ``"reference"``; see the module docstring.
+        backend: ``"auto"`` (or ``None``), ``"triton"``, ``"xformers"``, ``"sdpa"``,
+            ``"sdpa_fp32"`` or ``"reference"``; see the module docstring.
         key_padding_mask: optional ``bool [B, N_k]``, True = ignore that key (padding
             of variable-length sequences). Rows with no valid key give 0.
 
@@ -206,7 +219,7 @@ def attention(
         ``[B, heads, N_q, head_dim]`` in ``q``'s dtype.
     """
     _validate(q, k, v, key_padding_mask)
-    name = _choose(backend, q.device, key_padding_mask is not None)
+    name = _choose(backend, q.device, key_padding_mask is not None, q.dtype)
     if name in ("triton", "xformers") and q.dtype == torch.float64:
         raise TypeError(f"backend {name!r} takes float32, bfloat16 or float16, got float64")
     if name == "triton":

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import DEVICES
+from fmae.device import cpu_has_fast_bf16
 from fmae.ops import _backend, attention, attention_reference
 from fmae.ops.attention import _XFORMERS, _choose
 
@@ -26,7 +27,7 @@ SHAPES = [(1, 1, 1, 1, 32), (2, 1, 17, 17, 64), (1, 2, 157, 157, 48), (1, 1, 200
 def _backends():
     params = []
     for device in DEVICES:
-        for name in ("triton", "xformers", "sdpa"):
+        for name in ("triton", "xformers", "sdpa", "sdpa_fp32"):
             marks = []
             if name == "xformers" and device != "cuda":
                 marks = [pytest.mark.skip(reason="xformers runs on CUDA tensors only")]
@@ -149,6 +150,9 @@ def test_auto_choice():
     assert _choose("auto", cpu, False) == "sdpa" and _choose(None, cpu, True) == "sdpa"
     assert _choose("auto", cuda, False) == "sdpa"
     assert _choose("auto", cuda, True) == ("triton" if _backend.triton_importable() else "sdpa")
+    half_on_cpu = "sdpa" if cpu_has_fast_bf16() else "sdpa_fp32"
+    assert _choose("auto", cpu, False, torch.bfloat16) == half_on_cpu == _choose("auto", cpu, True, torch.float16)
+    assert _choose("auto", cuda, False, torch.bfloat16) == "sdpa"
 
 
 @pytest.mark.parametrize("device", DEVICES)
