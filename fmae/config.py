@@ -51,6 +51,8 @@ class TrainConfig:
     num_workers: int = _field(2, "data-loading worker processes")
     seed: int = _field(0, "seed of the data order, masks and initialisation")
     device: str = _field("auto", "cpu, cuda, cuda:N or auto")
+    compile: bool = _field(False, "torch.compile the model (the first steps compile it: minutes on a CPU)")
+    threads: int = _field(0, "CPU threads of torch (0: torch's default); 1 is faster on a machine other jobs share")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -62,8 +64,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.img_size % 16 or self.num_frames % 2:
             raise ValueError(f"img_size must be a multiple of 16 and num_frames even (tubelet 2×16×16), got {self.img_size}, {self.num_frames}")
-        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers) < 0 or self.base_lr <= 0:
-            raise ValueError("adv_weight, rec_weight, warmup_steps and num_workers must be >= 0 and base_lr > 0")
+        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers, self.threads) < 0 or self.base_lr <= 0:
+            raise ValueError("adv_weight, rec_weight, warmup_steps, num_workers and threads must be >= 0 and base_lr > 0")
         if self.adv_weight == self.rec_weight == 0:
             raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
 

@@ -170,6 +170,8 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
     ``config.batch_size`` is split evenly over the ranks, gradients are averaged by DDP,
     and rank 0 alone writes logs, images and checkpoints.
     """
+    if config.threads:
+        torch.set_num_threads(config.threads)
     env = Distributed(config.device)
     try:
         return _pretrain(config, resume, progress, env)
@@ -215,6 +217,8 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         batch_size=config.batch_size, base_lr=config.base_lr, warmup_steps=config.warmup_steps,
         total_steps=config.steps, weight_decay=config.weight_decay, clip_grad=config.clip_grad or None,
         autocast=dtype), device=device)
+    if config.compile:
+        run.model.compile()  # in place: the state dict keeps its keys, so checkpoints do not change
     if state is not None:
         run.load_state_dict(state["trainer"])
         torch.set_rng_state(state["torch_rng"])

@@ -32,6 +32,18 @@ def test_cli_writes_checkpoints_logs_and_images(small_set, tmp_path):
     assert TrainConfig(**__import__("yaml").safe_load((out / "config.yaml").read_text())).steps == 6
 
 
+
+def test_compile_and_threads_settings_reach_the_run(small_set, tmp_path, monkeypatch):
+    from fmae.model import FMAE
+
+    compiled, threads = [], torch.get_num_threads()
+    # Compiling for real takes minutes on a CPU: record the call, keep the model eager.
+    monkeypatch.setattr(FMAE, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: compiled.append(f"threads={n}"))
+    assert main(_args(small_set, tmp_path / "run", 2, "--compile", "--threads", "1")) == 0
+    assert compiled == ["threads=1", "FMAE"] and torch.get_num_threads() == threads
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-00000002.safetensors").is_file()
+
 def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     assert main(_args(small_set, straight, 6)) == 0
