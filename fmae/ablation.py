@@ -206,8 +206,9 @@ def _metrics(report: dict[str, Any]) -> dict[str, float]:
     if "accuracy" in report:
         return {"accuracy": 100 * report["accuracy"], "precision": report["precision"]["weighted"],
                 "recall": report["recall"]["weighted"], "f1": report["f1"]["weighted"],
-                "f1_macro": report["f1"]["macro"], "baseline": 100 * report["majority_accuracy"]}
-    return {"mse": report["mse"], "baseline": report["mean_baseline_mse"]}
+                "f1_macro": report["f1"]["macro"], "baseline": 100 * report["majority_accuracy"],
+                "eval_videos": report["eval_videos"]}
+    return {"mse": report["mse"], "baseline": report["mean_baseline_mse"], "eval_videos": report["eval_videos"]}
 
 
 def _probe_config(config: AblationConfig, out_dir: Path, seed: int, stride: int, **source: Any) -> ProbeConfig:
@@ -356,6 +357,9 @@ def to_markdown(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str,
                 f"{reference['accuracy']:.2f} % accuracy; always predicting the training set's majority class, "
                 f"{reference['baseline']:.2f} %. Precision, recall and F1 are weighted by class support, "
                 "as the paper's.")
+        if reference.get("eval_videos"):
+            n = reference["eval_videos"]
+            base += f" {n} test videos: one video moves the accuracy by {100 / n:.1f} points."
     else:
         base = (f"Baselines: a probe of a randomly initialised encoder reaches MSE {reference['mse']:.4f}; "
                 f"predicting the training mean, {reference['baseline']:.4f}.")

@@ -113,6 +113,7 @@ def test_strategy_sweep_crosses_strategies_with_losses(small_set, tmp_path):
     assert _run("strategy", small_set, out, "--values", "tube,facial") == 0
     md, summary = _outputs(out, "strategy")
     head, rows = _table(md)
+    assert f"{summary['reference']['eval_videos']} test videos: one video moves the accuracy" in md
     assert head == ["masking strategy", "RL", "AL", "accuracy (%)", "precision", "recall", "F1", "paper accuracy (%)"]
     assert [r[:3] + r[-1:] for r in rows] == [
         ["Tube", "✓", "", "61.69"], ["Tube", "", "✓", "60.83"], ["Tube", "✓", "✓", "62.98"],
