@@ -75,7 +75,8 @@ def test_json_of_the_real_step_with_and_without_discriminator(capsys, monkeypatc
     assert r["tflops"] > 0 and math.isclose(r["tflops"], flops / r["s_per_step"] / 1e12, rel_tol=1e-9)
     # The gradients and Adam's two moments of 2.7M float32 weights (32 MB) are made in the warm-up step.
     assert r["peak_mem_kind"] == "cpu_peak_rss_growth"
-    assert 0 < r["peak_mem_mb"] <= r["process_peak_mem_mb"]
+    # The timed steps may reuse pages the process already holds (after other tests, say): growth can be 0.
+    assert 0 <= r["peak_mem_mb"] <= r["process_peak_mem_mb"] and r["process_peak_mem_mb"] > 0
     assert math.isfinite(r["loss"]) and r["gpu"] is None and r["torch"] == torch.__version__
 
 
