@@ -51,10 +51,11 @@ _RESUME_FIXED = ("model", "img_size", "num_frames", "mask_strategy", "adv_weight
                  "seed")
 
 
-def data_root(config: TrainConfig, progress: bool = True) -> Path:
-    """``config.data_root``, or the built-in synthetic set, preprocessed like real data.
+def data_root(config: TrainConfig, progress: bool = True, synthetic: SyntheticConfig | None = None) -> Path:
+    """``config.data_root``, or a built-in synthetic set, preprocessed like real data.
 
-    The synthetic face videos (generated once) go through the same face pipeline as a
+    The synthetic face videos (generated once; ``synthetic``, default
+    ``SyntheticConfig(size=config.img_size)``) go through the same face pipeline as a
     user's recordings (:func:`fmae.preprocessing.preprocess`: track, crop to
     ``img_size``, parse into regions), into a cache beside them that later runs reuse.
     """
@@ -63,7 +64,7 @@ def data_root(config: TrainConfig, progress: bool = True) -> Path:
         if not root.is_dir():
             raise FileNotFoundError(f"data_root {root} is not a folder")
         return root
-    raw = ensure_synthetic_daisee(config=SyntheticConfig(size=config.img_size))
+    raw = ensure_synthetic_daisee(config=synthetic or SyntheticConfig(size=config.img_size))
     faces = raw.parent / f"{raw.name}-faces{config.img_size}"
     counts = preprocess(raw, faces, PreprocessConfig(size=config.img_size), workers=max(1, config.num_workers),
                         progress=progress)

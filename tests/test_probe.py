@@ -135,6 +135,18 @@ def test_cli_writes_its_files_and_reuses_the_feature_cache(small_set, tmp_path, 
         _run(small_set, tmp_path / "c", "--cache-dir", str(shared), "--train-views", "3")
 
 
+
+def test_default_data_is_a_larger_synthetic_set(tmp_path, monkeypatch):
+    import fmae.probing
+
+    asked = []
+    monkeypatch.setattr(fmae.probing, "training_data_root",
+                        lambda config, progress, synthetic: asked.append((config.data_root, synthetic)) or tmp_path)
+    assert fmae.probing.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
+    ((root, synthetic),) = asked
+    assert root == "" and (synthetic.size, synthetic.num_subjects) == (64, 40)
+    assert round(synthetic.num_subjects * synthetic.split_fractions[2]) * synthetic.clips_per_subject == 40  # test videos
+
 def test_features_cache_key_follows_the_encoder(small_set, tmp_path):
     items = list_items("daisee", small_set, "Test")
     torch.manual_seed(0)
