@@ -37,7 +37,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from tqdm import tqdm
 
 from fmae.checkpoint import latest_checkpoint
 from fmae.config import TrainConfig, _field, check_choices
+from fmae.files import write_atomically
 from fmae.flops import encoder_flops, step_flops
 from fmae.masking import STRATEGIES
 from fmae.model import MODEL_CONFIGS, get_config
@@ -227,9 +227,7 @@ def _clips_per_s(metrics_jsonl: Path) -> float | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)  # atomic: a killed run leaves no half-written result behind
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
 
 
 def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[str, Any]:

@@ -89,6 +89,7 @@ from fmae.data.synthetic import write_video
 from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
 from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
+from fmae.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -309,22 +310,9 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
         with path.open("wb") as f:  # a file object: savez would append ".npz" to the name
             np.savez_compressed(f, regions=regions, boxes=windows, has_face=has_face)
 
-    _write_atomically(video_out, lambda path: write_video(path, crops, fps, config.qscale))
-    _write_atomically(region_map_path(video_out), write_regions)
+    write_atomically(video_out, lambda path: write_video(path, crops, fps, config.qscale))
+    write_atomically(region_map_path(video_out), write_regions)
     return finish("ok", "; ".join(notes))
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Run ``write(tmp_path)``, then rename ``tmp_path`` to ``path``: ``path`` is never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, so a folder walk never mistakes it for a finished file; pid-unique, so two
-    # writers never share one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------ folders
@@ -376,10 +364,7 @@ def copy_label_files(src: str | Path, out: str | Path) -> list[PurePosixPath]:
         sa = a.stat()
         if b.exists() and (b.stat().st_size, b.stat().st_mtime_ns) == (sa.st_size, sa.st_mtime_ns):
             continue
-        b.parent.mkdir(parents=True, exist_ok=True)
-        tmp = b.with_name(f".{b.name}.{os.getpid()}.tmp")
-        shutil.copy2(a, tmp)
-        os.replace(tmp, b)
+        write_atomically(b, lambda tmp: shutil.copy2(a, tmp))
         copied.append(rel)
     return copied
 

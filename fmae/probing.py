@@ -58,6 +58,7 @@ from fmae.config import TrainConfig, _field, check_choices, to_yaml
 from fmae.data import ClipItem, SyntheticConfig, fer_classes, list_items, make_loader
 from fmae.device import resolve_dtype
 from fmae.distributed import Distributed
+from fmae.files import write_atomically
 from fmae.metrics import classification_metrics, regression_metrics, save_confusion_png, write_report
 from fmae.model import FMAE, MODEL_CONFIGS, get_config
 from fmae.trainer import data_root as training_data_root
@@ -303,10 +304,7 @@ def extract_features(encoder: FMAE, items: Sequence[ClipItem], *, views: int = 1
             return Features(load_file(str(cache))["features"], labels, paths)
     feats = _encode(encoder, items, views, stride, batch_size, num_workers, torch.device(device), dtype, progress, desc, env)
     if cache is not None and (env is None or env.main):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        save_file({"features": feats}, str(tmp), metadata={"paths": json.dumps(paths)})
-        os.replace(tmp, cache)  # atomic: a concurrent or killed run never leaves half a file
+        write_atomically(cache, lambda tmp: save_file({"features": feats}, str(tmp), metadata={"paths": json.dumps(paths)}))
     return Features(feats, labels, paths)
 
 
@@ -442,7 +440,8 @@ def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, ep
                 loss.backward()
                 optimizer.step()
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if progress and bar.n % 10 == 0:  # reading the loss waits for the device
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
     for p in encoder.parameters():
         p.requires_grad_(True)
     encoder.eval()

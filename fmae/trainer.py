@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_valid, prune_checkpoints, save_checkpoint
 from fmae.config import TrainConfig, to_yaml
-from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
+from fmae.data import SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
+from fmae.data.clips import clip_to_frames
 from fmae.device import resolve_dtype
 from fmae.distributed import Distributed
 from fmae.masking import make_mask
@@ -104,14 +105,10 @@ def _image_grid(clip: torch.Tensor, masked: torch.Tensor, recon: torch.Tensor, f
 
     Inputs ``float [3, T, H, W]`` normalised; returns ``uint8 [3H, frames·W, 3]``.
     """
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    take = torch.linspace(0, clip.shape[1] - 1, min(frames, clip.shape[1])).round().long()
-    rows = []
-    for x in (clip, masked, recon):
-        x = (x.float().cpu() * std + mean).clamp(0, 1)[:, take]  # [3, F, H, W]
-        rows.append(x.permute(2, 1, 3, 0).flatten(1, 2))  # [H, F·W, 3]
-    return (torch.cat(rows, dim=0) * 255).round().to(torch.uint8).numpy()
+    take = np.linspace(0, clip.shape[1] - 1, min(frames, clip.shape[1])).round().astype(np.int64)
+    # [F, H, W, 3] each → [H, F·W, 3]: the frames side by side.
+    rows = [np.concatenate(list(clip_to_frames(x)[take]), axis=1) for x in (clip, masked, recon)]
+    return np.concatenate(rows, axis=0)
 
 
 def _masked_view(clip: torch.Tensor, mask: torch.Tensor, tubelet: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from fmae.config import TrainConfig, _field, check_choices, to_yaml
-from fmae.data import IMAGENET_MEAN, IMAGENET_STD, SPLITS, ClipDataset, ClipItem, list_items, region_map_path
+from fmae.data import SPLITS, ClipDataset, ClipItem, list_items, region_map_path
+from fmae.data.clips import clip_to_frames
 from fmae.device import resolve_device
 from fmae.face import FaceRegion
 from fmae.gradcam import grad_cam
@@ -147,14 +148,6 @@ def check_probe(meta: dict[str, Any], probe_dim: int, model: FMAE, path: str) ->
 def shown_frames(num_frames: int, count: int) -> np.ndarray:
     """int64 ``[min(count, num_frames)]`` frame indices spread evenly over a clip."""
     return np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(np.int64)
-
-
-def to_rgb(clip: torch.Tensor) -> np.ndarray:
-    """Normalised ``float [3, T, H, W]`` → uint8 ``[T, H, W, 3]`` RGB."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    rgb = (clip.detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 3, 0)
-    return (rgb * 255).round().to(torch.uint8).numpy()
 
 
 def region_overlay(frames: np.ndarray, regions: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -311,7 +304,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     files: dict[str, Path] = {}
     skipped: dict[str, str] = {}
     show = shown_frames(c.num_frames, config.frames)
-    frames = to_rgb(sample.clip)
+    frames = clip_to_frames(sample.clip)
     name = sample.path.name
 
     if sample.regions is None:
@@ -341,7 +334,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
         recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
         files["reconstruction"] = save_grid(
             [("original", frames[show]), ("masked", painted[config.strategy][show]),
-             ("reconstruction", to_rgb(recon)[show])], show.tolist(),
+             ("reconstruction", clip_to_frames(recon)[show])], show.tolist(),
             f"Reconstruction, {config.strategy} mask at ratio {config.ratio}", out / "reconstruction.png")
 
     if probe is None:

@@ -289,6 +289,15 @@ def normalise_clip(frames: torch.Tensor) -> torch.Tensor:
     return planes.sub_(mean).mul_(inv_std).view(3, *frames.shape[:3])
 
 
+def clip_to_frames(clip: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`normalise_clip`: normalised ``float [3, T, H, W]`` (any device)
+    → ``uint8 [T, H, W, 3]`` RGB, values outside [0, 255] clipped."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    rgb = (clip.detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 3, 0)
+    return (rgb * 255).round().to(torch.uint8).numpy()
+
+
 def load_region_maps(video: str | Path, indices: np.ndarray, num_frames: int, hw: tuple[int, int] | None = None) -> np.ndarray:
     """``uint8 [len(indices), H, W]``: the region maps of ``video``'s frames ``indices``.
 
