@@ -44,8 +44,10 @@ import torch
 from tqdm import tqdm
 
 from fmae.config import _field, check_choices, to_yaml
-from fmae.data.clips import normalise_clip, region_map_path
-from fmae.data.synthetic import render_segments, write_video
+from fmae.data.clips import normalise_clip
+from fmae.data.region_maps import region_map_path
+from fmae.data.synthetic import render_segments
+from fmae.data.video_writer import write_video
 from fmae.device import resolve_device, resolve_dtype
 from fmae.model import FMAE
 from fmae.preprocessing import PreprocessConfig, process_video

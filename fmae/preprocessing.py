@@ -6,7 +6,8 @@ it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` read
     OUT/<rel dir>/<stem>.avi           face crops, size × size RGB, MJPEG in AVI (DALI's CPU
                                        and GPU decoders read it), one per source frame, at
                                        the source's frame rate
-    OUT/<rel dir>/<stem>.regions.npz   regions   uint8 [T, S, S]  FaceRegion ids per crop
+    OUT/<rel dir>/<stem>.regions.npz   regions   uint8 [T, S, S]  FaceRegion ids per crop, in
+                                                                  chunks (fmae.data.region_maps)
                                        boxes     float32 [T, 4]   crop window x0, y0, x1, y1 in
                                                                   source pixels (may overhang)
                                        has_face  bool [T]         a face was detected in the frame
@@ -16,9 +17,8 @@ it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` read
 so a DAiSEE folder stays a DAiSEE-layout folder (:class:`fmae.data.VideoClipDataset`
 reads the cache as it reads the source).
 
-Per video (:func:`process_video`), in two decoding passes so that full frames are never
-held, only landmarks between the passes and then the crops and region maps (about
-200 KB a frame at 224², so 1.8 GB for a 5-minute 30 fps video, per worker):
+Per video (:func:`process_video`), in two decoding passes that hold one frame at a time,
+and between them each frame's box and landmarks (a few KB a frame), whatever the length:
 
 1. decode with PyAV (any FFmpeg codec and container; grayscale and other pixel formats
    become RGB) and let the face backend detect and track one face in every frame;
@@ -32,8 +32,8 @@ held, only landmarks between the passes and then the crops and region maps (abou
    the detection it took its box from when that is at most ``max_gap`` frames away (a
    detector dropout during a blink or a blur); beyond that its region map is all
    :attr:`FaceRegion.BACKGROUND`. Either way ``has_face`` is ``False`` there;
-4. write the crops, then the region maps, each under a temporary name renamed into
-   place when complete.
+4. stream the crops and the region maps, as they are made, into files under temporary
+   names, renamed into place (maps first) when both are complete.
 
 Every source frame is kept, so the cache's frame ``t`` is the source's frame ``t``.
 
@@ -84,8 +84,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from fmae.data.clips import region_map_path
-from fmae.data.synthetic import write_video
+from fmae.data.region_maps import RegionMapWriter, region_map_path
+from fmae.data.video_writer import VideoWriter
 from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
 from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
@@ -292,26 +292,29 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     mean_window = [round(float(v), 1) for v in windows.mean(0)]
     record.update(unparsed_frames=int(T - parsed.sum()), boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())})
 
-    # Pass 2: crop and parse.
+    # Pass 2: crop and parse, streaming crops and maps to disk, so memory does not grow
+    # with the video's length.
     S = config.size
-    crops = np.empty((T, S, S, 3), np.uint8)
-    regions = np.full((T, S, S), FaceRegion.BACKGROUND, np.uint8)
-    count = 0
-    with _Video(src) as video:
-        for t, rgb in enumerate(_decode(video, limit=T)):
-            crops[t] = crop_frame(rgb, windows[t], S)
-            if parsed[t]:
-                regions[t] = backend.parse(crops[t], to_crop_coords(landmarks[source[t]], windows[t], S))
-            count = t + 1
-    if count != T:
-        raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
+    background = np.full((1, S, S), FaceRegion.BACKGROUND, np.uint8)
 
-    def write_regions(path: Path) -> None:
-        with path.open("wb") as f:  # a file object: savez would append ".npz" to the name
-            np.savez_compressed(f, regions=regions, boxes=windows, has_face=has_face)
+    def write_crops(video_tmp: Path) -> None:
+        def write_maps(maps_tmp: Path) -> None:
+            count = 0
+            with _Video(src) as video, VideoWriter(video_tmp, fps, (S, S), config.qscale) as crops, \
+                    RegionMapWriter(maps_tmp, (S, S)) as maps:
+                for t, rgb in enumerate(_decode(video, limit=T)):
+                    crop = crop_frame(rgb, windows[t], S)
+                    crops.write(crop)
+                    maps.write(backend.parse(crop, to_crop_coords(landmarks[source[t]], windows[t], S))[None]
+                               if parsed[t] else background)
+                    count = t + 1
+                if count != T:
+                    raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
+                maps.add(boxes=windows, has_face=has_face)
 
-    write_atomically(video_out, lambda path: write_video(path, crops, fps, config.qscale))
-    write_atomically(region_map_path(video_out), write_regions)
+        write_atomically(region_map_path(video_out), write_maps)
+
+    write_atomically(video_out, write_crops)
     return finish("ok", "; ".join(notes))
 
 

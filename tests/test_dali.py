@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fmae.data import loader as loader_mod
-from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, NO_LABEL, ClipItem, ClipSampler, epoch_order, list_clips, read_frames, region_map_path
+from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, NO_LABEL, ClipItem, ClipSampler, epoch_order, list_clips, read_frames
+from fmae.data.region_maps import load_region_maps, region_map_path, save_region_maps
 from fmae.data.loader import TorchClipLoader, make_loader, resolve_backend
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, write_video
 
@@ -36,7 +37,7 @@ def numbered(tmp_path_factory) -> list[ClipItem]:
         frames = np.broadcast_to(grey[:, None, None, None], (n, 16, 24, 3)).copy()
         path = folder / f"v{v}.avi"
         write_video(path, frames, fps=10, qscale=2)
-        np.savez_compressed(region_map_path(path), regions=np.broadcast_to((np.arange(n) % 7).astype(np.uint8)[:, None, None], (n, 16, 24)).copy())
+        save_region_maps(region_map_path(path), np.broadcast_to((np.arange(n) % 7).astype(np.uint8)[:, None, None], (n, 16, 24)).copy())
         items.append(ClipItem(path, v))
     return items
 
@@ -94,8 +95,7 @@ def test_dali_frames_are_pyav_frames_of_the_same_indices_and_maps_match(synth):
             err = np.abs(got[:, None] - everything[None]).mean(axis=(2, 3))  # [T, 24]
             assert (err.argmin(axis=1) == idx).all(), err
             assert err[np.arange(6), idx].max() < 1.5
-            with np.load(region_map_path(path)) as npz:
-                np.testing.assert_array_equal(regions.numpy(), npz["regions"][idx])
+            np.testing.assert_array_equal(regions.numpy(), load_region_maps(path)[idx])
 
 
 @needs_dali

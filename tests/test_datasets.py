@@ -22,7 +22,8 @@ from fmae.data.datasets import (
     read_emotiw_labels,
     windows,
 )
-from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, write_video
+from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
+from fmae.data.video_writer import write_video
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ import torch
 
 from fmae.data import clips as clips_mod
 from fmae.data import synthetic
-from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, LABEL_COLUMNS, SPLITS, VideoClipDataset, list_clips, read_frames, read_labels, region_map_path
+from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, LABEL_COLUMNS, SPLITS, VideoClipDataset, list_clips, read_frames, read_labels
+from fmae.data.region_maps import load_region_maps, region_map_path
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, generate_clip
 from fmae.face import NUM_REGIONS, FaceRegion
 
@@ -69,9 +70,9 @@ def test_decoded_video_matches_drawing_and_region_maps_are_lossless(tiny):
         luma_err = np.abs(err @ np.array([0.299, 0.587, 0.114])).mean()
         psnr = 10 * np.log10(255**2 / np.mean(err**2))
         assert luma_err < 4 and psnr > 25, (luma_err, psnr)
-        with np.load(region_map_path(tiny / c["video"])) as npz:
-            np.testing.assert_array_equal(npz["regions"], g.rendered.regions)
-            assert npz["regions"].dtype == np.uint8
+        regions = load_region_maps(tiny / c["video"])
+        np.testing.assert_array_equal(regions, g.rendered.regions)
+        assert regions.dtype == np.uint8
 
 
 def test_engaged_frames_show_every_region_with_eyes_where_drawn():
@@ -112,7 +113,8 @@ def test_same_seed_same_bytes_other_seed_other_faces(tiny, tmp_path):
     for c in manifest(tiny)["clips"]:
         assert (again / c["video"]).read_bytes() == (tiny / c["video"]).read_bytes()
         with np.load(region_map_path(tiny / c["video"])) as a, np.load(region_map_path(again / c["video"])) as b:
-            for key in ("regions", "landmarks", "boxes"):
+            np.testing.assert_array_equal(load_region_maps(tiny / c["video"]), load_region_maps(again / c["video"]))
+            for key in ("landmarks", "boxes"):
                 np.testing.assert_array_equal(a[key], b[key])
     for split in SPLITS:
         assert (again / "Labels" / f"{split}Labels.csv").read_bytes() == (tiny / "Labels" / f"{split}Labels.csv").read_bytes()
@@ -193,8 +195,7 @@ def test_dataset_items_shapes_and_centre_window(tiny):
         # 12 frames, a window of 10: centred, it starts at frame 1.
         assert item["frame_index"].tolist() == [1, 4, 7, 10]
         idx = item["frame_index"].numpy()
-        with np.load(region_map_path(item["path"])) as npz:
-            np.testing.assert_array_equal(item["region_map"].numpy(), npz["regions"][idx])
+        np.testing.assert_array_equal(item["region_map"].numpy(), load_region_maps(item["path"])[idx])
         raw = read_frames(item["path"], idx)  # [T, H, W, 3]
         mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
         want = (torch.from_numpy(raw).permute(3, 0, 1, 2).float() / 255 - mean) / std

@@ -4,7 +4,8 @@ and the synthetic set that stands in for real data.
 :mod:`fmae.data.clips` reads cached clips (PyAV decoding, frame sampling, region maps)
 into a torch ``Dataset``; :mod:`fmae.data.datasets` turns DAiSEE, EmotiW engagement,
 plain folders and folder-per-class FER sets into :class:`ClipItem` lists;
-:func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
+:mod:`fmae.data.region_maps` writes and reads the per-frame face-region maps beside the
+videos; :func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
 (:mod:`fmae.data.dali`, imported only when used) or plain PyTorch;
 :mod:`fmae.data.synthetic` draws and writes the deterministic synthetic set that the
 default run and the tests use.
@@ -24,9 +25,9 @@ from fmae.data.clips import (
     list_clips,
     read_frames,
     read_labels,
-    region_map_path,
 )
 from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_items, folder_items, list_items
+from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
 from fmae.data.loader import TorchClipLoader, dali_available, make_loader
 from fmae.data.synthetic import SyntheticConfig, default_root, ensure_synthetic_daisee, generate_clip
 
@@ -39,6 +40,7 @@ __all__ = [
     "ClipDataset",
     "ClipItem",
     "ClipSampler",
+    "RegionMapWriter",
     "SyntheticConfig",
     "TorchClipLoader",
     "VideoClipDataset",
@@ -54,8 +56,10 @@ __all__ = [
     "generate_clip",
     "list_clips",
     "list_items",
+    "load_region_maps",
     "make_loader",
     "read_frames",
     "read_labels",
     "region_map_path",
+    "save_region_maps",
 ]

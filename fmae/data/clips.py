@@ -7,8 +7,8 @@ DAiSEE's layout, which the synthetic set (:mod:`fmae.data.synthetic`) copies::
 
 The real CSVs end their header with ``"Frustration "`` (a trailing space) and give
 ``ClipID`` with its extension (``1100011002.avi``). Region maps, when a clip has them,
-sit beside the video as ``<clip>.regions.npz`` holding ``regions``: ``uint8 [T, H, W]``
-of :class:`fmae.face.FaceRegion` ids, one map per video frame.
+sit beside the video as ``<clip>.regions.npz`` (:mod:`fmae.data.region_maps`): ``uint8
+[T, H, W]`` of :class:`fmae.face.FaceRegion` ids, one map per video frame.
 
 Every loader (this module's :class:`ClipDataset`, the DALI pipeline in
 :mod:`fmae.data.dali`) reads a list of :class:`ClipItem` (the data-set adapters in
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fmae.data.region_maps import load_region_maps
+
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("Train", "Validation", "Test")
@@ -37,7 +39,6 @@ LABEL_COLUMNS: tuple[str, ...] = ("ClipID", "Boredom", "Engagement", "Confusion"
 """DAiSEE's header, byte for byte (the last name really ends in a space)."""
 VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".webm", ".wmv", ".mov")
 """Video files the loaders and adapters recognise (compared in lower case)."""
-REGION_SUFFIX = ".regions.npz"
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 NO_LABEL = -1
@@ -76,12 +77,6 @@ def label_file(root: str | Path, split: str) -> Path:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return Path(root) / "Labels" / f"{split}Labels.csv"
-
-
-def region_map_path(video: str | Path) -> Path:
-    """The region-map sidecar of a video: ``<dir>/<stem>.regions.npz``."""
-    video = Path(video)
-    return video.with_name(video.stem + REGION_SUFFIX)
 
 
 def read_labels(csv_path: str | Path, column: str = "Engagement", levels: Sequence[int] | None = None) -> dict[str, int]:
@@ -296,24 +291,6 @@ def clip_to_frames(clip: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
     rgb = (clip.detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 3, 0)
     return (rgb * 255).round().to(torch.uint8).numpy()
-
-
-def load_region_maps(video: str | Path, indices: np.ndarray, num_frames: int, hw: tuple[int, int] | None = None) -> np.ndarray:
-    """``uint8 [len(indices), H, W]``: the region maps of ``video``'s frames ``indices``.
-
-    Reads the ``<stem>.regions.npz`` sidecar, which must hold one map per video frame
-    (``uint8 [num_frames, H, W]``, and ``H, W == hw`` when given): ``FileNotFoundError``
-    without one, ``ValueError`` naming the file when it does not fit.
-    """
-    sidecar = region_map_path(video)
-    if not sidecar.exists():
-        raise FileNotFoundError(f"{video} has no region map {sidecar.name}; build one with the face pipeline or pass with_regions=False")
-    with np.load(sidecar) as npz:
-        regions = npz["regions"]
-    want_hw = tuple(regions.shape[1:]) if hw is None else tuple(hw)
-    if regions.dtype != np.uint8 or regions.ndim != 3 or regions.shape != (num_frames, *want_hw):
-        raise ValueError(f"{sidecar}: expected uint8 {(num_frames, *want_hw)} (one map per video frame), got {regions.dtype} {regions.shape}")
-    return regions[indices]
 
 
 class ClipDataset(Dataset):

@@ -41,8 +41,8 @@ from fmae.data.clips import (
     epoch_order,
     label_array,
     label_dtype,
-    load_region_maps,
 )
+from fmae.data.region_maps import load_region_maps
 
 _DALI_TYPE = {np.dtype(np.int64): types.INT64, np.dtype(np.float32): types.FLOAT}
 OUTPUTS: tuple[str, ...] = ("clip", "frame_index", "label", "index", "region_map")

@@ -26,7 +26,8 @@ from typing import Iterator, Protocol, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fmae.data.clips import ClipDataset, ClipItem, epoch_order, region_map_path
+from fmae.data.clips import ClipDataset, ClipItem, epoch_order
+from fmae.data.region_maps import region_map_path
 from fmae.data.datasets import list_items
 
 log = logging.getLogger(__name__)

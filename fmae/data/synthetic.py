@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-import av
 import numpy as np
 
-from fmae.data.clips import LABEL_COLUMNS, SPLITS, label_file, region_map_path
+from fmae.data.clips import LABEL_COLUMNS, SPLITS, label_file
+from fmae.data.region_maps import region_map_path, save_region_maps
+from fmae.data.video_writer import write_video
 from fmae.face.regions import FaceRegion
 
 log = logging.getLogger(__name__)
@@ -575,20 +576,6 @@ def render_segments(levels: Sequence[int], seconds_per_segment: float, size: int
     return SegmentedVideo(render_clip(look, motion, size, rng), per_frame, fps)
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int, qscale: int = 3) -> None:
-    """Write ``uint8 [T, H, W, 3]`` RGB frames as MJPEG in an AVI (readable by DALI's CPU decoder)."""
-    T, H, W, _ = frames.shape
-    with av.open(str(path), "w", format="avi") as container:
-        stream = container.add_stream("mjpeg", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuvj420p"
-        stream.options = {"qmin": str(qscale), "qmax": str(qscale)}
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-
-
 def _label_row(clip: GeneratedClip, rng: np.random.Generator) -> list:
     # The other three affects loosely follow engagement; nothing reads them but DAiSEE has them.
     e = clip.engagement
@@ -613,7 +600,7 @@ def write_dataset(out: str | Path, config: SyntheticConfig) -> dict:
             folder.mkdir(parents=True)
             video = folder / f"{g.clip_id}.avi"
             write_video(video, g.rendered.frames, config.fps, config.qscale)
-            np.savez_compressed(region_map_path(video), regions=g.rendered.regions, landmarks=g.rendered.landmarks, boxes=g.rendered.boxes)
+            save_region_maps(region_map_path(video), g.rendered.regions, landmarks=g.rendered.landmarks, boxes=g.rendered.boxes)
             rows[g.split].append(_label_row(g, np.random.default_rng([config.seed, 2, subject, c])))
             clips.append({"split": g.split, "subject": g.subject_id, "clip": g.clip_id, "engagement": g.engagement, "video": video.relative_to(out).as_posix()})
     (out / "Labels").mkdir()
