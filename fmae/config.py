@@ -41,7 +41,11 @@ class TrainConfig:
     weight_decay: float = _field(0.05, "AdamW weight decay")
     clip_grad: float = _field(1.0, "gradient-norm clipping (0 turns it off)")
     dtype: str = _field("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", ("auto", "bf16", "fp32"))
-    data_root: str = _field("", "DAiSEE-layout folder of clips; empty: the built-in synthetic face videos")
+    data_root: str = _field("", "preprocessed face videos (python -m fmae.preprocess); empty: the built-in synthetic face videos")
+    dataset: str = _field("auto", "what data_root holds: daisee (its Train split), folder (every video under it, no labels "
+                          "needed), auto: daisee when it has Labels/TrainLabels.csv, else folder", ("auto", "daisee", "folder"))
+    window: int = _field(300, "folder: cut longer videos into items of this many frames, so a long video gives a clip per "
+                         "window and epoch (DAiSEE's clips are 300 frames); 0: one item per video")
     out_dir: str = _field("runs/pretrain", "where checkpoints, logs and images go")
     log_every: int = _field(10, "steps between TensorBoard scalars")
     ckpt_every: int = _field(100, "steps between checkpoints")
@@ -64,8 +68,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.img_size % 16 or self.num_frames % 2:
             raise ValueError(f"img_size must be a multiple of 16 and num_frames even (tubelet 2×16×16), got {self.img_size}, {self.num_frames}")
-        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers, self.threads) < 0 or self.base_lr <= 0:
-            raise ValueError("adv_weight, rec_weight, warmup_steps, num_workers and threads must be >= 0 and base_lr > 0")
+        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers, self.threads, self.window) < 0 or self.base_lr <= 0:
+            raise ValueError("adv_weight, rec_weight, warmup_steps, num_workers, threads and window must be >= 0 and base_lr > 0")
         if self.adv_weight == self.rec_weight == 0:
             raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
 

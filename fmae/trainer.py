@@ -31,13 +31,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_valid, prune_checkpoints, save_checkpoint
 from fmae.config import TrainConfig, to_yaml
-from fmae.data import SyntheticConfig, VideoClipDataset, ensure_synthetic_daisee
-from fmae.data.clips import clip_to_frames
+from fmae.data import ClipDataset, ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items
+from fmae.data.clips import clip_to_frames, label_file
+from fmae.data.loader import with_region_maps
 from fmae.device import resolve_dtype
 from fmae.distributed import Distributed
 from fmae.masking import make_mask
@@ -74,9 +75,35 @@ def data_root(config: TrainConfig, progress: bool = True, synthetic: SyntheticCo
     return faces
 
 
+def train_items(config: TrainConfig, root: Path) -> list[ClipItem]:
+    """The items pre-training draws clips from: ``root``'s, read as ``config.dataset``
+    says (see :class:`fmae.config.TrainConfig`), those with region maps beside them."""
+    dataset = config.dataset
+    if dataset == "auto":
+        dataset = "daisee" if label_file(root, "Train").is_file() else "folder"
+    options = {"window": config.window or None} if dataset == "folder" else {}
+    return with_region_maps(list_items(dataset, root, **options))
+
+
+class _EpochClips(Dataset):
+    """``data.clip(index, epoch)`` for the ``(epoch, index)`` keys that :class:`_Batches`
+    yields: each epoch draws fresh clip windows, in worker processes too, and a resumed
+    run draws the ones it would have."""
+
+    def __init__(self, data: ClipDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        return self.data.clip(index, epoch)
+
+
 class _Batches:
-    """Batch indices for every step: epoch ``e`` is a permutation drawn from
-    ``(seed, e)``; the last incomplete batch of an epoch is dropped."""
+    """``(epoch, item)`` keys of every step's batch: epoch ``e`` visits the items in a
+    permutation drawn from ``(seed, e)``; the last incomplete batch of an epoch is dropped."""
 
     def __init__(self, size: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
         if size < batch_size:
@@ -88,11 +115,11 @@ class _Batches:
     def __len__(self) -> int:
         return max(0, self.steps - self.start_step)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.steps):
             epoch, k = divmod(step, self.per_epoch)
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            yield order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+            yield [(epoch, i) for i in order[k * self.batch_size : (k + 1) * self.batch_size].tolist()]
 
 
 def _mask_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
@@ -155,7 +182,7 @@ class _RankShare:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         share = self.batches.batch_size // self.world
         for indices in self.batches:
             yield indices[self.rank * share : (self.rank + 1) * share]
@@ -201,7 +228,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
     env.barrier()
     if not env.main:
         root = data_root(config, progress=False)
-    data = VideoClipDataset(root, "Train", config.num_frames, config.temporal_stride, random_start=True, seed=config.seed)
+    data = ClipDataset(train_items(config, root), config.num_frames, config.temporal_stride, random_start=True, seed=config.seed)
     model_config = get_config(config.model, img_size=config.img_size, num_frames=config.num_frames,
                               norm_pix_loss=config.norm_pix_loss)
     sample = data[0]["clip"]
@@ -228,7 +255,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         (out_dir / "config.yaml").write_text(to_yaml(config))
         logger = _Logger(out_dir)
     batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
-    loader = DataLoader(data, batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
+    loader = DataLoader(_EpochClips(data), batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
                         pin_memory=device.type == "cuda")
     log.info("pre-training %s on %s (%d clips), %s, %s, %d process(es), steps %d..%d",
              config.model, root, len(data), device, dtype, env.world, start, config.steps)

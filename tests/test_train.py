@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
-from fmae.data import SyntheticConfig, VideoClipDataset
+from fmae.data import ClipDataset, SyntheticConfig, VideoClipDataset, daisee_items, region_map_path
 from fmae.train import main
 from train_helpers import train_args
 
@@ -46,7 +47,8 @@ def test_compile_and_threads_settings_reach_the_run(small_set, tmp_path, monkeyp
 
 def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
-    assert main(_args(small_set, straight, 6)) == 0
+    # 6 clips, batches of 2: the resumed steps cross into epoch 1, which draws other windows.
+    assert main(_args(small_set, straight, 6, "--num-frames", "4")) == 0
 
     broken = tmp_path / "broken"
     real_step = trainer.Pretrainer.step
@@ -58,9 +60,9 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
 
     monkeypatch.setattr(trainer.Pretrainer, "step", crash_after_four)
     with pytest.raises(KeyboardInterrupt):
-        main(_args(small_set, broken, 6))
+        main(_args(small_set, broken, 6, "--num-frames", "4"))
     monkeypatch.setattr(trainer.Pretrainer, "step", real_step)
-    assert main(_args(small_set, broken, 6, "--resume")) == 0
+    assert main(_args(small_set, broken, 6, "--num-frames", "4", "--resume")) == 0
 
     # Steps 4..6 were redone from the step-3 checkpoint: same losses as the run that never stopped.
     want = {r["step"]: r for r in _metrics(straight)}
@@ -71,6 +73,55 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
     a = load_checkpoint(straight / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
     b = load_checkpoint(broken / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_each_epoch_draws_fresh_clip_windows(small_set):
+    config = TrainConfig(data_root=str(small_set), num_frames=4, temporal_stride=2)
+    data = ClipDataset(trainer.train_items(config, small_set), 4, 2, seed=0, with_regions=False)
+    per_epoch = len(data) // 2
+    batches = list(trainer._Batches(len(data), 2, seed=0, start_step=0, steps=2 * per_epoch))
+    assert [{e for e, _ in b} for b in batches] == [{0}] * per_epoch + [{1}] * per_epoch
+    clips = trainer._EpochClips(data)
+    windows = {key: clips[key]["frame_index"].tolist() for b in batches for key in b}
+    # 24-frame clips, 8-frame spans: 17 possible windows per item, drawn anew each epoch.
+    moved = [i for i in range(len(data)) if windows[(0, i)] != windows[(1, i)]]
+    assert len(moved) >= len(data) - 1, windows
+    resumed = list(trainer._Batches(len(data), 2, seed=0, start_step=per_epoch - 1, steps=2 * per_epoch))
+    assert resumed == batches[per_epoch - 1 :]
+
+
+def _plain_folder(small_set, tmp_path):
+    """``small_set``'s Train videos (and region maps) in nested folders, without labels."""
+    plain = tmp_path / "plain"
+    for i, video in enumerate(sorted((small_set / "DataSet" / "Train").rglob("*.avi"))):
+        target = plain / f"person{i % 2}" / f"rec{i}.avi"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(video, target)
+        if i:  # the first has no region map: skipped, with a warning
+            shutil.copy(region_map_path(video), region_map_path(target))
+    return plain
+
+
+def test_train_items_read_daisee_or_any_folder(small_set, tmp_path, caplog):
+    daisee = trainer.train_items(TrainConfig(), small_set)
+    assert daisee == daisee_items(small_set, "Train") and len(daisee) == 6
+    plain = _plain_folder(small_set, tmp_path)
+    with caplog.at_level("WARNING"):
+        items = trainer.train_items(TrainConfig(window=0), plain)
+    assert "1 videos have no region map" in caplog.text
+    assert [it.path.relative_to(plain).as_posix() for it in items] == [f"person{i % 2}/rec{i}.avi" for i in (2, 4, 1, 3, 5)]
+    assert all(it.label is None and it.stop is None for it in items)
+    windowed = trainer.train_items(TrainConfig(window=10), plain)  # 24 frames: windows at 0 and 10
+    assert [(it.start, it.stop) for it in windowed[:2]] == [(0, 10), (10, 20)] and len(windowed) == 10
+    with pytest.raises(FileNotFoundError, match="Labels"):
+        trainer.train_items(TrainConfig(dataset="daisee"), plain)
+
+
+def test_pretraining_on_a_folder_of_unlabelled_videos(small_set, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(_plain_folder(small_set, tmp_path), out, 3, "--num-frames", "4", "--window", "12")) == 0
+    assert (out / "checkpoints" / "ckpt-00000003.safetensors").is_file()
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3]
 
 
 def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):

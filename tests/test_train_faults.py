@@ -12,7 +12,7 @@ import torch
 
 from fmae import trainer
 from fmae.checkpoint import load_checkpoint
-from fmae.data import VideoClipDataset
+from fmae.data import ClipDataset
 from fmae.distributed import Distributed
 from fmae.train import main
 from train_helpers import train_args
@@ -87,14 +87,14 @@ def test_corrupt_last_checkpoint_resumes_from_the_one_before(small_set, tmp_path
 
 
 def test_non_finite_data_is_skipped_then_stops_the_run(small_set, tmp_path, monkeypatch, capsys):
-    real_getitem = VideoClipDataset.__getitem__
+    real_clip = ClipDataset.clip
 
-    def poisoned(self, index):
-        item = real_getitem(self, index)
+    def poisoned(self, index, epoch):
+        item = real_clip(self, index, epoch)
         item["clip"][0, 0, 0, 0] = float("nan")
         return item
 
-    monkeypatch.setattr(VideoClipDataset, "__getitem__", poisoned)
+    monkeypatch.setattr(ClipDataset, "clip", poisoned)
     out = tmp_path / "run"
     code = main(_args(small_set, out, 30, "--max-bad-steps", "5"))
     assert code == 3
@@ -131,17 +131,17 @@ def test_memory_stays_flat_over_a_long_run(small_set, tmp_path, monkeypatch):
     assert growth < 10, f"RSS grew {growth:.1f} MB between steps 50 and 150 ({rss[49]:.0f} -> {max(rss[50:]):.0f} MB)"
 
 
-_real_getitem = VideoClipDataset.__getitem__
+_real_clip = ClipDataset.clip
 
 
-def _die_in_worker(self, index):
+def _die_in_worker(self, index, epoch):
     if torch.utils.data.get_worker_info() is not None:
         os._exit(1)  # what a worker killed by the OOM killer looks like to the loader
-    return _real_getitem(self, index)
+    return _real_clip(self, index, epoch)
 
 
 def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monkeypatch):
-    monkeypatch.setattr(VideoClipDataset, "__getitem__", _die_in_worker)
+    monkeypatch.setattr(ClipDataset, "clip", _die_in_worker)
     args = _args(small_set, tmp_path / "run", 4)
     args[args.index("--num-workers") + 1] = "1"
     with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):

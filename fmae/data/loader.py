@@ -154,7 +154,7 @@ class TorchClipLoader:
             yield batch
 
 
-def _with_region_maps(items: list[ClipItem]) -> list[ClipItem]:
+def with_region_maps(items: list[ClipItem]) -> list[ClipItem]:
     """The items whose video has a region-map sidecar; the others are logged and dropped."""
     kept = [it for it in items if region_map_path(it.path).is_file()]
     if len(kept) < len(items):
@@ -215,7 +215,7 @@ def make_loader(
         raise ValueError(f"adapter options {sorted(adapter_options)} need root, not items")
     items = [ClipItem(*it) for it in items]
     if with_regions:
-        items = _with_region_maps(items)
+        items = with_region_maps(items)
     device = torch.device(device)
     common = dict(num_frames=num_frames, stride=stride, random_start=random_start, shuffle=shuffle, seed=seed,
                   with_regions=with_regions, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards,
