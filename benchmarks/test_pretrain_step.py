@@ -3,7 +3,12 @@
 the same run (HF is each group's baseline), across the masking ratios 0.25–0.95.
 
 Clips are 16×224×224, B=2, in the compute dtype FMAE picks for this machine
-(:func:`fmae.device.resolve_dtype`). Four variants:
+(:func:`fmae.device.resolve_dtype`), eager. With ``--full`` every case also runs in each
+``setting`` of :data:`SETTINGS`: fp32 and bf16 (autocast; fp32 weights and optimiser
+state), eager and ``torch.compile``-d (the warm-up rounds compile), so HF's best setting
+here can be set beside FMAE's; bf16 is skipped on a CPU without bf16 hardware (AMX,
+AVX512-BF16), where it runs at about 1 % of fp32. Each ``setting`` is its own group,
+whose baseline is HF in that setting. Four variants:
 
 - ``hf_videomae``: HF's step, random mask, fused AdamW (the baseline);
 - ``fmae_random_mae``: random mask, no adversarial loss — the same work as HF's step;
@@ -48,7 +53,7 @@ from typing import Callable, NamedTuple
 import pytest
 import torch
 
-from fmae.device import resolve_device, resolve_dtype
+from fmae.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from fmae.flops import step_flops
 from fmae.masking import num_masked
 from fmae.model import FMAE, FMAEConfig, get_config
@@ -68,7 +73,17 @@ class Bench(NamedTuple):
     """The FMAE model the step trains (``None`` for HF)."""
 
 
-def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
+class Setting(NamedTuple):
+    dtype: torch.dtype
+    compiled: bool
+
+
+SETTINGS = {f"{name}-{mode}": Setting(dtype, mode == "compiled")
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)) for mode in ("eager", "compiled")}
+DEFAULT_SETTING = f"{'bf16' if DTYPE == torch.bfloat16 else 'fp32'}-eager"
+
+
+def _hf_step(c: FMAEConfig, ratio: float, setting: Setting) -> Bench:
     transformers = pytest.importorskip("transformers", reason="HF comparison needs `pip install transformers`")
     hf_config = transformers.VideoMAEConfig(
         image_size=c.img_size, num_frames=c.num_frames, tubelet_size=c.tubelet[0], patch_size=c.tubelet[1],
@@ -77,13 +92,15 @@ def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
         decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
         decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio), norm_pix_loss=c.norm_pix_loss)
     model = transformers.VideoMAEForPreTraining(hf_config).to(DEVICE).train()
+    if setting.compiled:
+        model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
     g = torch.Generator().manual_seed(0)
     # HF's layout: [B, T, C, H, W]
     pixels = torch.randn(B, c.num_frames, 3, c.img_size, c.img_size, generator=g).to(DEVICE)
     n, k = c.num_tokens, round(ratio * c.num_tokens)
     mask = (torch.rand(B, n, generator=g).argsort(dim=1) < k).to(DEVICE)
-    autocast = torch.autocast(DEVICE.type, dtype=DTYPE) if DTYPE != torch.float32 else contextlib.nullcontext()
+    autocast = torch.autocast(DEVICE.type, dtype=setting.dtype) if setting.dtype != torch.float32 else contextlib.nullcontext()
 
     def step():
         with autocast:
@@ -96,17 +113,19 @@ def _hf_step(c: FMAEConfig, ratio: float) -> Bench:
     return Bench(step, None)
 
 
-def _fmae_step(c: FMAEConfig, ratio: float, strategy: str, adv_weight: float) -> Bench:
+def _fmae_step(c: FMAEConfig, ratio: float, setting: Setting, strategy: str, adv_weight: float) -> Bench:
     step = make_pretrain_step(c, PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight,
-                                                batch_size=B, autocast=DTYPE), DEVICE)
+                                                batch_size=B, autocast=setting.dtype), DEVICE)
+    if setting.compiled:
+        step.run.model.compile()
     return Bench(lambda: step()["loss"], step.run.model)
 
 
-IMPLS = {  # name: (builder, masking strategy, λ)
-    "hf_videomae": (lambda c, ratio: _hf_step(c, ratio), "random", 0.0),
-    "fmae_random_mae": (lambda c, ratio: _fmae_step(c, ratio, "random", 0.0), "random", 0.0),
-    "fmae_facial_mae": (lambda c, ratio: _fmae_step(c, ratio, "facial", 0.0), "facial", 0.0),
-    "fmae_facial_adv": (lambda c, ratio: _fmae_step(c, ratio, "facial", 0.1), "facial", 0.1),
+IMPLS = {  # name: (builder(config, ratio, setting), masking strategy, λ)
+    "hf_videomae": (_hf_step, "random", 0.0),
+    "fmae_random_mae": (lambda c, ratio, s: _fmae_step(c, ratio, s, "random", 0.0), "random", 0.0),
+    "fmae_facial_mae": (lambda c, ratio, s: _fmae_step(c, ratio, s, "facial", 0.0), "facial", 0.0),
+    "fmae_facial_adv": (lambda c, ratio, s: _fmae_step(c, ratio, s, "facial", 0.1), "facial", 0.1),
 }
 QUICK_IMPLS = ("hf_videomae", "fmae_random_mae", "fmae_facial_adv")
 
@@ -159,7 +178,7 @@ def step_memory(model_name: str, ratio: float, impl: str) -> dict[str, float]:
     steps' figure is that peak minus the resident set before them. Two steps, so that
     the optimiser's state, made in the first, is there in the second.
     """
-    step = IMPLS[impl][0](get_config(model_name, img_size=IMG, num_frames=FRAMES), ratio).step
+    step = IMPLS[impl][0](get_config(model_name, img_size=IMG, num_frames=FRAMES), ratio, SETTINGS[DEFAULT_SETTING]).step
     memory = PeakMemory(DEVICE)
     memory.set_base()
     memory.reset_peak()
@@ -179,21 +198,25 @@ def _step_memory_in_fresh_process(model_name: str, ratio: float, impl: str) -> d
 
 
 def _cases():
-    for model_name in ("fmae_vit_tiny", "fmae_vit_base"):
-        for ratio in RATIOS:
-            for impl in IMPLS:
-                heavy = model_name == "fmae_vit_base" or impl not in QUICK_IMPLS
-                yield pytest.param(model_name, ratio, impl, marks=[pytest.mark.full] if heavy else [],
-                                   id=f"{model_name}-{ratio}-{impl}")
+    for setting in SETTINGS:
+        for model_name in ("fmae_vit_tiny", "fmae_vit_base"):
+            for ratio in RATIOS:
+                for impl in IMPLS:
+                    heavy = model_name == "fmae_vit_base" or impl not in QUICK_IMPLS or setting != DEFAULT_SETTING
+                    yield pytest.param(model_name, ratio, impl, setting, marks=[pytest.mark.full] if heavy else [],
+                                       id=f"{model_name}-{ratio}-{impl}-{setting}")
 
 
-@pytest.mark.parametrize("model_name,ratio,impl", list(_cases()))
-def test_pretrain_step(request, benchmark, measure, matmul_peak, model_name, ratio, impl):
-    benchmark.group = f"pretrain step {model_name} B={B} {FRAMES}x{IMG}^2 ratio={ratio} {str(DTYPE)[6:]} {DEVICE.type}"
+@pytest.mark.parametrize("model_name,ratio,impl,setting", list(_cases()))
+def test_pretrain_step(request, benchmark, measure, matmul_peak, model_name, ratio, impl, setting):
+    chosen = SETTINGS[setting]
+    if chosen.dtype == torch.bfloat16 and DEVICE.type == "cpu" and not cpu_has_fast_bf16():
+        pytest.skip("bf16 on a CPU without AMX or AVX512-BF16 runs at about 1 % of fp32: nothing to learn from timing it")
+    benchmark.group = f"pretrain step {model_name} B={B} {FRAMES}x{IMG}^2 ratio={ratio} {setting} {DEVICE.type}"
     build, strategy, adv_weight = IMPLS[impl]
     img, frames = (SMOKE_IMG, SMOKE_FRAMES) if benchmark.disabled else (IMG, FRAMES)
     config = get_config(model_name, img_size=img, num_frames=frames)
-    bench = build(config, ratio)
+    bench = build(config, ratio, chosen)
     clock = EncoderClock(bench.model) if bench.model is not None else None
     loss = measure(bench.step, impl=impl, baseline=impl == "hf_videomae", rounds=3)
     assert torch.isfinite(loss)
@@ -204,13 +227,13 @@ def test_pretrain_step(request, benchmark, measure, matmul_peak, model_name, rat
     flops = step_flops(config, B, ratio, strategy, adv_weight).total
     info = dict(clips_per_s=round(B / t, 3), tokens_per_s=round(B * config.num_tokens / t, 1),
                 visible_tokens_per_s=round(B * visible / t, 1), flops=flops, flops_per_s=round(flops / t),
-                matmul_peak=matmul_peak.sample(DTYPE, DEVICE))
+                matmul_peak=matmul_peak.sample(chosen.dtype, DEVICE))
     if clock is not None:
         timed = clock.times[-len(benchmark.stats.stats.data):]
         info["encoder_share"] = round(statistics.median(
             (f + b) / total for (f, b), total in zip(timed, benchmark.stats.stats.data)), 3)
         info["encoder_forward_ms"] = round(1e3 * min(f for f, _ in timed), 2)
         info["encoder_backward_ms"] = round(1e3 * min(b for _, b in timed), 2)
-    if ratio == 0.9 or (ratio == 0.5 and request.config.getoption("--full")):
+    if setting == DEFAULT_SETTING and (ratio == 0.9 or (ratio == 0.5 and request.config.getoption("--full"))):
         info.update(_step_memory_in_fresh_process(model_name, ratio, impl))
     benchmark.extra_info.update(info)
