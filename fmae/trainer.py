@@ -31,14 +31,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_valid, prune_checkpoints, save_checkpoint
 from fmae.config import TrainConfig, to_yaml
 from fmae.data import ClipDataset, ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items
 from fmae.data.clips import clip_to_frames, label_file
-from fmae.data.loader import with_region_maps
+from fmae.data.loader import EpochClips, with_region_maps
 from fmae.device import resolve_dtype
 from fmae.distributed import Distributed
 from fmae.masking import make_mask
@@ -85,25 +85,11 @@ def train_items(config: TrainConfig, root: Path) -> list[ClipItem]:
     return with_region_maps(list_items(dataset, root, **options))
 
 
-class _EpochClips(Dataset):
-    """``data.clip(index, epoch)`` for the ``(epoch, index)`` keys that :class:`_Batches`
-    yields: each epoch draws fresh clip windows, in worker processes too, and a resumed
-    run draws the ones it would have."""
-
-    def __init__(self, data: ClipDataset) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        epoch, index = key
-        return self.data.clip(index, epoch)
-
-
 class _Batches:
-    """``(epoch, item)`` keys of every step's batch: epoch ``e`` visits the items in a
-    permutation drawn from ``(seed, e)``; the last incomplete batch of an epoch is dropped."""
+    """``(epoch, item)`` keys (for :class:`fmae.data.loader.EpochClips`) of every step's
+    batch: epoch ``e`` visits the items in a permutation drawn from ``(seed, e)``, and
+    draws their clip windows with ``e``, so a resumed run draws the ones it would have;
+    the last incomplete batch of an epoch is dropped."""
 
     def __init__(self, size: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
         if size < batch_size:
@@ -255,7 +241,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         (out_dir / "config.yaml").write_text(to_yaml(config))
         logger = _Logger(out_dir)
     batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
-    loader = DataLoader(_EpochClips(data), batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
+    loader = DataLoader(EpochClips(data), batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
                         pin_memory=device.type == "cuda")
     log.info("pre-training %s on %s (%d clips), %s, %s, %d process(es), steps %d..%d",
              config.model, root, len(data), device, dtype, env.world, start, config.steps)

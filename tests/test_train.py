@@ -8,6 +8,7 @@ from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
 from fmae.data import ClipDataset, SyntheticConfig, VideoClipDataset, daisee_items, region_map_path
+from fmae.data.loader import EpochClips
 from fmae.train import main
 from train_helpers import train_args
 
@@ -81,7 +82,7 @@ def test_each_epoch_draws_fresh_clip_windows(small_set):
     per_epoch = len(data) // 2
     batches = list(trainer._Batches(len(data), 2, seed=0, start_step=0, steps=2 * per_epoch))
     assert [{e for e, _ in b} for b in batches] == [{0}] * per_epoch + [{1}] * per_epoch
-    clips = trainer._EpochClips(data)
+    clips = EpochClips(data)
     windows = {key: clips[key]["frame_index"].tolist() for b in batches for key in b}
     # 24-frame clips, 8-frame spans: 17 possible windows per item, drawn anew each epoch.
     moved = [i for i in range(len(data)) if windows[(0, i)] != windows[(1, i)]]

@@ -87,9 +87,10 @@ class _EpochSampler(Sampler[tuple[int, int]]):
         return -(-n // num_shards)
 
 
-class _EpochClips(Dataset):
-    """``dataset.clip(item, epoch)`` for the ``(epoch, item)`` keys of :class:`_EpochSampler`,
-    without ``path`` (DALI batches have no strings)."""
+class EpochClips(Dataset):
+    """``dataset.clip(item, epoch)`` for ``(epoch, item)`` keys (:class:`_EpochSampler`'s),
+    without ``path`` (DALI batches have no strings): the epoch travels with each key, so
+    worker processes draw each epoch's clip windows without being told."""
 
     def __init__(self, dataset: ClipDataset) -> None:
         self.dataset = dataset
@@ -133,7 +134,7 @@ class TorchClipLoader:
         self.items, self.batch_size, self.epoch = self.dataset.items, batch_size, epoch
         self.device = torch.device(device)
         self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards)
-        self._loader = DataLoader(_EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
+        self._loader = DataLoader(EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
                                   num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=drop_last,
                                   pin_memory=self.device.type == "cuda")
 
