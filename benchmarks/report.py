@@ -85,12 +85,15 @@ def _setting(bench: dict) -> str:
 
 
 def step_rows(benchmarks: list[dict]) -> StepRows:
-    """``{(model, ratio, setting): {impl: benchmark}}`` of test_pretrain_step."""
+    """``{(model, ratio, setting): {impl: benchmark}}`` of test_pretrain_step; where runs
+    named the same case differently (before and after the settings), the fastest."""
     rows: StepRows = defaultdict(dict)
     for b in benchmarks:
         if _test(b) == "test_pretrain_step":
             p = b["params"]
-            rows[(p["model_name"], p["ratio"], _setting(b))][p["impl"]] = b
+            row = rows[(p["model_name"], p["ratio"], _setting(b))]
+            if p["impl"] not in row or b["stats"]["min"] < row[p["impl"]]["stats"]["min"]:
+                row[p["impl"]] = b
     return dict(sorted(rows.items()))
 
 
