@@ -59,6 +59,10 @@ def _fmt(x, digits: int = 2, scale: float = 1.0) -> str:
     return DASH if x is None else f"{x * scale:.{digits}f}"
 
 
+def _pct(x) -> str:
+    return DASH if x is None else f"{100 * x:.0f} %"
+
+
 def machine_line(machine: dict) -> str:
     """One line naming the machine and the conditions of the run."""
     cpu, extra = machine.get("cpu", {}), machine.get("fmae", {})
@@ -137,11 +141,11 @@ def step_table(rows: StepRows) -> str:
             return None if b is None else b["extra_info"].get(key)
 
         speedup = hf["stats"]["min"] / fm["stats"]["min"] if hf and fm else None
-        frac = f"{_fmt(info(hf, 'fraction_of_peak'), 0, 100)} %, {_fmt(info(fm, 'fraction_of_peak'), 0, 100)} %"
+        frac = f"{_pct(info(hf, 'fraction_of_peak'))}, {_pct(info(fm, 'fraction_of_peak'))}"
         mem = f"{_fmt(info(hf, 'step_peak_mb'), 0)}, {_fmt(info(fm, 'step_peak_mb'), 0)}"
         lines.append(f"| {model.removeprefix('fmae_vit_')} | {ratio} | {setting} | {_fmt(info(hf, 'clips_per_s'))} "
                      f"| {_fmt(info(fm, 'clips_per_s'))} | {_fmt(speedup)}× | {_fmt(info(adv, 'clips_per_s'))} "
-                     f"| {_fmt(info(fm, 'tokens_per_s'), 0)} | {frac} | {_fmt(info(fm, 'encoder_share'), 0, 100)} % "
+                     f"| {_fmt(info(fm, 'tokens_per_s'), 0)} | {frac} | {_pct(info(fm, 'encoder_share'))} "
                      f"| {mem} |")
     return "\n".join(lines)
 
@@ -170,7 +174,7 @@ def encoder_table(rows: dict[str, list[dict]]) -> str:
             lines.append(f"| {model.removeprefix('fmae_vit_')} | {b['params']['ratio']} | {e.get('visible_tokens')} "
                          f"| {b['stats']['min'] * 1e3:.1f} | {_fmt(b['time_vs_unmasked'], 3)} "
                          f"| {_fmt(e.get('visible_fraction'), 3)} | {_fmt(e.get('flops_vs_unmasked'), 3)} "
-                         f"| {_fmt(e.get('fraction_of_peak'), 0, 100)} % |")
+                         f"| {_pct(e.get('fraction_of_peak'))} |")
     return "\n".join(lines)
 
 
@@ -186,7 +190,7 @@ def matmul_table(benchmarks: list[dict]) -> str:
         product = next(iter(by_dtype.values()))["extra_info"].get("product", "")
         lines.append(f"| {shape} {product} "
                      f"| {_fmt(rate.get('fp32'), 1, 1e-9)} | {_fmt(rate.get('bf16'), 1, 1e-9)} "
-                     f"| {_fmt(frac, 0, 100)} % |")
+                     f"| {_pct(frac)} |")
     return "\n".join(lines)
 
 
