@@ -9,8 +9,9 @@ The pipeline that :func:`run_predict` drives (and ``python -m fmae.predict`` exp
    they never saw.
 2. **Faces** (:func:`find_faces`): the recording goes through the project's face
    pipeline (:func:`fmae.preprocessing.process_video`, MediaPipe, crops of the
-   encoder's ``img_size``), as the probe's training clips did; it keeps every source
-   frame and says per frame whether a face was found (``has_face``).
+   encoder's ``img_size``), as the probe's training clips did, but without parsing the
+   crops into regions, which the encoder does not read; it keeps every source frame
+   and says per frame whether a face was found (``has_face``).
 3. **Windows** (:func:`score_windows`): windows of ``num_frames × temporal_stride``
    source frames (the probe's clip sampling) start every ``hop`` seconds. A window
    whose fraction of face frames is below ``min_face`` is ``no_face``: it is reported
@@ -45,7 +46,6 @@ from tqdm import tqdm
 
 from fmae.config import _field, check_choices, to_yaml
 from fmae.data.clips import normalise_clip
-from fmae.data.region_maps import region_map_path
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
 from fmae.device import resolve_device, resolve_dtype
@@ -148,15 +148,16 @@ def find_faces(video: str | Path, work_dir: str | Path, img_size: int) -> Faces:
     crops = Path(work_dir) / f"{video.stem}.faces.avi"
     config = PreprocessConfig(size=img_size)
     with config.create_backend() as backend:
-        record = process_video(video, crops, backend, config)
+        record = process_video(video, crops, backend, config, regions=False)  # the encoder reads no region maps
     if record["status"] == "no_face":
         return Faces(None, np.zeros(record["frames"], bool), record["fps"])
     if record["status"] != "ok":
         raise ValueError(f"{video}: {record['status']}: {record['message']}")
     if record["message"]:
         log.warning("%s: %s", video, record["message"])
-    with np.load(region_map_path(crops)) as z:
-        has_face = z["has_face"].astype(bool)
+    has_face = np.ones(record["frames"], bool)
+    for start, stop in record["missing_face_ranges"]:
+        has_face[start:stop] = False
     return Faces(crops, has_face, record["fps"])
 
 

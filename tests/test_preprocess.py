@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from fmae.data import VideoClipDataset, load_region_maps, region_map_path
-from fmae.data.synthetic import write_video
+from fmae.data.video_writer import write_video
 from fmae.face import FaceRegion
 from fmae.preprocess import main
-from fmae.preprocessing import PreprocessConfig, read_manifest
+from fmae.preprocessing import PreprocessConfig, process_video, read_manifest
 
 pytest.importorskip("mediapipe")
 
@@ -202,6 +202,16 @@ def test_face_in_some_frames_follows_the_gap_rule(run):
     assert eyes == [True] * 8 + [False] * 4
     assert (z["regions"][8:] == FaceRegion.BACKGROUND).all()
     assert rec["unparsed_frames"] == 4
+
+
+def test_crops_alone_skip_the_parse_not_the_face_record(run, tmp_path):
+    src, out, _ = run
+    crops = tmp_path / "crops.avi"
+    with CONFIG.create_backend() as backend:
+        rec = process_video(src / "bad" / "face_then_none.avi", crops, backend, CONFIG, regions=False)
+    assert rec["status"] == "ok" and rec["missing_face_ranges"] == [[6, 12]] and rec["frames"] == 12
+    assert not region_map_path(crops).exists() and not list(tmp_path.glob(".*"))  # no map, no temporary left
+    assert crops.read_bytes() == (out / "bad" / "face_then_none.avi").read_bytes()  # the full pipeline's crops
 
 
 def test_grayscale_and_truncated_videos_are_cached(run):
