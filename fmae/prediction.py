@@ -146,9 +146,9 @@ def find_faces(video: str | Path, work_dir: str | Path, img_size: int) -> Faces:
     if not video.is_file():
         raise FileNotFoundError(f"no video {video}")
     crops = Path(work_dir) / f"{video.stem}.faces.avi"
-    config = PreprocessConfig(size=img_size)
+    config = PreprocessConfig(size=img_size, regions=False)  # the encoder reads no region maps
     with config.create_backend() as backend:
-        record = process_video(video, crops, backend, config, regions=False)  # the encoder reads no region maps
+        record = process_video(video, crops, backend, config)
     if record["status"] == "no_face":
         return Faces(None, np.zeros(record["frames"], bool), record["fps"])
     if record["status"] != "ok":

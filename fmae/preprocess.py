@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=_DEFAULTS.backend, choices=available_backends(), help="face backend [%(default)s]")
     parser.add_argument("--weights", metavar="DIR", default=None, help="model folder for the facexlib backend (it never downloads)")
     parser.add_argument("--qscale", type=int, default=_DEFAULTS.qscale, help="MJPEG quality, 2 best .. 31 worst [%(default)s]")
+    parser.add_argument("--no-regions", action="store_true",
+                        help="crops only, without parsing them into regions: about twice as fast, enough to probe or "
+                             "predict, but pre-training with the facial mask needs the region maps")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes [%(default)s]")
     parser.add_argument("--rank", type=int, default=0, help="this machine's shard: video i goes to rank i %% world-size [%(default)s]")
     parser.add_argument("--world-size", type=int, default=1, help="number of shards [%(default)s]")
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = PreprocessConfig(size=args.size, margin=args.margin, smooth=args.smooth, max_gap=args.max_gap, backend=args.backend, weights=args.weights, qscale=args.qscale)
+        config = PreprocessConfig(size=args.size, margin=args.margin, smooth=args.smooth, max_gap=args.max_gap, backend=args.backend, weights=args.weights, qscale=args.qscale,
+                                  regions=not args.no_regions)
         counts = preprocess(args.src, args.out, config, workers=args.workers, rank=args.rank, world_size=args.world_size, retry=args.retry, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,7 +6,8 @@ it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` read
     OUT/<rel dir>/<stem>.avi           face crops, size × size RGB, MJPEG in AVI (DALI's CPU
                                        and GPU decoders read it), one per source frame, at
                                        the source's frame rate
-    OUT/<rel dir>/<stem>.regions.npz   regions   uint8 [T, S, S]  FaceRegion ids per crop, in
+    OUT/<rel dir>/<stem>.regions.npz   (unless ``regions`` is off)
+                                       regions   uint8 [T, S, S]  FaceRegion ids per crop, in
                                                                   chunks (fmae.data.region_maps)
                                        boxes     float32 [T, 4]   crop window x0, y0, x1, y1 in
                                                                   source pixels (may overhang)
@@ -114,7 +115,8 @@ class PreprocessConfig:
     landmarks across (see the gap rule in :mod:`fmae.preprocessing`); backend: face
     backend name (:func:`fmae.face.create_backend`); weights: weights folder for
     backends that load files (facexlib), not part of the digest; qscale: MJPEG quantiser
-    (2 best … 31 worst).
+    (2 best … 31 worst); regions: parse the crops and write region maps (``False``: crops
+    alone, about twice as fast, enough to probe or predict but not for facial masking).
     """
 
     size: int = 224
@@ -124,6 +126,7 @@ class PreprocessConfig:
     backend: str = "mediapipe"
     weights: str | None = None
     qscale: int = 3
+    regions: bool = True
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -141,7 +144,8 @@ class PreprocessConfig:
 
     def digest(self) -> str:
         """12 hex digits identifying the cache content this config produces."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights"}
+        # regions=True is left out, so that caches made before the field keep their digest.
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights" and not (k == "regions" and v)}
         blob = json.dumps({"version": PIPELINE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -231,13 +235,12 @@ def _ranges(mask: np.ndarray) -> list[list[int]]:
     return edges.reshape(-1, 2).tolist()
 
 
-def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, config: PreprocessConfig,
-                  regions: bool = True) -> dict:
+def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, config: PreprocessConfig) -> dict:
     """Preprocess one video into ``video_out`` (``.avi``) and its ``.regions.npz`` sidecar.
 
-    ``regions=False`` writes the crops alone, without parsing them (the parse is about
-    60 % of the face pipeline's time): enough for an encoder that only reads clips, as in
-    prediction; the record's ``missing_face_ranges`` still says which frames had a face.
+    With ``config.regions`` off it writes the crops alone, without parsing them (the
+    parse is about 60 % of the face pipeline's time); the record's
+    ``missing_face_ranges`` still says which frames had a face.
 
     Bad input is reported, not raised: the returned record's ``status`` is one of
     :data:`STATUSES` and ``message`` says why (see :mod:`fmae.preprocessing` for the
@@ -319,7 +322,7 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
             if maps is not None:
                 maps.add(boxes=windows, has_face=has_face)
 
-    if regions:
+    if config.regions:
         write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
     else:
         write_atomically(video_out, lambda v: stream(v, None))
@@ -421,7 +424,8 @@ def _is_done(rec: dict | None, stat: os.stat_result, digest: str, out: Path, ret
     if rec is None or rec.get("config") != digest or (rec.get("source_size"), rec.get("source_mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
         return False
     if rec["status"] == "ok":
-        return all(rec.get(k) and (out / rec[k]).is_file() for k in ("video", "regions"))
+        # A crops-only cache (regions off: part of the digest) records no region maps.
+        return bool(rec.get("video")) and all((out / rec[k]).is_file() for k in ("video", "regions") if rec.get(k))
     return rec["status"] in ("no_face", "unreadable", "empty") and not retry
 
 
@@ -513,7 +517,7 @@ def preprocess(
         rec.update(
             source=rel.as_posix(),
             video=target.relative_to(out).as_posix() if ok else None,
-            regions=region_map_path(target).relative_to(out).as_posix() if ok else None,
+            regions=region_map_path(target).relative_to(out).as_posix() if ok and config.regions else None,
             config=digest,
             backend=config.backend,
             source_size=stat.st_size,

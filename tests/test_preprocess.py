@@ -1,6 +1,7 @@
 """``python -m fmae.preprocess`` end to end with MediaPipe, on short videos made from a real
 face photo (matplotlib's ``grace_hopper.jpg``) moved by known shifts, and on bad input."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -207,11 +208,28 @@ def test_face_in_some_frames_follows_the_gap_rule(run):
 def test_crops_alone_skip_the_parse_not_the_face_record(run, tmp_path):
     src, out, _ = run
     crops = tmp_path / "crops.avi"
-    with CONFIG.create_backend() as backend:
-        rec = process_video(src / "bad" / "face_then_none.avi", crops, backend, CONFIG, regions=False)
+    config = dataclasses.replace(CONFIG, regions=False)
+    assert config.digest() != CONFIG.digest() and PreprocessConfig().digest() == "69c6442135a8"  # as before the field
+    with config.create_backend() as backend:
+        rec = process_video(src / "bad" / "face_then_none.avi", crops, backend, config)
     assert rec["status"] == "ok" and rec["missing_face_ranges"] == [[6, 12]] and rec["frames"] == 12
     assert not region_map_path(crops).exists() and not list(tmp_path.glob(".*"))  # no map, no temporary left
     assert crops.read_bytes() == (out / "bad" / "face_then_none.avi").read_bytes()  # the full pipeline's crops
+
+
+def test_cli_crops_only_cache_is_skipped_on_rerun_and_redone_with_regions(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_video(src / "a.avi", moving_face(), 15)
+    argv = [str(src), str(out), "--size", str(CONFIG.size), "--no-progress"]
+    assert main([*argv, "--no-regions"]) == 0
+    rec = read_manifest(out)["a.avi"]
+    assert rec["status"] == "ok" and rec["regions"] is None and (out / "a.avi").is_file()
+    assert not region_map_path(out / "a.avi").exists()
+    capsys.readouterr()
+    assert main([*argv, "--no-regions"]) == 0 and capsys.readouterr().out.strip() == "done: 1 skipped"
+    assert main(argv) == 0 and capsys.readouterr().out.strip() == "done: 1 ok"  # other config: parsed now
+    assert load_region_maps(out / "a.avi").shape[0] == read_manifest(out)["a.avi"]["frames"]
 
 
 def test_grayscale_and_truncated_videos_are_cached(run):
