@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmae.data.synthetic import write_video
+from fmae.data.video_writer import write_video
 from fmae.preprocessing import PreprocessConfig, process_video
 
 pytest.importorskip("mediapipe")

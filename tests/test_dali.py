@@ -13,7 +13,8 @@ from fmae.data import loader as loader_mod
 from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, NO_LABEL, ClipItem, ClipSampler, epoch_order, list_clips, read_frames
 from fmae.data.region_maps import load_region_maps, region_map_path, save_region_maps
 from fmae.data.loader import TorchClipLoader, make_loader, resolve_backend
-from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, write_video
+from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
+from fmae.data.video_writer import write_video
 
 needs_dali = pytest.mark.skipif(not loader_mod.dali_available(), reason="NVIDIA DALI is not installed")
 LUMA = np.array([0.299, 0.587, 0.114])

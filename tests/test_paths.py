@@ -4,7 +4,7 @@ hostile or broken one cannot reach outside the data root."""
 import numpy as np
 
 from fmae.data import list_clips
-from fmae.data.synthetic import write_video
+from fmae.data.video_writer import write_video
 from fmae.preprocessing import find_videos
 
 

@@ -10,7 +10,8 @@ import torch
 from fmae import prediction
 from fmae.data import ClipItem, make_loader
 from fmae.data.clips import normalise_clip
-from fmae.data.synthetic import render_segments, write_video
+from fmae.data.synthetic import render_segments
+from fmae.data.video_writer import write_video
 from fmae.model import FMAE, get_config
 from fmae.predict import main
 from fmae.prediction import (
