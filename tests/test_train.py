@@ -125,6 +125,14 @@ def test_pretraining_on_a_folder_of_unlabelled_videos(small_set, tmp_path):
     assert [r["step"] for r in _metrics(out)] == [1, 2, 3]
 
 
+def test_raw_videos_get_told_to_preprocess_first(small_set, tmp_path, capsys):
+    raw = _plain_folder(small_set, tmp_path)
+    for sidecar in raw.rglob("*.regions.npz"):
+        sidecar.unlink()
+    assert main(_args(raw, tmp_path / "run", 2)) == 2
+    assert "python -m fmae.preprocess" in capsys.readouterr().err
+
+
 def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(small_set, out, 2, "--resume")) == 2

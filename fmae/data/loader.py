@@ -162,7 +162,8 @@ def with_region_maps(items: list[ClipItem]) -> list[ClipItem]:
         lost = sorted({str(it.path) for it in items} - {str(it.path) for it in kept})
         log.warning("%d videos have no region map (e.g. %s); skipped (build them with the face pipeline, or with_regions=False)", len(lost), lost[0])
     if not kept:
-        raise FileNotFoundError(f"none of the {len(items)} items has a region map (<stem>.regions.npz beside the video)")
+        raise FileNotFoundError(f"none of the {len(items)} items has a region map (<stem>.regions.npz beside the video): "
+                                "make them with python -m fmae.preprocess SRC OUT (without --no-regions) and use OUT")
     return kept
 
 
