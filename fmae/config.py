@@ -53,6 +53,9 @@ class TrainConfig:
     keep_last: int = _field(3, "checkpoints kept")
     max_bad_steps: int = _field(20, "stop after this many steps in a row with a non-finite loss or gradient (each is skipped)")
     num_workers: int = _field(2, "data-loading worker processes")
+    loader: str = _field("torch", "how clips are read: torch (PyAV in the worker processes) or dali (NVIDIA DALI, which "
+                         "decodes on the GPU when training on CUDA; it shards the items over processes, so its batches "
+                         "are other, equally random ones)", ("torch", "dali"))
     seed: int = _field(0, "seed of the data order, masks and initialisation")
     device: str = _field("auto", "cpu, cuda, cuda:N or auto")
     compile: bool = _field(False, "torch.compile the model (the first steps compile it: minutes on a CPU)")

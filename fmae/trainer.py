@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from fmae.checkpoint import checkpoint_path, latest_checkpoint, load_latest_vali
 from fmae.config import TrainConfig, to_yaml
 from fmae.data import ClipDataset, ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items
 from fmae.data.clips import clip_to_frames, label_file
-from fmae.data.loader import EpochClips, with_region_maps
+from fmae.data.loader import EpochClips, make_loader, with_region_maps
 from fmae.device import resolve_dtype
 from fmae.distributed import Distributed
 from fmae.masking import make_mask
@@ -106,6 +106,29 @@ class _Batches:
             epoch, k = divmod(step, self.per_epoch)
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
             yield [(epoch, i) for i in order[k * self.batch_size : (k + 1) * self.batch_size].tolist()]
+
+
+def _dali_batches(items: list[ClipItem], config: TrainConfig, env: Distributed, start: int) -> Iterator[dict]:
+    """This process's share of every step's batch from ``start`` to ``config.steps``, read
+    by :func:`fmae.data.make_loader`'s DALI backend: each process draws from its shard of
+    the items (:func:`fmae.data.clips.epoch_order`), epochs follow one another, and a
+    resumed run starts inside its epoch at the batch it stopped at."""
+    share = config.batch_size // env.world
+    per_epoch = -(-len(items) // env.world) // share
+    if per_epoch < 1:
+        raise ValueError(f"{len(items)} clips over {env.world} process(es) do not fill one batch of {share}")
+    epoch, first = divmod(start, per_epoch)
+    loader = make_loader(items=items, batch_size=share, num_frames=config.num_frames, stride=config.temporal_stride,
+                         random_start=True, shuffle=True, seed=config.seed, drop_last=True, shard_id=env.rank,
+                         num_shards=env.world, device=env.device, num_workers=config.num_workers, epoch=epoch,
+                         start_batch=first, backend="dali")
+    step = start
+    while step < config.steps:
+        for batch in loader:
+            yield batch
+            step += 1
+            if step == config.steps:
+                return
 
 
 def _mask_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
@@ -240,11 +263,14 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(config))
         logger = _Logger(out_dir)
-    batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
-    loader = DataLoader(EpochClips(data), batch_sampler=_RankShare(batches, env.rank, env.world), num_workers=config.num_workers,
-                        pin_memory=device.type == "cuda")
-    log.info("pre-training %s on %s (%d clips), %s, %s, %d process(es), steps %d..%d",
-             config.model, root, len(data), device, dtype, env.world, start, config.steps)
+    if config.loader == "dali":
+        loader: Iterable[dict] = _dali_batches(data.items, config, env, start)
+    else:
+        batches = _Batches(len(data), config.batch_size, config.seed, start, config.steps)
+        loader = DataLoader(EpochClips(data), batch_sampler=_RankShare(batches, env.rank, env.world),
+                            num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    log.info("pre-training %s on %s (%d items, %s loader), %s, %s, %d process(es), steps %d..%d",
+             config.model, root, len(data), config.loader, device, dtype, env.world, start, config.steps)
 
     last_path = latest_checkpoint(ckpt_dir)
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and env.main), desc="pretrain", unit="step",

@@ -217,6 +217,23 @@ def test_set_epoch_and_leaving_an_epoch_early(numbered, backend):
 
 
 @pytest.mark.parametrize("backend", [pytest.param("dali", marks=needs_dali), "torch"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_start_batch_resumes_an_epoch_where_it_stopped(numbered, backend, workers):
+    items = numbered * 3  # 9 items: batches of 2 at 0, 2, 4, 6 (and 8 unless drop_last)
+    kw = dict(items=items, batch_size=2, num_frames=3, seed=4, backend=backend, num_workers=workers, drop_last=True)
+    straight = make_loader(**kw, epoch=1)
+    want = epoch(straight), epoch(straight)
+    resumed = make_loader(**kw, epoch=1, start_batch=3)
+    got = epoch(resumed), epoch(resumed)  # epoch 1 from its 4th batch, then all of epoch 2
+    assert [len(e) for e in got] == [1, 4]
+    for a, b in zip(want[0][3:] + want[1], got[0] + got[1], strict=True):
+        for key in KEYS:
+            assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ValueError, match="start_batch"):
+        make_loader(**kw, start_batch=-1)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("dali", marks=needs_dali), "torch"])
 def test_worker_processes_give_the_same_batches_every_epoch(numbered, backend):
     kw = dict(items=numbered, batch_size=2, num_frames=3, stride=2, seed=8, backend=backend)
     alone, workers = make_loader(**kw), make_loader(num_workers=2, **kw)

@@ -8,7 +8,7 @@ from fmae import trainer
 from fmae.checkpoint import load_checkpoint
 from fmae.config import TrainConfig
 from fmae.data import ClipDataset, SyntheticConfig, VideoClipDataset, daisee_items, region_map_path
-from fmae.data.loader import EpochClips
+from fmae.data.loader import EpochClips, dali_available
 from fmae.train import main
 from train_helpers import train_args
 
@@ -46,29 +46,34 @@ def test_compile_and_threads_settings_reach_the_run(small_set, tmp_path, monkeyp
     assert compiled == ["threads=1", "FMAE"] and torch.get_num_threads() == threads
     assert (tmp_path / "run" / "checkpoints" / "ckpt-00000002.safetensors").is_file()
 
-def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypatch):
+@pytest.mark.parametrize("loader", ["torch", pytest.param("dali", marks=pytest.mark.skipif(
+    not dali_available(), reason="NVIDIA DALI is not installed"))])
+def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypatch, loader):
     straight = tmp_path / "straight"
-    # 6 clips, batches of 2: the resumed steps cross into epoch 1, which draws other windows.
-    assert main(_args(small_set, straight, 6, "--num-frames", "4")) == 0
+    # 6 clips, batches of 2 (3 an epoch), a checkpoint every 2 steps, a crash after step 5: the run
+    # resumes from step 4, inside epoch 1, whose clips are other windows than epoch 0's.
+    args = ("--num-frames", "4", "--loader", loader, "--ckpt-every", "2")
+    assert main(_args(small_set, straight, 6, *args)) == 0
 
     broken = tmp_path / "broken"
     real_step = trainer.Pretrainer.step
 
-    def crash_after_four(self, *args, **kwargs):
-        if self.step_count == 4:
+    def crash_after_five(self, *args, **kwargs):
+        if self.step_count == 5:
             raise KeyboardInterrupt("simulated crash")
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(trainer.Pretrainer, "step", crash_after_four)
+    monkeypatch.setattr(trainer.Pretrainer, "step", crash_after_five)
     with pytest.raises(KeyboardInterrupt):
-        main(_args(small_set, broken, 6, "--num-frames", "4"))
+        main(_args(small_set, broken, 6, *args))
     monkeypatch.setattr(trainer.Pretrainer, "step", real_step)
-    assert main(_args(small_set, broken, 6, "--num-frames", "4", "--resume")) == 0
+    assert main(_args(small_set, broken, 6, *args, "--resume")) == 0
 
-    # Steps 4..6 were redone from the step-3 checkpoint: same losses as the run that never stopped.
+    # Steps 5 and 6 were redone from the step-4 checkpoint: same losses as the run that never stopped.
     want = {r["step"]: r for r in _metrics(straight)}
     got = {r["step"]: r for r in _metrics(broken)}
-    for step in (4, 5, 6):
+    assert sorted(want) == [1, 2, 3, 4, 5, 6]
+    for step in (5, 6):
         for key in LOSS_KEYS:
             assert got[step][key] == want[step][key], (step, key)
     a = load_checkpoint(straight / "checkpoints" / "ckpt-00000006.safetensors")["trainer"]["model"]

@@ -59,18 +59,21 @@ class ClipSource:
     """
 
     def __init__(self, items: Sequence[ClipItem], sampler: ClipSampler, batch_size: int, *, shuffle: bool, drop_last: bool,
-                 shard_id: int, num_shards: int, with_regions: bool, first_epoch: int) -> None:
+                 shard_id: int, num_shards: int, with_regions: bool, first_epoch: int, first_batch: int = 0) -> None:
         self.items, self.sampler, self.batch_size = list(items), sampler, batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
         self.shard_id, self.num_shards = shard_id, num_shards
-        self.with_regions, self.first_epoch = with_regions, first_epoch
+        self.with_regions, self.first_epoch, self.first_batch = with_regions, first_epoch, first_batch
         self.label_dtype = label_dtype(self.items)
 
     def order(self, epoch: int) -> np.ndarray:
         return epoch_order(len(self.items), epoch, self.shuffle, self.sampler.seed, self.shard_id, self.num_shards)
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray | None:
-        """The item indices of batch ``iteration`` of ``epoch``; ``None`` past the end."""
+        """The item indices of batch ``iteration`` of ``epoch`` (counted from ``first_batch``
+        in ``first_epoch``); ``None`` past the end."""
+        if epoch == self.first_epoch:
+            iteration += self.first_batch
         order = self.order(epoch)
         chunk = order[iteration * self.batch_size : (iteration + 1) * self.batch_size]
         if len(chunk) == 0 or (self.drop_last and len(chunk) < self.batch_size):
@@ -169,7 +172,7 @@ class DaliClipLoader:
 
     ``clip``, ``region_map`` and ``label`` are on GPU ``device_id`` (CPU when ``None``),
     the two index tensors on the CPU. Each ``iter()`` runs the next epoch (:attr:`epoch`,
-    starting at ``epoch``; :meth:`set_epoch` jumps); leaving an epoch early costs a
+    starting at ``epoch``, from its batch ``start_batch``; :meth:`set_epoch` jumps); leaving an epoch early costs a
     pipeline rebuild at the next ``iter()``. A shard (``shard_id`` of ``num_shards``)
     sees ``ceil(len(items) / num_shards)`` items per epoch (:func:`epoch_order`).
     """
@@ -193,15 +196,16 @@ class DaliClipLoader:
         num_workers: int = 0,
         prefetch: int = 2,
         epoch: int = 0,
+        start_batch: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or start_batch < 0:
+            raise ValueError(f"batch_size must be >= 1 and start_batch >= 0, got {batch_size}, {start_batch}")
         self.items = [ClipItem(*item) for item in items]
         if not self.items:
             raise ValueError("no items to draw clips from")
         epoch_order(len(self.items), 0, False, 0, shard_id, num_shards)  # checks the shard arguments
         self.sampler = ClipSampler(num_frames, stride, random_start, seed)
-        self.batch_size, self.epoch = batch_size, epoch
+        self.batch_size, self.epoch, self._start_batch = batch_size, epoch, start_batch
         self._options = dict(shuffle=shuffle, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards, with_regions=with_regions)
         self._build_args = dict(device_id=device_id, num_threads=num_threads, num_workers=num_workers, prefetch=prefetch)
         label_dtype(self.items)  # fails now on mixed labels, not in a worker
@@ -220,7 +224,9 @@ class DaliClipLoader:
 
     def _build(self) -> None:
         self._close()
-        self._source = ClipSource(self.items, self.sampler, self.batch_size, first_epoch=self.epoch, **self._options)
+        self._source = ClipSource(self.items, self.sampler, self.batch_size, first_epoch=self.epoch,
+                                  first_batch=self._start_batch, **self._options)
+        self._start_batch = 0  # a later rebuild starts its epoch at the beginning
         pipe = build_pipeline(self._source, **self._build_args)
         names = list(OUTPUTS if self._options["with_regions"] else OUTPUTS[:-1])
         self._iterator = DALIGenericIterator(pipe, names, auto_reset=True, prepare_first_batch=False)

@@ -75,12 +75,14 @@ class _EpochSampler(Sampler[tuple[int, int]]):
 
     def __init__(self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int) -> None:
         self.args = (num_items, shuffle, seed, shard_id, num_shards)
-        self.epoch = 0
+        self.epoch = self.skip = 0
         epoch_order(num_items, 0, shuffle, seed, shard_id, num_shards)  # checks the arguments
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        """This epoch's keys, less the first :attr:`skip` (a resumed epoch's done part)."""
         n, shuffle, seed, shard_id, num_shards = self.args
-        return ((self.epoch, i) for i in epoch_order(n, self.epoch, shuffle, seed, shard_id, num_shards).tolist())
+        order = epoch_order(n, self.epoch, shuffle, seed, shard_id, num_shards)[self.skip :]
+        return ((self.epoch, i) for i in order.tolist())
 
     def __len__(self) -> int:
         n, _, _, _, num_shards = self.args
@@ -127,11 +129,13 @@ class TorchClipLoader:
         device: str | torch.device = "cpu",
         num_workers: int = 0,
         epoch: int = 0,
+        start_batch: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or start_batch < 0:
+            raise ValueError(f"batch_size must be >= 1 and start_batch >= 0, got {batch_size}, {start_batch}")
         self.dataset = ClipDataset(items, num_frames, stride, random_start, seed, with_regions)
         self.items, self.batch_size, self.epoch = self.dataset.items, batch_size, epoch
+        self._start_batch = start_batch
         self.device = torch.device(device)
         self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards)
         self._loader = DataLoader(EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
@@ -146,8 +150,8 @@ class TorchClipLoader:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        self._sampler.epoch = self.epoch
-        self.epoch += 1
+        self._sampler.epoch, self._sampler.skip = self.epoch, self._start_batch * self.batch_size
+        self.epoch, self._start_batch = self.epoch + 1, 0
         for batch in self._loader:
             for key in ON_DEVICE:
                 if key in batch:
@@ -186,6 +190,7 @@ def make_loader(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     epoch: int = 0,
+    start_batch: int = 0,
     backend: str = "auto",
     **adapter_options,
 ) -> ClipLoader:
@@ -204,6 +209,8 @@ def make_loader(
         device: ``"cpu"`` or ``"cuda:N"``; DALI then decodes on GPU ``N`` (NVDEC).
         num_workers: worker processes that read files (and, for ``"torch"``, decode).
         epoch: the first ``iter()``'s epoch (to resume); each ``iter()`` runs the next.
+        start_batch: the first ``iter()`` starts at this batch of its epoch (to resume
+            mid-epoch: the batches are those an uninterrupted run gives); later ones at 0.
         backend: ``"auto"`` (DALI when installed), ``"dali"`` or ``"torch"``.
 
     Returns:
@@ -221,7 +228,7 @@ def make_loader(
     device = torch.device(device)
     common = dict(num_frames=num_frames, stride=stride, random_start=random_start, shuffle=shuffle, seed=seed,
                   with_regions=with_regions, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards,
-                  num_workers=num_workers, epoch=epoch)
+                  num_workers=num_workers, epoch=epoch, start_batch=start_batch)
     if resolve_backend(backend) == "dali":
         from fmae.data.dali import DaliClipLoader
 
