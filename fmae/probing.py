@@ -3,7 +3,7 @@
 The pipeline that :func:`run_probe` drives (and ``python -m fmae.probe`` exposes):
 
 1. **Encoder**: a pre-training checkpoint or an exported encoder
-   (:func:`fmae.weights.load_encoder`), or with ``random_init`` the same architecture
+   (:func:`fmae.weights.load_model`), or with ``random_init`` the same architecture
    freshly initialised — the baseline that shows what pre-training adds.
 2. **Features** (:func:`extract_features`): the frozen encoder sees every token of a
    clip (no masking); its final-normed tokens are mean-pooled to one ``D`` vector
@@ -62,7 +62,7 @@ from fmae.files import write_atomically
 from fmae.metrics import classification_metrics, regression_metrics, save_confusion_png, write_report
 from fmae.model import FMAE, MODEL_CONFIGS, get_config
 from fmae.trainer import data_root as training_data_root
-from fmae.weights import (ENCODER_PREFIXES, fingerprint, load_encoder, load_weights, resolve_weights, save_encoder,
+from fmae.weights import (ENCODER_PREFIXES, fingerprint, load_model, load_weights, save_encoder,
                           save_weights)
 
 log = logging.getLogger(__name__)
@@ -495,8 +495,7 @@ def build_encoder(config: ProbeConfig, device: torch.device | str = "cpu") -> tu
     """The encoder ``config`` asks for, in eval mode on ``device``, and where it came
     from (a path, or a ``"random init …"`` description)."""
     if config.checkpoint:
-        path = resolve_weights(config.checkpoint)  # a run folder's newest checkpoint: the probe names the file
-        encoder = load_encoder(path)
+        encoder, _, path = load_model(config.checkpoint)  # for a run folder, path is the checkpoint read
         mc = encoder.config
         for name in ("img_size", "num_frames"):
             wanted = getattr(config, name)
@@ -564,7 +563,7 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
 
     Writes into ``config.out_dir``: ``config.yaml``; ``probe.safetensors`` + ``probe.json``
     (:func:`load_probe`); with ``finetune`` also ``encoder.safetensors`` + ``encoder.json``
-    (:func:`fmae.weights.load_encoder`); ``metrics.json`` + ``metrics.md``;
+    (:func:`fmae.weights.load_model`); ``metrics.json`` + ``metrics.md``;
     ``confusion.png`` (classification); ``predictions.csv`` (one row per evaluated
     video); the feature cache in ``config.cache_dir`` (default ``<out_dir>/features``).
 

@@ -280,7 +280,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     no probe).
     """
     device = resolve_device(config.device)
-    model, has_decoder = load_model(config.checkpoint, device)
+    model, has_decoder, _ = load_model(config.checkpoint, device)
     c = model.config
     probe = meta = None
     if config.probe:

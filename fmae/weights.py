@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -141,35 +141,38 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     :meth:`~fmae.model.FMAE.forward_features`. Raises ``FileNotFoundError`` for a
     missing file, ``ValueError`` for a file that is neither.
     """
-    return load_model(path, device)[0]
+    return load_model(path, device).model
 
 
-def resolve_weights(path: str | os.PathLike) -> Path:
-    """The weights file ``path`` names: ``path`` itself, or for a pre-training run's
-    folder (its ``out_dir`` or ``checkpoints/``) the newest checkpoint that verifies.
-    Raises ``FileNotFoundError`` when there is none."""
+class LoadedModel(NamedTuple):
+    model: FMAE
+    """In eval mode."""
+    has_decoder: bool
+    """``False`` for an exported encoder, whose decoder is untrained."""
+    path: Path
+    """The file read: for a run folder, its newest checkpoint that verifies."""
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """From a pre-training checkpoint or run folder the whole autoencoder; from an
+    exported encoder the encoder with an untrained decoder. ``path`` and errors as
+    :func:`load_encoder`; a run folder's checkpoint is read (and verified) once."""
     path = Path(path).expanduser()
-    if not path.is_dir():
-        return _local_file(path)
-    checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    found = load_latest_valid(checkpoints)
-    if found is None:
-        raise FileNotFoundError(f"{checkpoints} holds no valid pre-training checkpoint (ckpt-<step>.safetensors)")
-    return found[0]
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FMAE, bool]:
-    """``(model in eval mode, has_decoder)``: from a pre-training checkpoint or run folder
-    the whole autoencoder (``True``); from an exported encoder the encoder with an
-    untrained decoder (``False``). ``path`` and errors as :func:`load_encoder`."""
-    path = resolve_weights(path)
-    if config_path(path).is_file():
-        state, config = load_weights(path, ENCODER_KIND)
-        return _encoder_from(state, config, path).to(device), False
-    try:
-        ckpt = load_checkpoint(path)
-    except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
-        raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
+    if path.is_dir():
+        checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = load_latest_valid(checkpoints)
+        if found is None:
+            raise FileNotFoundError(f"{checkpoints} holds no valid pre-training checkpoint (ckpt-<step>.safetensors)")
+        path, ckpt = found
+    else:
+        path = _local_file(path)
+        if config_path(path).is_file():
+            state, config = load_weights(path, ENCODER_KIND)
+            return LoadedModel(_encoder_from(state, config, path).to(device), False, path)
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
+            raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
     trainer = ckpt.get("trainer")
     if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
         raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
@@ -178,4 +181,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         model.load_state_dict(trainer["model"])
     except RuntimeError as e:  # a decoder that does not fit the checkpoint's own config
         raise ValueError(f"{path}: the decoder's tensors do not fit the model config: {e}") from e
-    return model.eval().to(device), True
+    return LoadedModel(model.eval().to(device), True, path)

@@ -58,7 +58,7 @@ def _png_size(path):
 
 
 def test_cli_writes_every_picture_at_its_grid_size(checkpoint, small_set, tmp_path, capsys):
-    model, has_decoder = load_model(checkpoint)
+    model, has_decoder, _ = load_model(checkpoint)
     assert has_decoder
     probe = _probe(tmp_path / "probe.safetensors", fingerprint(model))
     out = tmp_path / "viz"
@@ -88,7 +88,7 @@ def test_default_data_is_the_pretraining_set_at_the_models_size(checkpoint, smal
 
 
 def test_clips_are_sampled_as_the_probe_was_trained(checkpoint, small_set, tmp_path):
-    probe = _probe(tmp_path / "probe.safetensors", fingerprint(load_model(checkpoint)[0]), temporal_stride=5)
+    probe = _probe(tmp_path / "probe.safetensors", fingerprint(load_model(checkpoint).model), temporal_stride=5)
     config = VizConfig(checkpoint=str(checkpoint), probe=str(probe), data_root=str(small_set), out_dir=str(tmp_path),
                        device="cpu")
     assert run_viz(config, progress=False)["stride"] == 5
@@ -131,9 +131,9 @@ def test_region_overlay_and_frame_choice():
 
 
 def test_exported_encoder_and_video_without_regions_skip_what_they_cannot_draw(checkpoint, small_set, tmp_path, capsys):
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint).model
     encoder = save_encoder(model, tmp_path / "encoder.safetensors")
-    assert load_model(encoder)[1] is False
+    assert load_model(encoder).has_decoder is False
     out = tmp_path / "a"
     assert main(_args(encoder, small_set, out)) == 0
     assert "no reconstruction.png" in capsys.readouterr().out

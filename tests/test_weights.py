@@ -5,9 +5,11 @@ import torch
 from safetensors.torch import save_file
 
 from fmae.checkpoint import save_checkpoint
+from fmae import checkpoint as checkpoint_mod
+from fmae import weights as weights_mod
 from fmae.model import create
 from fmae.probing import LinearProbe, load_probe, save_probe
-from fmae.weights import (ENCODER_KIND, config_path, fingerprint, load_encoder, load_weights, resolve_weights,
+from fmae.weights import (ENCODER_KIND, config_path, fingerprint, load_encoder, load_model, load_weights,
                           save_encoder, save_weights)
 
 
@@ -46,14 +48,20 @@ def test_encoder_from_a_pretraining_checkpoint(model, tmp_path):
 
 
 
-def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_path):
+def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_path, monkeypatch):
     folder = tmp_path / "run" / "checkpoints"
     save_checkpoint(folder / "ckpt-00000001.safetensors", {
         "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
     (folder / "ckpt-00000002.safetensors").write_bytes(b"torn")  # newer, but corrupt: skipped
     for path in (tmp_path / "run", folder):
-        assert resolve_weights(path) == folder / "ckpt-00000001.safetensors"
+        assert load_model(path).path == folder / "ckpt-00000001.safetensors"
         assert fingerprint(load_encoder(path)) == fingerprint(model)
+    read = []
+    real = checkpoint_mod.load_checkpoint
+    monkeypatch.setattr(checkpoint_mod, "load_checkpoint", lambda p, *a: read.append(p) or real(p, *a))
+    monkeypatch.setattr(weights_mod, "load_checkpoint", checkpoint_mod.load_checkpoint)
+    load_model(tmp_path / "run")
+    assert [p.name for p in read] == ["ckpt-00000002.safetensors", "ckpt-00000001.safetensors"]  # each file once
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no valid pre-training checkpoint"):
         load_encoder(tmp_path / "empty")

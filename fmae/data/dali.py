@@ -172,8 +172,8 @@ class DaliClipLoader:
 
     ``clip``, ``region_map`` and ``label`` are on GPU ``device_id`` (CPU when ``None``),
     the two index tensors on the CPU. Each ``iter()`` runs the next epoch (:attr:`epoch`,
-    starting at ``epoch``, from its batch ``start_batch``; :meth:`set_epoch` jumps); leaving an epoch early costs a
-    pipeline rebuild at the next ``iter()``. A shard (``shard_id`` of ``num_shards``)
+    starting at ``epoch``, the first from its batch ``start_batch``; :meth:`set_epoch`
+    jumps); leaving an epoch early costs a pipeline rebuild at the next ``iter()``. A shard (``shard_id`` of ``num_shards``)
     sees ``ceil(len(items) / num_shards)`` items per epoch (:func:`epoch_order`).
     """
 

@@ -15,10 +15,11 @@ Backends (``backend=``):
 ``"auto"`` picks SDPA, except on CUDA tensors with a key padding mask, where it picks
 Triton, and for bfloat16/float16 on a CPU without AMX or AVX512-BF16, where it picks
 ``"sdpa_fp32"`` (``benchmarks/test_attention.py`` on a 2-core AVX2 EPYC, fwd+bwd of bf16
-inputs at the model's shapes: 3.8–6.8× SDPA in bf16). Without a mask SDPA runs its FlashAttention kernel, the fastest on current
-GPUs; with one SDPA falls back to its memory-efficient kernel with a broadcast bias,
-while the Triton kernel reads the ``[B, N_k]`` mask as it is (this choice has not yet
-been timed on a GPU: ``benchmarks/test_attention.py`` measures it). On CPU, SDPA's
+inputs at the model's shapes: 3.8–6.8× SDPA in bf16). Without a mask SDPA runs its
+FlashAttention kernel, the fastest on current GPUs; with one SDPA falls back to its
+memory-efficient kernel with a broadcast bias, while the Triton kernel reads the
+``[B, N_k]`` mask as it is (this choice has not yet been timed on a GPU:
+``benchmarks/test_attention.py`` measures it). On CPU, SDPA's
 fused kernel is the fastest available until a C++ kernel is added.
 
 Every backend returns 0 for rows whose keys are all padding, with zero gradients.
