@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fmae.data.video_writer import write_video
-from fmae.preprocessing import PreprocessConfig, process_video
+from fmae.data.face_cache import PreprocessConfig, process_video
 
 pytest.importorskip("mediapipe")
 from fmae.face.mediapipe_backend import MediaPipeBackend  # noqa: E402

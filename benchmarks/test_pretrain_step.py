@@ -57,8 +57,8 @@ from fmae.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from fmae.flops import step_flops
 from fmae.masking import num_masked
 from fmae.model import FMAE, FMAEConfig, get_config
-from fmae.benchmarking import PeakMemory, make_pretrain_step
-from fmae.pretrain import PretrainConfig
+from fmae.throughput import PeakMemory, make_pretrain_step
+from fmae.pretraining.step import PretrainConfig
 
 B, IMG, FRAMES = 2, 224, 16
 SMOKE_IMG, SMOKE_FRAMES = 64, 8

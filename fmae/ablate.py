@@ -1,7 +1,7 @@
 """``python -m fmae.ablate {ratio,stride,strategy}``: the paper's ablations, one command each.
 
 Every cell of the sweep is pre-trained and probed; the table, the plot and the JSON land
-in ``--out-dir``. See :mod:`fmae.ablation` for what each sweep runs and measures.
+in ``--out-dir``. See :mod:`fmae.sweeps` for what each sweep runs and measures.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.ablation import SWEEPS, AblationConfig, run_sweep
+from fmae.sweeps import SWEEPS, AblationConfig, run_sweep
 from fmae.cli import run_command
 
 

@@ -1,8 +1,11 @@
 """``python -m fmae.bench step``: how fast the pre-training step runs on this machine.
 
-The real step (:meth:`fmae.pretrain.Pretrainer.step`, discriminator update included when
-λ > 0) on random clips and region maps, timed as described in :mod:`fmae.benchmarking`;
+The real step (:meth:`fmae.pretraining.step.Pretrainer.step`, discriminator update included when
+λ > 0) on random clips and region maps, timed as described in :mod:`fmae.throughput`;
 a small table, or with ``--json`` one JSON object on stdout. Progress goes to stderr.
+
+``python -m fmae.bench gpu --out DIR``: every check that needs a GPU in one command
+(:mod:`fmae.gpu_check`); without CUDA, or with ``--dry-run``, it lists what it would run.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import json
 import sys
 from typing import Any
 
-from fmae.benchmarking import StepBenchConfig, bench_step
-from fmae.config import add_config_args, config_from_args
+from fmae.cli import add_command_args, run_parsed
+from fmae.gpu_check import GpuCheckConfig
+from fmae.gpu_check import run as run_gpu_check
+from fmae.throughput import StepBenchConfig, bench_step
 
 _EXAMPLES = """examples:
   python -m fmae.bench step                                     # tiny model, 16x224^2, B=2, ratio 0.9
@@ -32,16 +37,46 @@ def _step_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(median), clips/s, achieved TFLOP/s (matrix products, fmae.flops), peak memory of the step, the compute "
         "dtype and the torch/CPU/GPU it ran on.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser, StepBenchConfig)
+    add_command_args(parser, StepBenchConfig)
     parser.add_argument("--no-compile", dest="compile", action="store_false", default=None,
                         help="run the model eagerly (the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
 
+def _step(config: StepBenchConfig, args: argparse.Namespace) -> int:
+    result = bench_step(config, progress=not args.no_progress)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+_GPU_EXAMPLES = """examples:
+  python -m fmae.bench gpu --out runs/gpu_check                # all four checks, 480 s budget
+  python -m fmae.bench gpu --dry-run                           # list what would run
+  python -m fmae.bench gpu --out runs/gpu_check --checks attention,step --budget 300
+"""
+
+
+def _gpu_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "gpu", help="every GPU check in one command",
+        description="On a CUDA machine, run every check that needs a GPU, each in its own process with a time limit, "
+        "within one budget: the GPU tests (pytest tests/ops and the CUDA-gated tests), the attention backends "
+        "(triton, sdpa, xformers, reference) at ViT-B's shapes, the ViT-B pre-training step against HF VideoMAE, "
+        "and DALI's GPU decoding against the PyTorch loader. Writes gpu_check.json and gpu_check.md to --out. "
+        "Builds nothing: install the package (with its CUDA extension) first. Without CUDA, or with --dry-run, it "
+        "says so and lists what it would run. Exit status 1 when a check failed.",
+        epilog=_GPU_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_command_args(parser, GpuCheckConfig)
+    return parser
+
+
+def _gpu(config: GpuCheckConfig, args: argparse.Namespace) -> int:
+    return run_gpu_check(config)
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """The human-readable summary of one :func:`fmae.benchmarking.bench_step` result."""
+    """The human-readable summary of one :func:`fmae.throughput.bench_step` result."""
     r = result
     mode = "compiled" if r["compile"] else "eager"
     rows = [
@@ -66,17 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fmae.bench", description="Benchmarks for comparing machines and settings.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{step}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{step,gpu}")
     _step_parser(subparsers)
+    _gpu_parser(subparsers)
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(StepBenchConfig, args)
-        result = bench_step(config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result) if args.json else format_table(result))
-    return 0
+    if args.command == "gpu":
+        return run_parsed(GpuCheckConfig, _gpu, args)
+    return run_parsed(StepBenchConfig, _step, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Run configurations as dataclasses: YAML in, YAML out, every field a CLI flag.
 
-Defaults live in the dataclass and nowhere else. A run's settings come from, in order
+Each command's config lives beside the run it configures and is built with
+:func:`setting`; defaults live in the dataclass and nowhere else. A run's settings come from, in order
 of precedence: command-line flags, the ``--config`` YAML file, the defaults.
 """
 
@@ -17,64 +18,9 @@ import yaml
 C = TypeVar("C")
 
 
-def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field: its default, the ``--help`` text of its flag, and its allowed values (if a choice)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Self-supervised pre-training (paper III-C, Algorithm 2)."""
-
-    model: str = _field("fmae_vit_tiny", "model size", ("fmae_vit_tiny", "fmae_vit_small", "fmae_vit_base", "fmae_vit_large"))
-    img_size: int = _field(112, "side of the square face crop in pixels (the paper uses 224)")
-    num_frames: int = _field(16, "frames per clip")
-    temporal_stride: int = _field(2, "take every k-th frame of the video")
-    mask_strategy: str = _field("facial", "which tokens to hide", ("facial", "tube", "random", "frame"))
-    mask_ratio: float = _field(0.9, "fraction of tokens hidden from the encoder")
-    adv_weight: float = _field(0.1, "λ, weight of the adversarial loss (0 turns the discriminator off)")
-    rec_weight: float = _field(1.0, "weight of the reconstruction loss (0 with λ > 0: the paper's adversarial-only ablation)")
-    norm_pix_loss: bool = _field(False, "reconstruct per-cube normalised pixels (VideoMAE) instead of the pixels (the paper)")
-    batch_size: int = _field(8, "clips per step (over all processes)")
-    steps: int = _field(300, "optimisation steps")
-    base_lr: float = _field(1.5e-2, "learning rate for a batch of 256; the run uses base_lr * batch_size / 256")
-    warmup_steps: int = _field(30, "linear warm-up steps before the cosine decay")
-    weight_decay: float = _field(0.05, "AdamW weight decay")
-    clip_grad: float = _field(1.0, "gradient-norm clipping (0 turns it off)")
-    dtype: str = _field("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", ("auto", "bf16", "fp32"))
-    data_root: str = _field("", "preprocessed face videos (python -m fmae.preprocess); empty: the built-in synthetic face videos")
-    dataset: str = _field("auto", "what data_root holds: daisee (its Train split), folder (every video under it, no labels "
-                          "needed), auto: daisee when it has Labels/TrainLabels.csv, else folder", ("auto", "daisee", "folder"))
-    window: int = _field(300, "folder: cut longer videos into items of this many frames, so a long video gives a clip per "
-                         "window and epoch (DAiSEE's clips are 300 frames); 0: one item per video")
-    out_dir: str = _field("runs/pretrain", "where checkpoints, logs and images go")
-    log_every: int = _field(10, "steps between TensorBoard scalars")
-    ckpt_every: int = _field(100, "steps between checkpoints")
-    image_every: int = _field(100, "steps between reconstruction image grids")
-    keep_last: int = _field(3, "checkpoints kept")
-    max_bad_steps: int = _field(20, "stop after this many steps in a row with a non-finite loss or gradient (each is skipped)")
-    num_workers: int = _field(2, "data-loading worker processes")
-    loader: str = _field("torch", "how clips are read: torch (PyAV in the worker processes) or dali (NVIDIA DALI, which "
-                         "decodes on the GPU when training on CUDA; it shards the items over processes, so its batches "
-                         "are other, equally random ones)", ("torch", "dali"))
-    seed: int = _field(0, "seed of the data order, masks and initialisation")
-    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
-    compile: bool = _field(False, "torch.compile the model (the first steps compile it: minutes on a CPU)")
-    threads: int = _field(0, "CPU threads of torch (0: torch's default); 1 is faster on a machine other jobs share")
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        positive = ("img_size", "num_frames", "temporal_stride", "batch_size", "steps", "log_every", "ckpt_every", "image_every", "keep_last", "max_bad_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.img_size % 16 or self.num_frames % 2:
-            raise ValueError(f"img_size must be a multiple of 16 and num_frames even (tubelet 2×16×16), got {self.img_size}, {self.num_frames}")
-        if min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers, self.threads, self.window) < 0 or self.base_lr <= 0:
-            raise ValueError("adv_weight, rec_weight, warmup_steps, num_workers, threads and window must be >= 0 and base_lr > 0")
-        if self.adv_weight == self.rec_weight == 0:
-            raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
 
 
 def check_choices(config: Any) -> None:

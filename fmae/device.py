@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+DTYPES: tuple[str, ...] = ("auto", "bf16", "fp32")
+"""The compute-dtype choices of every command (:func:`resolve_dtype`)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -32,3 +37,10 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; no context at all for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,6 +1,6 @@
 """The process group of a ``torchrun`` launch, or a stand-in for a single process.
 
-Pre-training (:mod:`fmae.trainer`) and probing (:mod:`fmae.probing`) run the same code
+Pre-training (:mod:`fmae.pretraining.run`) and probing (:mod:`fmae.downstream.probe_run`) run the same code
 on one process or many: :class:`Distributed` reads ``torchrun``'s environment
 (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), joins the group (NCCL on GPUs, gloo on CPUs)
 and turns every collective into a no-op when there is one process.
@@ -51,20 +51,20 @@ class Distributed:
             values /= self.world
         return values
 
-    def share(self, count: int) -> range:
-        """This rank's indices of ``count`` items dealt round-robin: ``rank, rank + world, …``."""
-        return range(self.rank, count, self.world)
-
-    def gather_shares(self, rows: torch.Tensor, count: int) -> torch.Tensor:
-        """Reassemble ``[count, ...]`` on every rank from each rank's ``rows``: the rows of
-        its :meth:`share` of ``count`` items, in order (CPU tensors)."""
+    def gather_rows(self, index: torch.Tensor, rows: torch.Tensor, count: int) -> torch.Tensor:
+        """``[count, ...]`` on every rank, row ``index[i]`` of it from some rank's ``rows[i]``
+        (int64 ``[R]`` and ``[R, ...]`` CPU tensors, each rank its own ``R``). Rows that
+        several ranks give (a padded shard repeats items) must be equal; rows that no
+        rank gives are zero."""
         if self.world == 1:
-            return rows
-        shares: list[torch.Tensor | None] = [None] * self.world
-        dist.all_gather_object(shares, rows.cpu())
-        out = torch.empty((count, *rows.shape[1:]), dtype=rows.dtype)
-        for rank, part in enumerate(shares):
-            out[rank::self.world] = part
+            out = torch.zeros((count, *rows.shape[1:]), dtype=rows.dtype)
+            out[index] = rows
+            return out
+        parts: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * self.world
+        dist.all_gather_object(parts, (index.cpu(), rows.cpu()))
+        out = torch.zeros((count, *rows.shape[1:]), dtype=rows.dtype)
+        for part_index, part_rows in parts:
+            out[part_index] = part_rows
         return out
 
     def check_in_sync(self, module: torch.nn.Module) -> None:

@@ -115,7 +115,7 @@ def discriminator_flops(config: FMAEConfig, batch_size: int, num_masked: int) ->
 
 def step_flops(config: FMAEConfig, batch_size: int, mask_ratio: float, strategy: str = "random",
                adv_weight: float = 0.0) -> StepFlops:
-    """FLOPs of one :meth:`fmae.pretrain.Pretrainer.step` on ``batch_size`` clips.
+    """FLOPs of one :meth:`fmae.pretraining.step.Pretrainer.step` on ``batch_size`` clips.
 
     The number of masked tokens is :func:`fmae.masking.num_masked` ``(strategy, grid,
     mask_ratio)`` (the same for ``facial`` and ``random``); ``adv_weight > 0`` adds the

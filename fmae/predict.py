@@ -3,7 +3,7 @@
 Finds the face in every frame, slides the probe's clip window over the recording,
 scores each window with the encoder and a probe from ``python -m fmae.probe``, and
 writes ``timeline.csv``, ``timeline.png`` and ``summary.json``; see
-:mod:`fmae.prediction` for the method.
+:mod:`fmae.downstream.timeline` for the method.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from fmae.cli import run_command
-from fmae.prediction import NO_FACE, PredictConfig, run_predict
+from fmae.downstream.timeline import NO_FACE, PredictConfig, run_predict
 
 
 def _summary(summary: dict) -> str:

@@ -11,8 +11,7 @@ import argparse
 import sys
 
 from fmae.cli import run_command
-from fmae.config import TrainConfig
-from fmae.trainer import pretrain
+from fmae.pretraining.run import TrainConfig, pretrain
 
 
 def main(argv: list[str] | None = None) -> int:

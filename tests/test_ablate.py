@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-import fmae.ablation
+import fmae.sweeps
 from fmae.ablate import main
-from fmae.ablation import AblationConfig, make_cells, parse_values, save_plot, summarise, to_markdown
+from fmae.sweeps import AblationConfig, make_cells, parse_values, save_plot, sweep_rows, sweep_table
 
 # Tiny cells on the session's 32×32 synthetic set: 4 frames, 2 steps, 2 probe epochs.
 TINY = ["--img-size", "32", "--num-frames", "4", "--steps", "2", "--batch-size", "2", "--probe-epochs", "2",
@@ -43,8 +43,8 @@ def _forbid_training(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr(fmae.ablation, "pretrain", fail)
-    monkeypatch.setattr(fmae.ablation, "run_probe", fail)
+    monkeypatch.setattr(fmae.sweeps, "pretrain", fail)
+    monkeypatch.setattr(fmae.sweeps, "run_probe", fail)
 
 
 def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_path, monkeypatch, capsys):
@@ -62,21 +62,21 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
     assert 0 <= summary["reference"]["accuracy"] <= 100
     # Each cell really pre-trained with its ratio and probed its own checkpoint.
     for cell in summary["cells"]:
-        config = fmae.ablation.Path(cell["checkpoint"]).parents[1] / "config.yaml"
+        config = fmae.sweeps.Path(cell["checkpoint"]).parents[1] / "config.yaml"
         assert f"mask_ratio: {cell['value']}" in config.read_text()
-        assert json.loads((fmae.ablation.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == \
-            str(fmae.ablation.Path(cell["checkpoint"]).resolve())
+        assert json.loads((fmae.sweeps.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == \
+            str(fmae.sweeps.Path(cell["checkpoint"]).resolve())
 
     # A cell killed after pre-training but before its result resumes from its checkpoint, trains no more, probes again.
     first = summary["cells"][0]
-    (fmae.ablation.Path(first["probe_dir"]).parent / "result.json").unlink()
-    real_pretrain, calls = fmae.ablation.pretrain, []
+    (fmae.sweeps.Path(first["probe_dir"]).parent / "result.json").unlink()
+    real_pretrain, calls = fmae.sweeps.pretrain, []
 
     def resumed_pretrain(config, resume=False, progress=True):
         calls.append(resume)
         return real_pretrain(config, resume=resume, progress=progress)
 
-    monkeypatch.setattr(fmae.ablation, "pretrain", resumed_pretrain)
+    monkeypatch.setattr(fmae.sweeps, "pretrain", resumed_pretrain)
     assert _run("ratio", small_set, out, "--values", "0.5,0.9") == 0
     assert calls == [True]
     again = json.loads((out / "ratio.json").read_text())
@@ -125,7 +125,7 @@ def test_strategy_sweep_crosses_strategies_with_losses(small_set, tmp_path):
     # with the adversarial loss alone the logged total is λ·L_adv.
     for cell in summary["cells"]:
         log = [json.loads(line) for line in
-               (fmae.ablation.Path(cell["checkpoint"]).parents[1] / "metrics.jsonl").read_text().splitlines()]
+               (fmae.sweeps.Path(cell["checkpoint"]).parents[1] / "metrics.jsonl").read_text().splitlines()]
         assert ("disc_loss" in log[-1]) == (cell["losses"] != "RL")
         if cell["losses"] == "AL":
             assert log[-1]["loss"] == pytest.approx(0.1 * log[-1]["adv_loss"], rel=1e-5)
@@ -136,7 +136,7 @@ def test_summarise_means_and_deviations_over_seeds():
               "temporal_stride": 2, "num_frames": 4, "adv_weight": 0.1, "accuracy": acc, "clips_per_s": None}
              for s, acc in enumerate([40.0, 50.0, 60.0])]
     cells.append({**cells[0], "value": 0.9, "mask_ratio": 0.9, "accuracy": 70.0})
-    rows = summarise(cells)
+    rows = sweep_rows(cells)
     assert [r["value"] for r in rows] == [0.5, 0.9]
     assert rows[0]["seeds"] == 3 and rows[0]["accuracy"] == pytest.approx(50.0)
     assert rows[0]["accuracy_std"] == pytest.approx(10.0)
@@ -149,8 +149,8 @@ def test_regression_tables_report_mse(tmp_path):
     cells = [{"value": v, "losses": "RL+AL", "seed": 0, "mask_strategy": "facial", "mask_ratio": v,
               "temporal_stride": 2, "num_frames": 4, "adv_weight": 0.1, "mse": mse, "baseline": 0.09}
              for v, mse in ((0.5, 0.071), (0.9, 0.063))]
-    rows = summarise(cells)
-    head, body = _table(to_markdown("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config))
+    rows = sweep_rows(cells)
+    head, body = _table(sweep_table("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config))
     assert head == ["masking ratio", "MSE"] and body == [["0.5", "0.0710"], ["0.9", "0.0630"]]
     png = save_plot("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config, tmp_path / "ratio.png")
     assert png.read_bytes()[:4] == b"\x89PNG"

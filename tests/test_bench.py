@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fmae import benchmarking
+from fmae import throughput
 from fmae.bench import main
 from fmae.flops import step_flops
 from fmae.model import FMAE, get_config
@@ -54,8 +54,8 @@ def test_json_of_the_real_step_with_and_without_discriminator(capsys, monkeypatc
         built.append((step, _snapshot(step.run.model), None if disc is None else _snapshot(disc)))
         return step
 
-    real = benchmarking.make_pretrain_step
-    monkeypatch.setattr(benchmarking, "make_pretrain_step", spy)
+    real = throughput.make_pretrain_step
+    monkeypatch.setattr(throughput, "make_pretrain_step", spy)
     r = _run_json(capsys, "--dtype", "fp32", "--adv-weight", str(adv_weight))
     (step, model_before, disc_before), = built
     assert step.run.step_count == 3  # 1 warm-up + 2 timed
@@ -94,7 +94,7 @@ def test_compile_compiles_the_model_and_reports_its_time(capsys, monkeypatch):
 
 
 def test_random_batch_shapes_and_regions():
-    clip, maps = benchmarking.random_batch(MODEL, 3, torch.Generator().manual_seed(0))
+    clip, maps = throughput.random_batch(MODEL, 3, torch.Generator().manual_seed(0))
     assert clip.shape == (3, 3, 4, 32, 32) and clip.dtype == torch.float32
     assert maps.shape == (3, 4, 32, 32) and maps.dtype == torch.uint8
     assert int(maps.max()) < 7 and len(maps.unique()) > 1

@@ -2,7 +2,8 @@ import argparse
 
 import pytest
 
-from fmae.config import TrainConfig, add_config_args, config_from_args, to_yaml
+from fmae.config import add_config_args, config_from_args, to_yaml
+from fmae.pretraining.run import TrainConfig
 
 
 def _parse(argv):

@@ -163,9 +163,10 @@ def test_dali_windows_short_videos_and_float_labels(numbered):
     np.testing.assert_allclose(grey, 8 + 9 * np.array([10, 13, 16, 17]), atol=1.5)
 
 
-def test_epoch_order_shards_cover_every_item_once_per_round():
-    for n, shards in ((10, 2), (7, 3), (5, 1), (2, 4)):
-        parts = [epoch_order(n, 3, True, 0, k, shards) for k in range(shards)]
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_epoch_order_shards_cover_every_item_once_per_round(batch_size):
+    for n, shards in ((10, 2), (7, 3), (5, 1), (2, 4), (13, 2)):
+        parts = [epoch_order(n, 3, True, 0, k, shards, batch_size) for k in range(shards)]
         assert len({len(p) for p in parts}) == 1 and len(parts[0]) == -(-n // shards)
         joined = np.concatenate(parts)
         assert set(joined.tolist()) == set(range(n))
@@ -176,6 +177,16 @@ def test_epoch_order_shards_cover_every_item_once_per_round():
         epoch_order(5, 0, True, 0, 2, 2)
 
 
+def test_epoch_order_shards_are_blocks_of_the_global_batches():
+    """Shard k's i-th batch is the k-th block of the single process's i-th global batch."""
+    for n, shards, b in ((20, 2, 3), (17, 4, 2), (9, 3, 1)):
+        whole = epoch_order(n, 1, True, 7, batch_size=b * shards, drop_last=True)
+        parts = [epoch_order(n, 1, True, 7, k, shards, b, drop_last=True) for k in range(shards)]
+        assert all(len(p) == n // (b * shards) * b for p in parts)
+        rebuilt = [x for i in range(len(parts[0]) // b) for p in parts for x in p[i * b : (i + 1) * b].tolist()]
+        assert rebuilt == whole.tolist()
+
+
 @pytest.mark.parametrize("backend", [pytest.param("dali", marks=needs_dali), "torch"])
 def test_sharding_splits_items(numbered, backend):
     items = numbered + numbered  # six items
@@ -184,7 +195,7 @@ def test_sharding_splits_items(numbered, backend):
         loader = make_loader(items=items, batch_size=2, num_frames=2, shard_id=shard, num_shards=2, seed=5, backend=backend)
         assert len(loader) == 2
         got = cat(epoch(loader), "index").tolist()
-        assert got == epoch_order(6, 0, True, 5, shard, 2).tolist()
+        assert got == epoch_order(6, 0, True, 5, shard, 2, batch_size=2).tolist()
         seen.append(set(got))
     assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(6))
 

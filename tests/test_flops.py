@@ -12,7 +12,7 @@ from fmae.flops import block_forward_flops, decoder_flops, discriminator_flops, 
 from fmae.masking import num_masked, random_mask
 from fmae.model import create, get_config, patchify
 from fmae.ops import visible_index
-from fmae.pretrain import PretrainConfig, Pretrainer
+from fmae.pretraining.step import PretrainConfig, Pretrainer
 
 # 4 frames of 64 x 64: a 2 x 4 x 4 grid of 32 tokens; an odd MLP ratio and widths that
 # differ everywhere, so a swapped symbol changes the count.

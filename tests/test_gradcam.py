@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from fmae.gradcam import grad_cam, token_relevance, upsample_tokens
+from fmae.downstream.gradcam import grad_cam, token_relevance, upsample_tokens
 from fmae.model import FMAE, get_config
-from fmae.probing import LinearProbe
+from fmae.downstream.head import LinearProbe
 
 
 def _tiny(seed=0):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fmae.metrics import classification_metrics, regression_metrics, save_confusion_png, to_markdown, write_report
+from fmae.downstream.metrics import classification_metrics, regression_metrics, save_confusion_png, report_markdown, write_report
 
 # 8 samples, 3 classes; worked out by hand below.
 TRUE = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -82,7 +82,7 @@ def test_confusion_png_and_reports(tmp_path):
     json_path, md_path = write_report(report, tmp_path, "run", "Demo")
     assert json.loads(json_path.read_text()) == report
     md = md_path.read_text()
-    assert md == to_markdown(report, "Demo") and md.startswith("# Demo")
+    assert md == report_markdown(report, "Demo") and md.startswith("# Demo")
     assert "| accuracy | 0.6250 |" in md and "| f1 (macro) |" in md and "| task | demo |" in md
     assert "| a | 2 | 1 | 0 |" in md  # the confusion matrix's first row
     assert not math.isnan(report["f1"]["weighted"])

@@ -5,7 +5,7 @@ import numpy as np
 
 from fmae.data import list_clips
 from fmae.data.video_writer import write_video
-from fmae.preprocessing import find_videos
+from fmae.data.face_cache import find_videos
 
 
 def _video(path):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from fmae import prediction
+from fmae.downstream import timeline
 from fmae.data import ClipItem, make_loader
 from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
 from fmae.model import FMAE, get_config
 from fmae.predict import main
-from fmae.prediction import (
+from fmae.downstream.timeline import (
     NO_FACE,
     Faces,
     PredictConfig,
@@ -24,12 +24,15 @@ from fmae.prediction import (
     run_predict,
     save_timeline_png,
     score_windows,
-    summarise,
+    timeline_summary,
     window_plan,
     window_starts,
     write_timeline_csv,
 )
-from fmae.probing import TASKS, LinearProbe, extract_features, save_probe, train_probe
+from fmae.downstream.features import extract_features
+from fmae.downstream.fit import train_probe
+from fmae.downstream.head import LinearProbe, save_probe
+from fmae.downstream.probe_run import TASKS
 from fmae.weights import fingerprint, save_encoder
 
 pytest.importorskip("mediapipe")
@@ -47,8 +50,8 @@ def predictor(tmp_path_factory):
     segments apart.
 
     The probe is trained the way ``python -m fmae.probe`` trains one
-    (:func:`fmae.probing.extract_features` over clip items, then
-    :func:`fmae.probing.train_probe`) on the clips of this recording that start on odd
+    (:func:`fmae.downstream.features.extract_features` over clip items, then
+    :func:`fmae.downstream.fit.train_probe`) on the clips of this recording that start on odd
     frames; prediction's windows start on even frames, so it is scored on frames it never
     saw. (A random-init encoder's features at 32² are dominated by a subject's look: a
     probe trained on other subjects calls every window of subject 9 "very high", so the
@@ -157,7 +160,7 @@ def test_frames_without_a_face_are_reported_not_guessed(predictor, tmp_path):
 
 
 def test_demo_recording_by_default(predictor, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(prediction, "DEMO_SECONDS", 1.0)  # 60 frames instead of 240: the test's time
+    monkeypatch.setattr(timeline, "DEMO_SECONDS", 1.0)  # 60 frames instead of 240: the test's time
     out = tmp_path / "demo"
     assert main(["--probe", predictor["probe"], "--checkpoint", predictor["encoder"], "--out-dir", str(out),
                  "--hop", "1.0", *CPU]) == 0
@@ -198,7 +201,7 @@ def test_regression_probe_gives_scores_in_unit_range(predictor, tmp_path):
     rows = _rows(tmp_path / "timeline.csv")
     assert list(rows[0]) == ["start_s", "end_s", "face_fraction", "score"]
     assert [r["score"] == NO_FACE for r in rows] == (~scored).tolist()
-    summary = summarise(timeline)
+    summary = timeline_summary(timeline)
     assert summary["mean_score"] == pytest.approx(float(timeline.scores[scored].mean()), abs=1e-4)
     assert summary["segments"][0][2] == "scored" and summary["segments"][-1][2] == NO_FACE
     save_timeline_png(timeline, tmp_path / "timeline.png", truth=[(0.0, 2.0, 3)])

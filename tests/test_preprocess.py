@@ -15,7 +15,7 @@ from fmae.data import VideoClipDataset, load_region_maps, region_map_path
 from fmae.data.video_writer import write_video
 from fmae.face import FaceRegion
 from fmae.preprocess import main
-from fmae.preprocessing import PreprocessConfig, process_video, read_manifest
+from fmae.data.face_cache import PreprocessConfig, process_video, read_manifest
 
 pytest.importorskip("mediapipe")
 

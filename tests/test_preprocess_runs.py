@@ -13,7 +13,7 @@ from fmae.data.video_writer import write_video
 from fmae.face import Detection, FaceBackend, FaceRegion
 from fmae.face import backend as backend_mod
 from fmae.face import register_backend
-from fmae.preprocessing import PreprocessConfig, find_videos, manifest_path, preprocess, read_manifest, shard
+from fmae.data.face_cache import PreprocessConfig, find_videos, manifest_path, preprocess, read_manifest, shard
 
 H, W = 48, 64
 

@@ -8,7 +8,7 @@ import torch
 from fmae.losses import adversarial_loss, generator_loss
 from fmae.masking import random_mask
 from fmae.model import Discriminator, get_config
-from fmae.pretrain import PretrainConfig, Pretrainer, WarmupCosine, param_groups
+from fmae.pretraining.step import PretrainConfig, Pretrainer, WarmupCosine, param_groups
 
 # Tiny model on 4 frames of 32 x 32 (2 x 2 x 2 tokens); tubelet (2, 16, 16).
 MODEL = get_config("fmae_vit_tiny", img_size=32, num_frames=4)

@@ -7,24 +7,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fmae.config import TrainConfig
 from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items
 from fmae.model import FMAE, get_config
 from fmae.probe import main
-from fmae.probing import (
-    LinearProbe,
-    ProbeConfig,
-    _one_thread,
-    _oversampled,
-    class_weights,
-    extract_features,
-    load_probe,
-    per_video,
-    predict,
-    run_probe,
-    train_probe,
-)
-from fmae.trainer import pretrain
+from fmae.downstream import probe_run
+from fmae.downstream.features import extract_features
+from fmae.downstream.finetune import _oversampled
+from fmae.downstream.fit import _one_thread, class_weights, train_probe
+from fmae.downstream.head import LinearProbe, load_probe
+from fmae.downstream.probe_run import ProbeConfig, run_probe
+from fmae.downstream.scores import per_video, score_items
+from fmae.pretraining.run import TrainConfig, pretrain
 from fmae.weights import load_encoder
 
 # A random-init tiny encoder on the session's 32×32 synthetic set: 4 frames, 8 tokens.
@@ -52,7 +45,7 @@ def test_train_probe_separates_blobs(norm, balance):
     x, y = _blobs()
     probe = train_probe(x, y, 3, norm=norm, balance=balance, epochs=60, lr=1e-2, batch_size=16)
     assert not probe.training
-    assert (predict(probe, x.unsqueeze(1), "classification").argmax(1) == y).float().mean() > 0.95
+    assert (score_items(probe, x.unsqueeze(1), "classification").argmax(1) == y).float().mean() > 0.95
 
 
 def test_train_probe_regression_and_determinism():
@@ -60,7 +53,7 @@ def test_train_probe_regression_and_determinism():
     w = torch.randn(8, generator=torch.Generator().manual_seed(3))
     target = torch.sigmoid(x @ w / 8)
     probe = train_probe(x, target, 1, epochs=80, lr=1e-2, batch_size=16, seed=1)
-    pred = predict(probe, x.unsqueeze(1), "regression")
+    pred = score_items(probe, x.unsqueeze(1), "regression")
     assert pred.shape == target.shape and pred.min() >= 0 and pred.max() <= 1
     assert ((pred - target) ** 2).mean() < 0.1 * target.var()
     again = train_probe(x, target, 1, epochs=80, lr=1e-2, batch_size=16, seed=1)
@@ -87,7 +80,7 @@ def test_predict_averages_views_and_per_video_averages_items():
         probe.linear.weight.copy_(torch.eye(2))
         probe.linear.bias.zero_()
     feats = torch.tensor([[[10.0, 0.0], [0.0, 10.0]], [[0.0, 10.0], [0.0, 10.0]]])  # item 0: one view each way
-    probs = predict(probe, feats, "classification")
+    probs = score_items(probe, feats, "classification")
     assert probs[0].tolist() == pytest.approx([0.5, 0.5]) and probs[1, 1] > 0.99
     videos, labels, scores = per_video(["a", "b", "a"], torch.tensor([1, 0, 1]), torch.tensor([0.2, 0.4, 0.6]))
     assert videos == ["a", "b"] and labels.tolist() == [1, 0] and scores.tolist() == pytest.approx([0.4, 0.4])
@@ -137,12 +130,11 @@ def test_cli_writes_its_files_and_reuses_the_feature_cache(small_set, tmp_path, 
 
 
 def test_default_data_is_a_larger_synthetic_set(tmp_path, monkeypatch):
-    import fmae.probing
-
     asked = []
-    monkeypatch.setattr(fmae.probing, "training_data_root",
-                        lambda config, progress, synthetic: asked.append((config.data_root, synthetic)) or tmp_path)
-    assert fmae.probing.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
+    monkeypatch.setattr(probe_run, "prepared_root",
+                        lambda data_root, img_size, workers, progress, synthetic: asked.append((data_root, synthetic))
+                        or tmp_path)
+    assert probe_run.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
     ((root, synthetic),) = asked
     assert root == "" and (synthetic.size, synthetic.num_subjects) == (64, 40)
     assert round(synthetic.num_subjects * synthetic.split_fractions[2]) * synthetic.clips_per_subject == 40  # test videos

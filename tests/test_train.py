@@ -4,11 +4,11 @@ import shutil
 import pytest
 import torch
 
-from fmae import trainer
 from fmae.checkpoint import load_checkpoint
-from fmae.config import TrainConfig
-from fmae.data import ClipDataset, SyntheticConfig, VideoClipDataset, daisee_items, region_map_path
-from fmae.data.loader import EpochClips, dali_available
+from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
+from fmae.data.loader import dali_available
+from fmae.pretraining import run as trainer
+from fmae.pretraining.run import TrainConfig
 from fmae.train import main
 from train_helpers import train_args
 
@@ -81,19 +81,55 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_each_epoch_draws_fresh_clip_windows(small_set):
-    config = TrainConfig(data_root=str(small_set), num_frames=4, temporal_stride=2)
-    data = ClipDataset(trainer.train_items(config, small_set), 4, 2, seed=0, with_regions=False)
-    per_epoch = len(data) // 2
-    batches = list(trainer._Batches(len(data), 2, seed=0, start_step=0, steps=2 * per_epoch))
-    assert [{e for e, _ in b} for b in batches] == [{0}] * per_epoch + [{1}] * per_epoch
-    clips = EpochClips(data)
-    windows = {key: clips[key]["frame_index"].tolist() for b in batches for key in b}
+BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed"))]
+
+
+def _keys(loader, epochs):
+    """``(epoch, item index, first frame)`` of every clip of ``epochs`` epochs, batch by batch."""
+    return [[(epoch, i, f[0]) for i, f in zip(b["index"].tolist(), b["frame_index"].tolist())]
+            for epoch in range(epochs) for b in loader]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_epoch_draws_fresh_clip_windows_and_resumes_mid_epoch(small_set, backend):
+    items = trainer.train_items(TrainConfig(data_root=str(small_set)), small_set)
+    common = dict(items=items, batch_size=2, num_frames=4, stride=2, seed=0, drop_last=True, with_regions=False,
+                  backend=backend)
+    batches = _keys(make_loader(**common), 2)
+    per_epoch = len(items) // 2
+    assert len(batches) == 2 * per_epoch
     # 24-frame clips, 8-frame spans: 17 possible windows per item, drawn anew each epoch.
-    moved = [i for i in range(len(data)) if windows[(0, i)] != windows[(1, i)]]
-    assert len(moved) >= len(data) - 1, windows
-    resumed = list(trainer._Batches(len(data), 2, seed=0, start_step=per_epoch - 1, steps=2 * per_epoch))
-    assert resumed == batches[per_epoch - 1 :]
+    first = {(i, f) for b in batches[:per_epoch] for _, i, f in b}
+    second = {(i, f) for b in batches[per_epoch:] for _, i, f in b}
+    assert len(first - second) >= len(items) - 1
+    # A loader made to resume at the last batch of epoch 0 gives what the uninterrupted one gave.
+    resumed = make_loader(**common, epoch=0, start_batch=per_epoch - 1)
+    assert _keys(resumed, 2) == batches[per_epoch - 1 :]
+
+
+@pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed")
+@pytest.mark.parametrize("world", [1, 2])
+def test_both_loader_backends_give_the_same_clips_in_the_same_order(small_set, world):
+    items = trainer.train_items(TrainConfig(data_root=str(small_set)), small_set)
+    common = dict(items=items, batch_size=4 // world, num_frames=4, stride=2, seed=3, drop_last=True, num_shards=world)
+    for rank in range(world):
+        torch_keys = _keys(make_loader(**common, shard_id=rank, backend="torch"), 2)
+        assert _keys(make_loader(**common, shard_id=rank, backend="dali"), 2) == torch_keys
+    # The ranks' batches, one after another, are the single process's batches of the global size.
+    single = _keys(make_loader(**{**common, "batch_size": 4, "num_shards": 1}, backend="torch"), 2)
+    shards = [_keys(make_loader(**common, shard_id=rank, backend="torch"), 2) for rank in range(world)]
+    assert [sum((s[k] for s in shards), []) for k in range(len(single))] == single
+
+
+def test_one_short_recording_fills_a_batch(small_set, tmp_path):
+    one = tmp_path / "one"
+    video = sorted((small_set / "DataSet" / "Train").rglob("*.avi"))[0]
+    one.mkdir()
+    shutil.copy(video, one / "rec.avi")
+    shutil.copy(region_map_path(video), region_map_path(one / "rec.avi"))
+    out = tmp_path / "run"
+    assert main(_args(one, out, 2, "--num-frames", "4", "--batch-size", "4")) == 0
+    assert [r["step"] for r in _metrics(out)] == [1, 2]
 
 
 def _plain_folder(small_set, tmp_path):
@@ -162,8 +198,7 @@ def test_help_lists_the_settings(capsys):
 def test_default_data_is_the_synthetic_set_through_the_face_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("FMAE_DATA", str(tmp_path / "cache"))
     small = lambda size: SyntheticConfig(num_subjects=5, clips_per_subject=1, num_frames=8, size=size)  # noqa: E731
-    monkeypatch.setattr(trainer, "SyntheticConfig", small)
-    root = trainer.data_root(TrainConfig(img_size=96, num_workers=0), progress=False)
+    root = prepared_root("", 96, workers=0, progress=False, synthetic=small(96))
     assert root.name.endswith("-faces96") and (root / "manifest.jsonl").is_file()
     records = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     assert len(records) == 5 and all(r["status"] == "ok" for r in records)
@@ -171,4 +206,4 @@ def test_default_data_is_the_synthetic_set_through_the_face_pipeline(tmp_path, m
     assert item["clip"].shape == (3, 4, 96, 96) and item["region_map"].shape == (4, 96, 96)
     # The face pipeline found the face: eyes, nose and mouth are in the parsed maps.
     assert {0, 1, 2, 3} <= set(item["region_map"].unique().tolist())
-    assert trainer.data_root(TrainConfig(img_size=96, num_workers=0), progress=False) == root  # cached
+    assert prepared_root("", 96, workers=0, progress=False, synthetic=small(96)) == root  # cached

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from fmae import trainer
+from fmae.pretraining import records, run
 from fmae.checkpoint import load_checkpoint
 from fmae.data import ClipDataset
 from fmae.distributed import Distributed
@@ -61,17 +61,17 @@ def test_corrupt_last_checkpoint_resumes_from_the_one_before(small_set, tmp_path
     assert main(_args(small_set, straight, 12)) == 0
 
     broken = tmp_path / "broken"
-    real_step = trainer.Pretrainer.step
+    real_step = run.Pretrainer.step
 
     def crash_after_nine(self, *args, **kwargs):
         if self.step_count == 9:
             raise KeyboardInterrupt("simulated crash")
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(trainer.Pretrainer, "step", crash_after_nine)
+    monkeypatch.setattr(run.Pretrainer, "step", crash_after_nine)
     with pytest.raises(KeyboardInterrupt):
         main(_args(small_set, broken, 12))
-    monkeypatch.setattr(trainer.Pretrainer, "step", real_step)
+    monkeypatch.setattr(run.Pretrainer, "step", real_step)
     last = broken / "checkpoints" / "ckpt-00000008.safetensors"
     data = bytearray(last.read_bytes())
     data[-10] ^= 0xFF  # a flipped bit in the tensor data
@@ -111,14 +111,14 @@ def _rss_mb() -> float:
 
 def test_memory_stays_flat_over_a_long_run(small_set, tmp_path, monkeypatch):
     rss = []
-    real_step = trainer.Pretrainer.step
+    real_step = run.Pretrainer.step
 
     def measured(self, *args, **kwargs):
         out = real_step(self, *args, **kwargs)
         rss.append(_rss_mb())
         return out
 
-    monkeypatch.setattr(trainer.Pretrainer, "step", measured)
+    monkeypatch.setattr(run.Pretrainer, "step", measured)
     # No checkpoint inside the measured window: saving one copies the whole training
     # state once, a one-off bump, not a creep.
     args = _args(small_set, tmp_path / "run", 150, "--adv-weight", "0")
@@ -150,9 +150,8 @@ def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monke
 
 @pytest.mark.parametrize("disc_loss, warned", [(5e-4, True), (0.7, False)])
 def test_a_collapsed_discriminator_is_warned_about(caplog, disc_loss, warned):
-    from tqdm import tqdm
 
     stats = {"rec_loss": 1.0, "disc_loss": disc_loss, "skipped": 0.0}
-    with tqdm(disable=True) as bar, caplog.at_level("WARNING", logger="fmae.trainer"):
-        trainer._log_step(trainer.TrainConfig(), Distributed("cpu"), None, bar, 40, [stats, stats], 1.0)
+    with caplog.at_level("WARNING", logger="fmae.pretraining.records"):
+        records.log_step(Distributed("cpu"), None, 40, [stats, stats], 1.0)
     assert ("discriminator" in caplog.text and "collapsed" in caplog.text) == warned

@@ -6,26 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-import fmae.visualize as visualize
-from fmae.config import TrainConfig
+import fmae.pictures as pictures
 from fmae.data import list_items
 from fmae.masking import STRATEGIES, num_masked
-from fmae.probing import LinearProbe, save_probe
-from fmae.trainer import pretrain
-from fmae.visualize import (
-    MASK_COLOUR,
-    REGION_COLOURS,
-    Sample,
-    VizConfig,
-    draw_masks,
-    grid_size,
-    mask_pixels,
-    masks_panel,
-    region_overlay,
-    run_viz,
-    shown_frames,
-    tile,
-)
+from fmae.downstream.head import LinearProbe, save_probe
+from fmae.drawing import MASK_COLOUR, REGION_COLOURS, grid_size, mask_pixels, masks_panel, region_overlay, shown_frames, tile
+from fmae.pictures import Sample, VizConfig, draw_masks, run_viz
+from fmae.pretraining.run import TrainConfig, pretrain
 from fmae.viz import main
 from fmae.weights import fingerprint, load_model, save_encoder
 
@@ -77,13 +64,13 @@ def test_cli_writes_every_picture_at_its_grid_size(checkpoint, small_set, tmp_pa
 def test_default_data_is_the_pretraining_set_at_the_models_size(checkpoint, small_set, tmp_path, monkeypatch):
     asked = []
 
-    def fake_root(config, progress=True):
-        asked.append(config)
+    def fake_root(data_root, img_size, workers=1, progress=True):
+        asked.append((data_root, img_size))
         return small_set
 
-    monkeypatch.setattr(visualize, "training_data_root", fake_root)
+    monkeypatch.setattr(pictures, "prepared_root", fake_root)
     assert main(["--checkpoint", str(checkpoint), "--out-dir", str(tmp_path), "--device", "cpu", "--no-progress"]) == 0
-    assert asked[0].data_root == "" and asked[0].img_size == 32
+    assert asked[0] == ("", 32)
     assert {"regions.png", "masks.png", "reconstruction.png"} <= {p.name for p in tmp_path.iterdir()}
 
 

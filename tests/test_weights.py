@@ -8,7 +8,7 @@ from fmae.checkpoint import save_checkpoint
 from fmae import checkpoint as checkpoint_mod
 from fmae import weights as weights_mod
 from fmae.model import create
-from fmae.probing import LinearProbe, load_probe, save_probe
+from fmae.downstream.head import LinearProbe, load_probe, save_probe
 from fmae.weights import (ENCODER_KIND, config_path, fingerprint, load_encoder, load_model, load_weights,
                           save_encoder, save_weights)
 

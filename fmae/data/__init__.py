@@ -8,7 +8,9 @@ plain folders and folder-per-class FER sets into :class:`ClipItem` lists;
 videos; :func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
 (:mod:`fmae.data.dali`, imported only when used) or plain PyTorch;
 :mod:`fmae.data.synthetic` draws and writes the deterministic synthetic set that the
-default run and the tests use.
+default run and the tests use; :mod:`fmae.data.face_cache` puts videos through the face
+pipeline into the cache that all of these read, and :func:`prepared_root` is where every
+command gets its data set (the user's folder, or the synthetic default).
 """
 
 from fmae.data.clips import (
@@ -26,6 +28,7 @@ from fmae.data.clips import (
     read_frames,
     read_labels,
 )
+from fmae.data.face_cache import PreprocessConfig, prepared_root, preprocess
 from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_items, folder_items, list_items
 from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
 from fmae.data.loader import TorchClipLoader, dali_available, make_loader
@@ -35,6 +38,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LABEL_COLUMNS",
+    "PreprocessConfig",
     "NO_LABEL",
     "SPLITS",
     "ClipDataset",
@@ -58,6 +62,8 @@ __all__ = [
     "list_items",
     "load_region_maps",
     "make_loader",
+    "prepared_root",
+    "preprocess",
     "read_frames",
     "read_labels",
     "region_map_path",

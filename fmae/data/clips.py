@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("Train", "Validation", "Test")
 LABEL_COLUMNS: tuple[str, ...] = ("ClipID", "Boredom", "Engagement", "Confusion", "Frustration ")
 """DAiSEE's header, byte for byte (the last name really ends in a space)."""
-VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".webm", ".wmv", ".mov")
+VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".wmv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
 """Video files the loaders and adapters recognise (compared in lower case)."""
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -182,23 +182,37 @@ class ClipSampler:
         return start + frame_indices(stop - start, self.num_frames, self.stride, first)
 
 
-def epoch_order(num_items: int, epoch: int, shuffle: bool, seed: int = 0, shard_id: int = 0, num_shards: int = 1) -> np.ndarray:
-    """``int64 [ceil(num_items / num_shards)]``: the items shard ``shard_id`` visits in ``epoch``.
+def epoch_order(num_items: int, epoch: int, shuffle: bool, seed: int = 0, shard_id: int = 0, num_shards: int = 1,
+                batch_size: int = 1, drop_last: bool = False) -> np.ndarray:
+    """``int64``: the items shard ``shard_id`` visits in ``epoch``, batch by batch.
 
     Every shard draws the same order (a permutation seeded with ``(seed, epoch)`` when
-    ``shuffle``, else ``0..num_items-1``), wrapped round to a multiple of ``num_shards``,
-    and takes every ``num_shards``-th entry from position ``shard_id`` — as torch's
-    ``DistributedSampler`` does — so all shards have the same length and together cover
-    every item (a few twice when ``num_items`` does not divide evenly).
+    ``shuffle``, else ``0..num_items-1``) and cuts it into global batches of
+    ``batch_size × num_shards`` items; shard ``k`` takes the ``k``-th ``batch_size`` items
+    of each. So the shards' ``i``-th batches, one after another, are exactly the ``i``-th
+    batch of a single process with batch ``batch_size × num_shards``: several processes
+    see what one does. With ``drop_last`` an incomplete last global batch is dropped;
+    otherwise the order wraps round to a multiple of ``num_shards`` (a few items twice,
+    as torch's ``DistributedSampler`` pads) and the last global batch is split evenly, so
+    all shards have the same length. With ``batch_size`` 1 this is
+    ``DistributedSampler``'s order.
     """
     if num_items < 1:
         raise ValueError(f"no items to order (num_items={num_items})")
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id must be in [0, num_shards={num_shards}), got {shard_id}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = np.random.default_rng([seed, epoch]).permutation(num_items) if shuffle else np.arange(num_items)
-    per_shard = -(-num_items // num_shards)
-    order = np.resize(order, per_shard * num_shards)  # wraps round
-    return order[shard_id::num_shards].astype(np.int64)
+    per_global = batch_size * num_shards
+    if drop_last:
+        order = order[: num_items // per_global * per_global]
+    else:
+        order = np.resize(order, -(-num_items // num_shards) * num_shards)  # wraps round
+    full = len(order) // per_global * per_global
+    whole = order[:full].reshape(-1, num_shards, batch_size)[:, shard_id].reshape(-1)
+    last = order[full:].reshape(num_shards, -1)[shard_id]
+    return np.concatenate([whole, last]).astype(np.int64)
 
 
 def frame_indices(num_available: int, num_frames: int, stride: int, start: int) -> np.ndarray:

@@ -67,7 +67,8 @@ class ClipSource:
         self.label_dtype = label_dtype(self.items)
 
     def order(self, epoch: int) -> np.ndarray:
-        return epoch_order(len(self.items), epoch, self.shuffle, self.sampler.seed, self.shard_id, self.num_shards)
+        return epoch_order(len(self.items), epoch, self.shuffle, self.sampler.seed, self.shard_id, self.num_shards,
+                           self.batch_size, self.drop_last)
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray | None:
         """The item indices of batch ``iteration`` of ``epoch`` (counted from ``first_batch``
@@ -76,9 +77,7 @@ class ClipSource:
             iteration += self.first_batch
         order = self.order(epoch)
         chunk = order[iteration * self.batch_size : (iteration + 1) * self.batch_size]
-        if len(chunk) == 0 or (self.drop_last and len(chunk) < self.batch_size):
-            return None
-        return chunk
+        return chunk if len(chunk) else None
 
     def __call__(self, info) -> tuple[list[np.ndarray], ...]:
         epoch = self.first_epoch + info.epoch_idx
@@ -174,7 +173,7 @@ class DaliClipLoader:
     the two index tensors on the CPU. Each ``iter()`` runs the next epoch (:attr:`epoch`,
     starting at ``epoch``, the first from its batch ``start_batch``; :meth:`set_epoch`
     jumps); leaving an epoch early costs a pipeline rebuild at the next ``iter()``. A shard (``shard_id`` of ``num_shards``)
-    sees ``ceil(len(items) / num_shards)`` items per epoch (:func:`epoch_order`).
+    gets the ``shard_id``-th ``batch_size`` items of every global batch (:func:`epoch_order`).
     """
 
     def __init__(
@@ -203,7 +202,8 @@ class DaliClipLoader:
         self.items = [ClipItem(*item) for item in items]
         if not self.items:
             raise ValueError("no items to draw clips from")
-        epoch_order(len(self.items), 0, False, 0, shard_id, num_shards)  # checks the shard arguments
+        # Checks the shard arguments, and fixes the epoch's length (the same for every epoch).
+        self._per_shard = len(epoch_order(len(self.items), 0, False, 0, shard_id, num_shards, batch_size, drop_last))
         self.sampler = ClipSampler(num_frames, stride, random_start, seed)
         self.batch_size, self.epoch, self._start_batch = batch_size, epoch, start_batch
         self._options = dict(shuffle=shuffle, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards, with_regions=with_regions)
@@ -215,8 +215,7 @@ class DaliClipLoader:
         self._ready_for: int | None = None  # the epoch the live pipeline's next pass runs
 
     def __len__(self) -> int:
-        per_shard = -(-len(self.items) // self._options["num_shards"])
-        return per_shard // self.batch_size if self._options["drop_last"] else -(-per_shard // self.batch_size)
+        return -(-self._per_shard // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` run ``epoch``."""

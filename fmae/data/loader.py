@@ -73,20 +73,20 @@ class _EpochSampler(Sampler[tuple[int, int]]):
     """``(epoch, item)`` for this shard's items in the order :func:`epoch_order` gives for
     :attr:`epoch`; the epoch travels with each index, so persistent workers need no update."""
 
-    def __init__(self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int) -> None:
-        self.args = (num_items, shuffle, seed, shard_id, num_shards)
+    def __init__(self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int, batch_size: int,
+                 drop_last: bool) -> None:
+        self.args = (num_items, shuffle, seed, shard_id, num_shards, batch_size, drop_last)
         self.epoch = self.skip = 0
-        epoch_order(num_items, 0, shuffle, seed, shard_id, num_shards)  # checks the arguments
+        self._len = len(epoch_order(num_items, 0, False, 0, shard_id, num_shards, batch_size, drop_last))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         """This epoch's keys, less the first :attr:`skip` (a resumed epoch's done part)."""
-        n, shuffle, seed, shard_id, num_shards = self.args
-        order = epoch_order(n, self.epoch, shuffle, seed, shard_id, num_shards)[self.skip :]
+        n, shuffle, seed, shard_id, num_shards, batch_size, drop_last = self.args
+        order = epoch_order(n, self.epoch, shuffle, seed, shard_id, num_shards, batch_size, drop_last)[self.skip :]
         return ((self.epoch, i) for i in order.tolist())
 
     def __len__(self) -> int:
-        n, _, _, _, num_shards = self.args
-        return -(-n // num_shards)
+        return self._len
 
 
 class EpochClips(Dataset):
@@ -137,9 +137,10 @@ class TorchClipLoader:
         self.items, self.batch_size, self.epoch = self.dataset.items, batch_size, epoch
         self._start_batch = start_batch
         self.device = torch.device(device)
-        self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards)
+        self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards, batch_size, drop_last)
+        # The sampler yields whole batches only (epoch_order fills or drops the last one).
         self._loader = DataLoader(EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
-                                  num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=drop_last,
+                                  num_workers=num_workers, persistent_workers=num_workers > 0,
                                   pin_memory=self.device.type == "cuda")
 
     def __len__(self) -> int:
@@ -204,8 +205,12 @@ def make_loader(
         shuffle: a seeded random item order per epoch, else the items' order.
         with_regions: also load region maps; items without a sidecar are logged and
             skipped.
-        shard_id, num_shards: this process's share (distributed training): every shard
-            gets ``ceil(len(items) / num_shards)`` items per epoch.
+        shard_id, num_shards: this process's share (distributed training): its batches
+            are the ``shard_id``-th ``batch_size`` items of each global batch of
+            ``batch_size × num_shards`` (:func:`fmae.data.clips.epoch_order`), so several
+            processes together see what one process with the global batch sees.
+        drop_last: drop an incomplete last global batch; otherwise it is filled by
+            wrapping round to the epoch's first items (so every batch is full).
         device: ``"cpu"`` or ``"cuda:N"``; DALI then decodes on GPU ``N`` (NVDEC).
         num_workers: worker processes that read files (and, for ``"torch"``, decode).
         epoch: the first ``iter()``'s epoch (to resume); each ``iter()`` runs the next.

@@ -2,13 +2,13 @@
 
 The pipeline that :func:`run_predict` drives (and ``python -m fmae.predict`` exposes):
 
-1. **Predictor** (:func:`load_predictor`): a probe written by :func:`fmae.probing.run_probe`
+1. **Predictor** (:func:`load_predictor`): a probe written by :func:`fmae.downstream.probe_run.run_probe`
    and the encoder it was trained on (:func:`fmae.weights.load_encoder`). The encoder
    must be that very one: its :func:`fmae.weights.fingerprint` must equal the probe's
    ``encoder_fingerprint``, else the probe's weights would be read against features
    they never saw.
 2. **Faces** (:func:`find_faces`): the recording goes through the project's face
-   pipeline (:func:`fmae.preprocessing.process_video`, MediaPipe, crops of the
+   pipeline (:func:`fmae.data.face_cache.process_video`, MediaPipe, crops of the
    encoder's ``img_size``), as the probe's training clips did, but without parsing the
    crops into regions, which the encoder does not read; it keeps every source frame
    and says per frame whether a face was found (``has_face``).
@@ -17,11 +17,11 @@ The pipeline that :func:`run_predict` drives (and ``python -m fmae.predict`` exp
    whose fraction of face frames is below ``min_face`` is ``no_face``: it is reported
    as such, never guessed (the face pipeline's crop there is a held box with no face
    in it). Every other window is encoded (:meth:`fmae.model.FMAE.forward_features`)
-   and probed with :func:`fmae.probing.predict`'s rule: class probabilities
+   and probed with :func:`fmae.downstream.scores.score_items`'s rule: class probabilities
    (softmax) or a score clamped to [0, 1].
 4. **Outputs** in ``out_dir``: ``timeline.csv`` (:func:`write_timeline_csv`),
    ``timeline.png`` (:func:`save_timeline_png`) and ``summary.json``
-   (:func:`summarise`).
+   (:func:`timeline_summary`).
 
 Without a video, :func:`run_predict` predicts a generated demo recording
 (:func:`fmae.data.synthetic.render_segments`, :data:`DEMO_LEVELS`) whose true
@@ -44,14 +44,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fmae.config import _field, check_choices, to_yaml
+from fmae.config import setting, check_choices, to_yaml
 from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
-from fmae.device import resolve_device, resolve_dtype
+from fmae.device import DTYPES, autocast, resolve_device, resolve_dtype
 from fmae.model import FMAE
-from fmae.preprocessing import PreprocessConfig, process_video
-from fmae.probing import LinearProbe, load_probe, predict
+from fmae.data.face_cache import PreprocessConfig, process_video
+from fmae.downstream.head import LinearProbe, load_probe
+from fmae.downstream.scores import score_items
 from fmae.weights import fingerprint, load_encoder
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,17 @@ DEMO_SECONDS = 4.0
 class PredictConfig:
     """Engagement over time for one recording, with a trained probe."""
 
-    probe: str = _field("runs/probe/probe.safetensors", "probe written by python -m fmae.probe (with its .json)")
-    checkpoint: str = _field("", "the encoder the probe was trained on: pre-training checkpoint or exported encoder; "
+    probe: str = setting("runs/probe/probe.safetensors", "probe written by python -m fmae.probe (with its .json)")
+    checkpoint: str = setting("", "the encoder the probe was trained on: pre-training checkpoint or exported encoder; "
                              "empty: the file the probe names")
-    hop: float = _field(0.0, "seconds between window starts; 0: half a window")
-    min_face: float = _field(0.5, "fraction of a window's frames that must show a face; fewer: the window is no_face")
-    batch_size: int = _field(16, "windows per encoder batch")
-    dtype: str = _field("auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32",
-                        ("auto", "bf16", "fp32"))
-    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
-    work_dir: str = _field("", "where the face crops are kept; empty: a temporary folder, deleted after")
-    out_dir: str = _field("runs/predict", "where timeline.csv, timeline.png and summary.json go")
+    hop: float = setting(0.0, "seconds between window starts; 0: half a window")
+    min_face: float = setting(0.5, "fraction of a window's frames that must show a face; fewer: the window is no_face")
+    batch_size: int = setting(16, "windows per encoder batch")
+    dtype: str = setting("auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32",
+                        DTYPES)
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    work_dir: str = setting("", "where the face crops are kept; empty: a temporary folder, deleted after")
+    out_dir: str = setting("runs/predict", "where timeline.csv, timeline.png and summary.json go")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -247,7 +248,7 @@ def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.n
             batch.append(normalise_clip(torch.from_numpy(frames)))
             if len(batch) == batch_size or k == len(starts) - 1:
                 clips = torch.stack(batch).to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                with autocast(device, dtype):
                     out[done : done + len(batch)] = encoder.forward_features(clips).float().cpu()
                 done += len(batch)
                 bar.update(len(batch))
@@ -275,7 +276,7 @@ def score_windows(encoder: FMAE, probe: LinearProbe, meta: dict[str, Any], faces
     Windows come from :func:`window_plan`. A window with a face in fewer than
     ``min_face`` of its frames is ``no_face`` (NaN scores) and is not encoded; the
     others are encoded (:func:`encode_windows`) and probed with
-    :func:`fmae.probing.predict`.
+    :func:`fmae.downstream.scores.score_items`.
     """
     starts, offsets, span = window_plan(meta, len(faces.has_face), faces.fps, hop)
     cumulative = np.concatenate([[0], np.cumsum(faces.has_face)])
@@ -286,7 +287,7 @@ def score_windows(encoder: FMAE, probe: LinearProbe, meta: dict[str, Any], faces
     if len(rows):
         features = encode_windows(encoder, faces.crops, starts[rows], offsets, batch_size=batch_size, dtype=dtype,
                                   progress=progress)
-        scores[rows] = predict(probe, features[:, None], meta["kind"]).numpy()
+        scores[rows] = score_items(probe, features[:, None], meta["kind"]).numpy()
     return Timeline(starts / faces.fps, (starts + span) / faces.fps, fraction, scores, meta["kind"],
                     list(meta["class_names"]))
 
@@ -366,7 +367,7 @@ def save_timeline_png(timeline: Timeline, path: str | Path, title: str = "",
     plt.close(fig)
 
 
-def summarise(timeline: Timeline) -> dict[str, Any]:
+def timeline_summary(timeline: Timeline) -> dict[str, Any]:
     """Counts of windows, the share of scored windows per level (classification) or the
     mean score (regression), and the runs of equal consecutive levels as ``segments``
     (``[start_s, end_s, level]``, overlapping where windows overlap)."""
@@ -408,7 +409,7 @@ def render_demo_video(path: str | Path, size: int) -> list[tuple[float, float, i
 def run_predict(video: str | Path | None, config: PredictConfig, progress: bool = True) -> dict[str, Any]:
     """Predict engagement over time for ``video`` (``None``: the demo recording, written to
     ``<out_dir>/demo.avi``) and write ``config.yaml``, ``timeline.csv``, ``timeline.png``
-    and ``summary.json`` into ``config.out_dir``. Returns the summary (:func:`summarise`
+    and ``summary.json`` into ``config.out_dir``. Returns the summary (:func:`timeline_summary`
     plus the inputs, and ``truth`` for the demo)."""
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
@@ -434,7 +435,7 @@ def run_predict(video: str | Path | None, config: PredictConfig, progress: bool 
             shutil.rmtree(work, ignore_errors=True)
     summary = {"video": str(video), "probe": str(config.probe), "task": meta.get("task"), "kind": meta["kind"],
                "fps": round(float(faces.fps), 3), "frames": len(faces.has_face),
-               "frames_with_face": int(faces.has_face.sum()), **summarise(timeline)}
+               "frames_with_face": int(faces.has_face.sum()), **timeline_summary(timeline)}
     if truth is not None:
         summary["truth"] = [list(t) for t in truth]
     write_timeline_csv(timeline, out / "timeline.csv")

@@ -91,7 +91,7 @@ def grad_cam(encoder: FMAE, probe: nn.Module, clip: torch.Tensor, target: int | 
     Args:
         encoder: an :class:`fmae.model.FMAE` (its encoder half is used).
         probe: maps pooled features ``[B, D]`` to ``[B, K]`` (e.g.
-            :class:`fmae.probing.LinearProbe`); both are put in eval mode.
+            :class:`fmae.downstream.head.LinearProbe`); both are put in eval mode.
         clip: float ``[B, C, T, H, W]`` of the encoder's sizes, on its device.
         target: the output to explain: an int for every clip, an int64 ``[B]``, or
             ``None`` for the predicted class (output 0 of a one-output probe).

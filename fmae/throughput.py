@@ -1,6 +1,6 @@
 """Timing the real pre-training step on random clips: what ``python -m fmae.bench step`` reports.
 
-:func:`make_pretrain_step` builds one :meth:`fmae.pretrain.Pretrainer.step` on a fixed
+:func:`make_pretrain_step` builds one :meth:`fmae.pretraining.step.Pretrainer.step` on a fixed
 batch of random clips (normal pixels) with blocky random region maps, so the facial
 mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed, then
 ``steps`` times timed, and returns one flat dict (the JSON of the CLI):
@@ -43,16 +43,15 @@ import torch
 from tqdm import tqdm
 
 import fmae
-from fmae.config import _field, check_choices
-from fmae.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from fmae.config import setting, check_choices
+from fmae.device import DTYPES, cpu_has_fast_bf16, resolve_device, resolve_dtype
 from fmae.face import NUM_REGIONS
 from fmae.flops import step_flops
 from fmae.masking import STRATEGIES
-from fmae.model import FMAEConfig, get_config
-from fmae.pretrain import PretrainConfig, Pretrainer
+from fmae.model import MODEL_CONFIGS, FMAEConfig, get_config
+from fmae.pretraining.step import PretrainConfig, Pretrainer
 
-MODEL_SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
-DTYPES: tuple[str, ...] = ("auto", "bf16", "fp32")
+MODEL_SIZES: tuple[str, ...] = tuple(name.removeprefix("fmae_vit_") for name in MODEL_CONFIGS)
 REGION_BLOCK = 8
 """Side in pixels of the square blocks of one region id in the random region maps, like
 a parsed face's parts at the 16-pixel tubelet scale."""
@@ -62,21 +61,21 @@ a parsed face's parts at the 16-pixel tubelet scale."""
 class StepBenchConfig:
     """One benchmark of the pre-training step: the model, the batch and how to time it."""
 
-    model: str = _field("tiny", "model size: fmae_vit_<size>", MODEL_SIZES)
-    img_size: int = _field(224, "side of the square clips in pixels (a multiple of 16)")
-    frames: int = _field(16, "frames per clip (even: tubelets are 2 frames deep)")
-    stride: int = _field(2, "temporal stride the clips stand for; the clips are random, so it changes no work and "
+    model: str = setting("tiny", "model size: fmae_vit_<size>", MODEL_SIZES)
+    img_size: int = setting(224, "side of the square clips in pixels (a multiple of 16)")
+    frames: int = setting(16, "frames per clip (even: tubelets are 2 frames deep)")
+    stride: int = setting(2, "temporal stride the clips stand for; the clips are random, so it changes no work and "
                          "is reported to label the result")
-    ratio: float = _field(0.9, "masking ratio: fraction of the tokens hidden from the encoder")
-    strategy: str = _field("facial", "masking strategy", STRATEGIES)
-    adv_weight: float = _field(0.1, "λ of the adversarial loss; > 0 puts the discriminator's update in the step")
-    batch_size: int = _field(2, "clips per step")
-    dtype: str = _field("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES)
-    compile: bool = _field(False, "torch.compile the model (the compile time is reported apart)")
-    steps: int = _field(10, "timed steps")
-    warmup: int = _field(2, "untimed steps before them (with --compile the first one compiles)")
-    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
-    seed: int = _field(0, "seed of the weights, the clips and the masks")
+    ratio: float = setting(0.9, "masking ratio: fraction of the tokens hidden from the encoder")
+    strategy: str = setting("facial", "masking strategy", STRATEGIES)
+    adv_weight: float = setting(0.1, "λ of the adversarial loss; > 0 puts the discriminator's update in the step")
+    batch_size: int = setting(2, "clips per step")
+    dtype: str = setting("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES)
+    compile: bool = setting(False, "torch.compile the model (the compile time is reported apart)")
+    steps: int = setting(10, "timed steps")
+    warmup: int = setting(2, "untimed steps before them (with --compile the first one compiles)")
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    seed: int = setting(0, "seed of the weights, the clips and the masks")
 
     def __post_init__(self) -> None:
         check_choices(self)

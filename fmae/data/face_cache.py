@@ -86,7 +86,10 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from fmae.config import setting
+from fmae.data.clips import VIDEO_SUFFIXES
 from fmae.data.region_maps import RegionMapWriter, region_map_path
+from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
 from fmae.data.video_writer import VideoWriter
 from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
 from fmae.face.regions import FaceRegion
@@ -97,7 +100,6 @@ log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 """Part of the config digest: bump it when the cache's content changes for the same config."""
-VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".wmv", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
 LABEL_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".tsv", ".json", ".xlsx", ".xls")
 STATUSES: tuple[str, ...] = ("ok", "no_face", "unreadable", "empty", "error")
 MANIFEST = "manifest.jsonl"
@@ -107,26 +109,19 @@ _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError)
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """What the cache holds; its :meth:`digest` is stored with every record.
+    """What the cache holds; its :meth:`digest` is stored with every record (``weights``,
+    a folder of model files, is not part of it)."""
 
-    size: crop side in pixels (even, 4:2:0 video); margin: crop border around the face
-    box, as a fraction of its size on each side; smooth: frames in the centred
-    box-smoothing window (odd); max_gap: how many frames a face-less frame may borrow
-    landmarks across (see the gap rule in :mod:`fmae.preprocessing`); backend: face
-    backend name (:func:`fmae.face.create_backend`); weights: weights folder for
-    backends that load files (facexlib), not part of the digest; qscale: MJPEG quantiser
-    (2 best … 31 worst); regions: parse the crops and write region maps (``False``: crops
-    alone, about twice as fast, enough to probe or predict but not for facial masking).
-    """
-
-    size: int = 224
-    margin: float = 0.25
-    smooth: int = 5
-    max_gap: int = 15
-    backend: str = "mediapipe"
-    weights: str | None = None
-    qscale: int = 3
-    regions: bool = True
+    size: int = setting(224, "crop side in pixels (even: 4:2:0 video)")
+    margin: float = setting(0.25, "crop border around the face box, fraction of its size per side")
+    smooth: int = setting(5, "frames in the centred box-smoothing window (odd)")
+    max_gap: int = setting(15, "frames a face-less frame may borrow the last face's landmarks across (the gap rule)")
+    backend: str = setting("mediapipe", "face backend (fmae.face.create_backend): mediapipe ships its models; facexlib "
+                           "needs --weights")
+    weights: str = setting("", "model folder for the facexlib backend (it never downloads)")
+    qscale: int = setting(3, "MJPEG quality, 2 best .. 31 worst")
+    regions: bool = setting(True, "parse the crops into region maps; false (--no-regions): crops only, about twice as "
+                            "fast, enough to probe or predict, but pre-training with the facial mask needs the maps")
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -139,7 +134,7 @@ class PreprocessConfig:
             raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
         if not 2 <= self.qscale <= 31:
             raise ValueError(f"qscale must be in [2, 31], got {self.qscale}")
-        if self.weights is not None and self.backend == "mediapipe":
+        if self.weights and self.backend == "mediapipe":
             raise ValueError("the mediapipe backend ships its models; weights is for backends that load files (facexlib)")
 
     def digest(self) -> str:
@@ -151,7 +146,7 @@ class PreprocessConfig:
 
     def create_backend(self) -> FaceBackend:
         """A new face backend of this config's kind."""
-        return create_backend(self.backend, **({"weights": self.weights} if self.weights is not None else {}))
+        return create_backend(self.backend, **({"weights": self.weights} if self.weights else {}))
 
 
 # ------------------------------------------------------------------------ one video
@@ -243,7 +238,7 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     ``missing_face_ranges`` still says which frames had a face.
 
     Bad input is reported, not raised: the returned record's ``status`` is one of
-    :data:`STATUSES` and ``message`` says why (see :mod:`fmae.preprocessing` for the
+    :data:`STATUSES` and ``message`` says why (see :mod:`fmae.data.face_cache` for the
     record's keys; the caller adds the identifying ones). Files are written only for
     ``ok``, each under a temporary name renamed into place, so an existing cache entry
     survives a failure. Unexpected exceptions (bugs, out of memory) propagate.
@@ -462,7 +457,7 @@ def preprocess(
     retry: bool = False,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Preprocess every video under ``src`` into the cache ``out`` (see :mod:`fmae.preprocessing`).
+    """Preprocess every video under ``src`` into the cache ``out`` (see :mod:`fmae.data.face_cache`).
 
     config: :class:`PreprocessConfig` (default one if ``None``); workers: processes
     (each with its own face backend; ``<= 1`` runs in this process); rank, world_size:
@@ -588,3 +583,27 @@ def _run_pool(tasks: deque, workers: int, config: PreprocessConfig, src: Path, o
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepared_root(data_root: str | os.PathLike, img_size: int, *, workers: int = 1, progress: bool = True,
+                  synthetic: SyntheticConfig | None = None) -> Path:
+    """The data set every command reads: ``data_root`` when given, else the built-in
+    synthetic face videos, preprocessed like real data.
+
+    The synthetic videos (generated once; ``synthetic``, default
+    ``SyntheticConfig(size=img_size)``) go through the same face pipeline as a user's
+    recordings (:func:`preprocess`: track, crop to ``img_size``, parse into regions), into
+    a cache beside them that later runs reuse. ``FileNotFoundError`` if ``data_root`` is
+    given but is not a folder.
+    """
+    if data_root:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data_root {root} is not a folder")
+        return root
+    raw = ensure_synthetic_daisee(config=synthetic or SyntheticConfig(size=img_size))
+    faces = raw.parent / f"{raw.name}-faces{img_size}"
+    counts = preprocess(raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress)
+    if counts.get("ok", 0) + counts.get("skipped", 0) == 0:
+        raise RuntimeError(f"preprocessing the synthetic set into {faces} gave no usable clip: {counts}")
+    return faces

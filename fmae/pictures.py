@@ -10,13 +10,10 @@ column per shown frame:
 - ``reconstruction.png``: the original, the masked input and the reconstruction
   (:meth:`fmae.model.FMAE.reconstruct`); needs the decoder, so only a pre-training
   checkpoint gives it, not an exported encoder;
-- ``gradcam.png``: the frames and :func:`fmae.gradcam.grad_cam` of the probe's
+- ``gradcam.png``: the frames and :func:`fmae.downstream.gradcam.grad_cam` of the probe's
   prediction over them, the predicted class in the title; needs ``probe``.
 
-The array functions (:func:`region_overlay`, :func:`mask_pixels`, :func:`masks_panel`,
-:func:`heat_overlay`, :func:`tile`) build every panel before it is drawn;
-:func:`save_grid` draws rows of frames, titled, into a PNG of exactly
-:func:`grid_size` pixels.
+The panels and the grids are drawn by :mod:`fmae.drawing`.
 """
 
 from __future__ import annotations
@@ -27,62 +24,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-import numpy as np
 import torch
 
-from fmae.config import TrainConfig, _field, check_choices, to_yaml
-from fmae.data import SPLITS, ClipDataset, ClipItem, list_items, region_map_path
+from fmae.config import check_choices, setting, to_yaml
+from fmae.data import SPLITS, ClipDataset, ClipItem, list_items, prepared_root, region_map_path
 from fmae.data.clips import clip_to_frames
 from fmae.device import resolve_device
+from fmae.downstream.gradcam import grad_cam
+from fmae.downstream.head import load_probe
+from fmae.drawing import (REGION_COLOURS, heat_overlay, mask_pixels, masks_panel, reconstruction_rows, region_overlay,
+                          save_grid, shown_frames)
 from fmae.face import FaceRegion
-from fmae.gradcam import grad_cam
 from fmae.masking import STRATEGIES, make_mask
-from fmae.model import FMAE, unpatchify
-from fmae.probing import load_probe
-from fmae.trainer import data_root as training_data_root
+from fmae.model import FMAE
 from fmae.weights import fingerprint, load_model
 
 log = logging.getLogger(__name__)
-
-REGION_COLOURS: np.ndarray = np.array([
-    [0, 200, 255],    # left eye
-    [0, 90, 255],     # right eye
-    [255, 220, 0],    # nose
-    [230, 20, 60],    # mouth
-    [140, 70, 20],    # hair
-    [250, 170, 150],  # skin
-    [40, 40, 40],     # background
-], dtype=np.uint8)
-"""uint8 ``[7, 3]`` RGB of each :class:`fmae.face.FaceRegion`, by id."""
-MASK_COLOUR: tuple[int, int, int] = (128, 128, 128)
-"""RGB of a masked pixel in ``masks.png`` and the masked input of ``reconstruction.png``."""
-
-# Figure layout in pixels: fixed, so a grid of R rows and F frames has one known size.
-_DPI = 100
-_CELL, _LEFT, _TOP, _RIGHT, _LEGEND = 128, 120, 64, 8, 40
-
 
 @dataclass
 class VizConfig:
     """Which model, clip and settings ``python -m fmae.viz`` draws."""
 
-    checkpoint: str = _field("", "pre-training checkpoint (python -m fmae.train; gives all four pictures) or exported "
+    checkpoint: str = setting("", "pre-training checkpoint (python -m fmae.train; gives all four pictures) or exported "
                              "encoder (.safetensors with its .json; no reconstruction)")
-    probe: str = _field("", "probe.safetensors of python -m fmae.probe, trained on this encoder, for gradcam.png")
-    video: str = _field("", "a face-crop video to draw (its .regions.npz beside it gives regions.png and the facial "
+    probe: str = setting("", "probe.safetensors of python -m fmae.probe, trained on this encoder, for gradcam.png")
+    video: str = setting("", "a face-crop video to draw (its .regions.npz beside it gives regions.png and the facial "
                         "mask); empty: item --index of --data-root")
-    data_root: str = _field("", "DAiSEE-layout folder of face clips; empty: the built-in synthetic set, preprocessed as "
+    data_root: str = setting("", "DAiSEE-layout folder of face clips; empty: the built-in synthetic set, preprocessed as "
                             "for pre-training")
-    split: str = _field("Test", "split of --data-root the clip comes from", SPLITS)
-    index: int = _field(0, "which clip of the split")
-    ratio: float = _field(0.9, "masking ratio of every strategy, in (0, 1)")
-    strategy: str = _field("facial", "masking strategy of the reconstruction", STRATEGIES)
-    temporal_stride: int = _field(0, "take every k-th frame of the video; 0: the probe's (as it was trained), else 2")
-    frames: int = _field(8, "frames shown per row (spread over the clip)")
-    seed: int = _field(0, "seed of the masks")
-    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
-    num_workers: int = _field(2, "worker processes when the synthetic set is first preprocessed")
-    out_dir: str = _field("runs/viz", "where the PNGs go")
+    split: str = setting("Test", "split of --data-root the clip comes from", SPLITS)
+    index: int = setting(0, "which clip of the split")
+    ratio: float = setting(0.9, "masking ratio of every strategy, in (0, 1)")
+    strategy: str = setting("facial", "masking strategy of the reconstruction", STRATEGIES)
+    temporal_stride: int = setting(0, "take every k-th frame of the video; 0: the probe's (as it was trained), else 2")
+    frames: int = setting(8, "frames shown per row (spread over the clip)")
+    seed: int = setting(0, "seed of the masks")
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    num_workers: int = setting(2, "worker processes when the synthetic set is first preprocessed")
+    out_dir: str = setting("runs/viz", "where the PNGs go")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -145,44 +124,6 @@ def check_probe(meta: dict[str, Any], probe_dim: int, model: FMAE, path: str) ->
 # ------------------------------------------------------------------------ panels
 
 
-def shown_frames(num_frames: int, count: int) -> np.ndarray:
-    """int64 ``[min(count, num_frames)]`` frame indices spread evenly over a clip."""
-    return np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(np.int64)
-
-
-def region_overlay(frames: np.ndarray, regions: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]`` frames blended with :data:`REGION_COLOURS` of uint8
-    ``[T, H, W]`` region ids (``alpha`` is the colours' weight)."""
-    if frames.shape[:3] != regions.shape or int(regions.max(initial=0)) >= len(REGION_COLOURS):
-        raise ValueError(f"regions {regions.shape} must be ids < {len(REGION_COLOURS)} matching frames {frames.shape}")
-    blend = (1 - alpha) * frames.astype(np.float32) + alpha * REGION_COLOURS[regions].astype(np.float32)
-    return blend.round().astype(np.uint8)
-
-
-def mask_pixels(mask: torch.Tensor, grid: Sequence[int], tubelet: Sequence[int]) -> np.ndarray:
-    """bool ``[T, H, W]``: the pixels of the masked cubes of a token mask bool ``[N]``."""
-    cubes = mask.detach().cpu().view(1, -1, 1).expand(1, -1, int(np.prod(tubelet))).float()
-    return unpatchify(cubes, grid, tubelet, in_chans=1)[0, 0].numpy() > 0.5
-
-
-def masks_panel(frames: np.ndarray, pixels: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 ``[S, T, H, W, 3]``: the frames ``[T, H, W, 3]`` once per bool ``[T, H, W]``
-    mask of ``pixels``, masked pixels painted :data:`MASK_COLOUR`."""
-    rows = np.repeat(frames[None], len(pixels), axis=0)
-    for row, hidden in zip(rows, pixels):
-        row[hidden] = MASK_COLOUR
-    return rows
-
-
-def heat_overlay(frames: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]`` frames under a jet colour map of float ``[T, H, W]`` heat
-    in [0, 1]."""
-    import matplotlib
-
-    colours = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
-    return ((1 - alpha) * frames.astype(np.float32) + alpha * colours).round().astype(np.uint8)
-
-
 def draw_masks(sample: Sample, grid: Sequence[int], tubelet: Sequence[int], ratio: float,
                seed: int) -> dict[str, torch.Tensor]:
     """bool ``[N]`` mask of every strategy at ``ratio``, each from a generator seeded with
@@ -195,63 +136,6 @@ def draw_masks(sample: Sample, grid: Sequence[int], tubelet: Sequence[int], rati
         masks[strategy] = make_mask(strategy, ratio, batch=1, grid=grid, region_maps=regions, tubelet=tubelet,
                                     generator=torch.Generator().manual_seed(seed))[0]
     return masks
-
-
-# ------------------------------------------------------------------------ figures
-
-
-def grid_size(rows: int, cols: int, legend: bool = False) -> tuple[int, int]:
-    """``(width, height)`` in pixels of a :func:`save_grid` figure."""
-    return _LEFT + cols * _CELL + _RIGHT, _TOP + rows * _CELL + (_LEGEND if legend else 0)
-
-
-def tile(rows: Sequence[np.ndarray], gap: int = 1) -> np.ndarray:
-    """Rows of frames, each uint8 ``[F, H, W, 3]``, as one image uint8
-    ``[R·H + (R-1)·gap, F·W + (F-1)·gap, 3]``, white between the frames."""
-    if not rows or len({r.shape for r in rows}) != 1 or rows[0].ndim != 4:
-        raise ValueError(f"rows must be uint8 [F, H, W, 3] of one shape, got {[r.shape for r in rows]}")
-    F, H, W, _ = rows[0].shape
-    out = np.full((len(rows) * (H + gap) - gap, F * (W + gap) - gap, 3), 255, np.uint8)
-    for r, images in enumerate(rows):
-        for f in range(F):
-            out[r * (H + gap): r * (H + gap) + H, f * (W + gap): f * (W + gap) + W] = images[f]
-    return out
-
-
-def save_grid(rows: Sequence[tuple[str, np.ndarray]], frame_numbers: Sequence[int], title: str,
-              path: str | os.PathLike, legend: dict[str, np.ndarray] | None = None) -> Path:
-    """Draw rows of frames, each ``(label, uint8 [F, H, W, 3])``, one column per frame
-    (titled with ``frame_numbers``), into a PNG of :func:`grid_size` pixels; ``legend``
-    maps names to RGB colours."""
-    from matplotlib.figure import Figure  # no pyplot: no display, no global figure state
-    from matplotlib.patches import Patch
-
-    cols = len(frame_numbers)
-    if not rows or any(images.shape[0] != cols for _, images in rows):
-        raise ValueError(f"every row must hold {cols} frames")
-    side = rows[0][1].shape[1]
-    gap = max(1, side // 32)  # about 4 screen pixels at any frame size
-    image = tile([images for _, images in rows], gap)
-    width, height = grid_size(len(rows), cols, legend is not None)
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
-    # One axes for the whole grid, placed to the pixel: far faster than an axes per frame.
-    bottom = _LEGEND if legend else 0
-    ax = fig.add_axes((_LEFT / width, bottom / height, cols * _CELL / width, len(rows) * _CELL / height))
-    ax.imshow(image, interpolation="nearest" if side < _CELL else "antialiased", aspect="auto")
-    ax.xaxis.tick_top()
-    ax.set_xticks([(side + gap) * c + side / 2 for c in range(cols)], [f"frame {n}" for n in frame_numbers], fontsize=8)
-    ax.set_yticks([(side + gap) * r + side / 2 for r in range(len(rows))], [label for label, _ in rows], fontsize=9)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    if legend:
-        fig.legend(handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
-                   loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    return path
 
 
 # ------------------------------------------------------------------------ run
@@ -289,8 +173,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     if config.video:
         item = ClipItem(Path(config.video).expanduser())
     else:
-        root = training_data_root(TrainConfig(img_size=c.img_size, data_root=config.data_root,
-                                              num_workers=config.num_workers), progress)
+        root = prepared_root(config.data_root, c.img_size, workers=config.num_workers, progress=progress)
         item = pick_item(root, config.split, config.index)
     stride = config.temporal_stride or int((meta or {}).get("temporal_stride", 2))
     sample = load_sample(item, c.num_frames, stride)
@@ -333,8 +216,7 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
         mask = masks[config.strategy]
         recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
         files["reconstruction"] = save_grid(
-            [("original", frames[show]), ("masked", painted[config.strategy][show]),
-             ("reconstruction", clip_to_frames(recon)[show])], show.tolist(),
+            reconstruction_rows(sample.clip, mask, recon, c.grid, c.tubelet, show), show.tolist(),
             f"Reconstruction, {config.strategy} mask at ratio {config.ratio}", out / "reconstruction.png")
 
     if probe is None:

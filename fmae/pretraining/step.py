@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fmae.losses import discriminator_loss, generator_loss
 from fmae.masking import STRATEGIES, make_mask, num_masked
+from fmae.device import autocast
 from fmae.model import FMAE, Discriminator, FMAEConfig
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
@@ -185,9 +186,7 @@ class Pretrainer:
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(c.warmup_steps, c.total_steps, c.min_lr_ratio))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.config.autocast])
+        return autocast(self.device, AUTOCAST_DTYPES.get(self.config.autocast, torch.float32))
 
     def _update(self, loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,8 @@ Three sweeps, each shaped like the paper's figure or table:
   (RL, ``adv_weight`` 0), adversarial only (AL, ``rec_weight`` 0) or both (RL+AL,
   ``adv_weight`` λ). Table III is the RL+AL rows; Table IV's rows are among them.
 
-A cell is one setting and one seed: :func:`fmae.trainer.pretrain` with the cell's
-settings, then :func:`fmae.probing.run_probe` on its last checkpoint. Each cell works
+A cell is one setting and one seed: :func:`fmae.pretraining.run.pretrain` with the cell's
+settings, then :func:`fmae.downstream.probe_run.run_probe` on its last checkpoint. Each cell works
 in its own folder under ``<out_dir>/cells/``, named by its settings and a hash of
 everything that shapes its result, and writes ``result.json`` when done: a rerun skips
 finished cells, resumes a half-trained one from its checkpoint, and a rerun with other
@@ -45,13 +45,14 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from fmae.checkpoint import latest_checkpoint
-from fmae.config import TrainConfig, _field, check_choices
+from fmae.config import check_choices, setting
+from fmae.device import DTYPES
 from fmae.files import write_atomically
 from fmae.flops import encoder_flops, step_flops
 from fmae.masking import STRATEGIES
 from fmae.model import MODEL_CONFIGS, get_config
-from fmae.probing import TASKS, ProbeConfig, run_probe
-from fmae.trainer import pretrain
+from fmae.downstream.probe_run import TASKS, ProbeConfig, run_probe
+from fmae.pretraining.run import TrainConfig, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +76,27 @@ _RESULT = "result.json"
 class AblationConfig:
     """The settings every cell of a sweep shares; the swept one is overridden per cell."""
 
-    values: str = _field("", "comma-separated values to sweep; empty: the defaults (ratio: "
+    values: str = setting("", "comma-separated values to sweep; empty: the defaults (ratio: "
                          f"{DEFAULT_VALUES['ratio']}; stride: {DEFAULT_VALUES['stride']}; "
                          f"strategy: {DEFAULT_VALUES['strategy']})")
-    seeds: int = _field(1, "seeds per setting (0 … n-1); tables give the mean, ± the standard deviation over seeds")
-    model: str = _field("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
-    img_size: int = _field(64, "side of the face crop in pixels (the paper: 224)")
-    num_frames: int = _field(8, "frames per clip (the paper: 16); the stride sweep keeps num_frames × "
+    seeds: int = setting(1, "seeds per setting (0 … n-1); tables give the mean, ± the standard deviation over seeds")
+    model: str = setting("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
+    img_size: int = setting(64, "side of the face crop in pixels (the paper: 224)")
+    num_frames: int = setting(8, "frames per clip (the paper: 16); the stride sweep keeps num_frames × "
                              "temporal_stride video frames per clip")
-    temporal_stride: int = _field(2, "take every k-th frame (the paper: 2)")
-    mask_strategy: str = _field("facial", "masking strategy of the ratio and stride sweeps", STRATEGIES)
-    mask_ratio: float = _field(0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)")
-    adv_weight: float = _field(0.1, "λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)")
-    steps: int = _field(100, "pre-training steps per cell")
-    batch_size: int = _field(8, "pre-training clips per step")
-    task: str = _field("daisee", "what the probe learns (see python -m fmae.probe --help)", tuple(TASKS))
-    probe_epochs: int = _field(100, "linear-probe epochs per cell")
-    data_root: str = _field("", "data set folder for pre-training and probing; empty: the built-in synthetic set")
-    out_dir: str = _field("runs/ablate", "where cells, tables and plots go")
-    dtype: str = _field("auto", "compute dtype", ("auto", "bf16", "fp32"))
-    device: str = _field("auto", "cpu, cuda, cuda:N or auto")
-    num_workers: int = _field(2, "data-loading worker processes")
+    temporal_stride: int = setting(2, "take every k-th frame (the paper: 2)")
+    mask_strategy: str = setting("facial", "masking strategy of the ratio and stride sweeps", STRATEGIES)
+    mask_ratio: float = setting(0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)")
+    adv_weight: float = setting(0.1, "λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)")
+    steps: int = setting(100, "pre-training steps per cell")
+    batch_size: int = setting(8, "pre-training clips per step")
+    task: str = setting("daisee", "what the probe learns (see python -m fmae.probe --help)", tuple(TASKS))
+    probe_epochs: int = setting(100, "linear-probe epochs per cell")
+    data_root: str = setting("", "data set folder for pre-training and probing; empty: the built-in synthetic set")
+    out_dir: str = setting("runs/ablate", "where cells, tables and plots go")
+    dtype: str = setting("auto", "compute dtype", DTYPES)
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    num_workers: int = setting(2, "data-loading worker processes")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -201,7 +202,7 @@ def make_cells(sweep: str, config: AblationConfig) -> list[Cell]:
 
 
 def _metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The paper's numbers from a :func:`fmae.probing.run_probe` report: accuracy (%) and
+    """The paper's numbers from a :func:`fmae.downstream.probe_run.run_probe` report: accuracy (%) and
     weighted precision/recall/F1, or MSE; with the trivial baseline."""
     if "accuracy" in report:
         return {"accuracy": 100 * report["accuracy"], "precision": report["precision"]["weighted"],
@@ -279,7 +280,7 @@ def run_reference(config: AblationConfig, progress: bool = True) -> dict[str, An
     return result
 
 
-def summarise(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def sweep_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (value, losses) in first-seen order: the seeds' mean of every metric
     and cost, ``<name>_std`` (sample standard deviation, 0 for one seed) and ``seeds``."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -337,7 +338,7 @@ def _lead(sweep: str, row: dict[str, Any]) -> list[str]:
     return [str(row["value"]).capitalize(), "✓" if row["losses"] != "AL" else "", "✓" if row["losses"] != "RL" else ""]
 
 
-def to_markdown(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, Any], config: AblationConfig) -> str:
+def sweep_table(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, Any], config: AblationConfig) -> str:
     """The sweep's table, shaped like the paper's, with the baselines and settings below it."""
     kind = TASKS[config.task].kind
     columns = _METRIC_COLUMNS[kind] + (_COST_COLUMNS if sweep == "stride" else [])
@@ -437,7 +438,7 @@ def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict
     ``<out_dir>/<sweep>.md``, ``.json`` and ``.png``.
 
     Returns what ``<sweep>.json`` holds: ``sweep``, ``settings`` (``config``), ``rows``
-    (:func:`summarise`), ``cells`` (per seed), ``reference``, and ``files`` (the three paths).
+    (:func:`sweep_rows`), ``cells`` (per seed), ``reference``, and ``files`` (the three paths).
     """
     cells = make_cells(sweep, config)
     out = Path(config.out_dir)
@@ -447,11 +448,11 @@ def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict
         log.info("cell %s", cell.folder.name)
         results.append(run_cell(cell, config, progress))
     reference = run_reference(config, progress)
-    rows = summarise(results)
+    rows = sweep_rows(results)
     files = {"md": str(out / f"{sweep}.md"), "json": str(out / f"{sweep}.json"), "png": str(out / f"{sweep}.png")}
     summary = {"sweep": sweep, "settings": dataclasses.asdict(config), "rows": rows, "cells": results,
                "reference": reference, "files": files}
-    Path(files["md"]).write_text(to_markdown(sweep, rows, reference, config))
+    Path(files["md"]).write_text(sweep_table(sweep, rows, reference, config))
     save_plot(sweep, rows, reference, config, files["png"])
     _write_json(Path(files["json"]), summary)
     return summary

@@ -6,18 +6,21 @@
   report and the confusion matrix;
 - :func:`regression_metrics`: MSE (EmotiW's metric), MAE;
 - :func:`save_confusion_png`: the confusion matrix as a picture;
-- :func:`write_report`: a run's metrics as ``<name>.json`` and a readable ``<name>.md``.
+- :func:`write_report`: a run's metrics as ``<name>.json`` and a readable ``<name>.md``;
+- :func:`write_predictions`: a probe's predictions, one CSV row per video.
 
 Metric dicts hold plain Python numbers, lists and strings only, so they go to JSON as is.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from sklearn import metrics as skm
 
 
@@ -127,7 +130,7 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def to_markdown(report: dict[str, Any], title: str = "Results") -> str:
+def report_markdown(report: dict[str, Any], title: str = "Results") -> str:
     """A Markdown summary of a report: its scalar entries (and ``{"weighted", "macro"}``
     pairs) in one table, then the per-class table and confusion matrix when present."""
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
@@ -152,10 +155,26 @@ def to_markdown(report: dict[str, Any], title: str = "Results") -> str:
 
 def write_report(report: dict[str, Any], out_dir: str | Path, name: str = "metrics", title: str = "Results") -> tuple[Path, Path]:
     """Write ``out_dir/<name>.json`` (the whole report) and ``out_dir/<name>.md``
-    (:func:`to_markdown`); returns both paths."""
+    (:func:`report_markdown`); returns both paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
-    md_path.write_text(to_markdown(report, title))
+    md_path.write_text(report_markdown(report, title))
     return json_path, md_path
+
+
+def write_predictions(path: Path, videos: list[str], labels: torch.Tensor, scores: torch.Tensor,
+                       class_names: list[str]) -> None:
+    """One row per video: its label and the prediction with every class's probability
+    (``class_names`` given), or its score."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        if class_names:
+            w.writerow(["video", "label", "prediction", "confidence", *[f"p_{n}" for n in class_names]])
+            for video, y, probs in zip(videos, labels.tolist(), scores.tolist()):
+                best = max(range(len(probs)), key=probs.__getitem__)
+                w.writerow([video, y, best, f"{probs[best]:.4f}", *[f"{q:.4f}" for q in probs]])
+        else:
+            w.writerow(["video", "label", "score"])
+            w.writerows([video, f"{y:.4f}", f"{s:.4f}"] for video, y, s in zip(videos, labels.tolist(), scores.tolist()))

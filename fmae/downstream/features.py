@@ -1,0 +1,141 @@
+"""Pooled features of a frozen encoder for labelled items, and their on-disk cache.
+
+The frozen encoder sees every token of a clip (no masking); its final-normed tokens are
+mean-pooled to one ``D`` vector (:meth:`fmae.model.FMAE.forward_features`; FMAE has no
+[CLS] token). Each item (a video, or a window of a long EmotiW video) gives ``views``
+clips: the centred one, or several at seeded random starts. Features are cached on disk,
+keyed by the encoder's weights (:func:`fmae.weights.fingerprint`), the items (paths,
+windows, file sizes and times) and the clip sampling, so probes with other seeds, heads,
+optimiser settings or label columns reuse one encoder pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from fmae.data import ClipItem, make_loader
+from fmae.device import autocast
+from fmae.distributed import Distributed
+from fmae.files import write_atomically
+from fmae.model import FMAE
+from fmae.weights import fingerprint
+
+log = logging.getLogger(__name__)
+
+_VIEW_SEED = 0  # fixed, so the cached clips do not depend on the probe's seed
+# Pre-training (fmae.pretraining) and prediction (fmae.downstream.timeline) decode with PyAV; DALI's MJPEG
+# decoder gives slightly other pixels (mean |Δ| 0.02, max 0.56 in normalised units), so the
+# probe decodes like them and its encoder sees the pixels it was trained and is used on.
+CLIP_LOADER = "torch"
+
+
+class Features(NamedTuple):
+    """Pooled encoder features of a list of items."""
+
+    features: torch.Tensor
+    """float32 ``[I, K, D]``: ``I`` items, ``K`` clips each."""
+    labels: torch.Tensor
+    """``[I]``: int64 classes or float32 scores."""
+    paths: list[str]
+    """The ``I`` items' video files (an EmotiW video gives several items)."""
+
+
+
+def item_labels(items: Sequence[ClipItem]) -> torch.Tensor:
+    """``[I]`` labels of ``items``: int64 when they are classes, float32 when scores;
+    ``ValueError`` when an item is unlabelled or the kinds are mixed."""
+    if any(it.label is None for it in items):
+        raise ValueError(f"{sum(it.label is None for it in items)} of {len(items)} items have no label (e.g. {items[0].path})")
+    if len({isinstance(it.label, float) for it in items}) > 1:
+        raise ValueError("items mix class and score labels")
+    dtype = torch.float32 if isinstance(items[0].label, float) else torch.int64
+    return torch.tensor([it.label for it in items], dtype=dtype)
+
+
+def _cache_key(encoder: FMAE, items: Sequence[ClipItem], views: int, stride: int, dtype: torch.dtype) -> str:
+    files = []
+    for it in items:
+        stat = Path(it.path).stat()
+        # Labels are left out: probes of other label columns reuse the same features.
+        files.append([str(Path(it.path).resolve()), it.start, it.stop, stat.st_size, stat.st_mtime_ns])
+    key = {"encoder": fingerprint(encoder), "items": files, "views": views, "view_seed": _VIEW_SEED,
+           "num_frames": encoder.config.num_frames, "stride": stride, "dtype": str(dtype), "pool": "mean", "version": 2}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def _encode(encoder: FMAE, items: Sequence[ClipItem], views: int, stride: int, batch_size: int, num_workers: int,
+            device: torch.device, dtype: torch.dtype, progress: bool, desc: str, env: Distributed | None) -> torch.Tensor:
+    """float32 ``[I, K, D]`` pooled features of every clip of every item: under a
+    multi-process ``env`` each rank encodes its share and the shares are gathered."""
+    encoder.eval()
+    world, rank = (env.world, env.rank) if env is not None else (1, 0)
+    done: list[torch.Tensor] = []  # the item indices of this rank's batches
+    # Sharding inside the loader keeps every item's index, which seeds its clips: the
+    # features do not depend on the number of processes.
+    loader = make_loader(items=items, batch_size=batch_size, num_frames=encoder.config.num_frames, stride=stride,
+                         random_start=views > 1, shuffle=False, seed=_VIEW_SEED, with_regions=False, device=device,
+                         num_workers=num_workers, shard_id=rank, num_shards=world, backend=CLIP_LOADER)
+    size = encoder.config.img_size
+    per_view: list[list[torch.Tensor]] = []
+    with tqdm(total=len(loader.items) * views // world, disable=not progress, desc=desc, unit="clip",
+              dynamic_ncols=True) as bar:
+        for view in range(views):
+            loader.set_epoch(view)
+            per_view.append([])
+            for batch in loader:
+                clip = batch["clip"]
+                if tuple(clip.shape[-2:]) != (size, size):
+                    raise ValueError(f"clips such as {items[0].path} are {clip.shape[-2]}×{clip.shape[-1]} but the encoder "
+                                     f"takes {size}×{size}: preprocess the faces to that size, or probe an encoder of theirs")
+                with autocast(device, dtype):
+                    feats = encoder.forward_features(clip)
+                per_view[view].append(feats.float().cpu())
+                if view == 0:
+                    done.append(batch["index"])
+                bar.update(clip.shape[0])
+    # Every view visits the items in the same order (shuffle is off), so rows line up.
+    rows = torch.stack([torch.cat(feats) for feats in per_view], dim=1)
+    index = torch.cat(done)
+    if env is None:
+        out = torch.zeros((len(items), *rows.shape[1:]))
+        out[index] = rows
+        return out
+    return env.gather_rows(index, rows, len(items))
+
+
+def extract_features(encoder: FMAE, items: Sequence[ClipItem], *, views: int = 1, stride: int = 2,
+                     batch_size: int = 32, num_workers: int = 0, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLike | None = None,
+                     progress: bool = False, desc: str = "features", env: Distributed | None = None) -> Features:
+    """Pooled features of the frozen ``encoder`` (on ``device``) for labelled ``items``.
+
+    Clips are ``encoder.config.num_frames`` frames ``stride`` apart: the centred one when
+    ``views == 1``, else ``views`` clips at random starts seeded per (view, item). With
+    ``cache_dir`` the result is read from, or written to, ``<cache_dir>/<key>.safetensors``
+    (key: see the module docstring); a cache hit runs no encoder pass. With a
+    multi-process ``env`` each rank encodes its :meth:`~fmae.distributed.Distributed.share`
+    of the items and every rank returns all the features; rank 0 writes the cache.
+    """
+    items = [ClipItem(*it) for it in items]
+    labels = item_labels(items)
+    paths = [str(it.path) for it in items]
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{_cache_key(encoder, items, views, stride, dtype)}.safetensors"
+        if cache.is_file():
+            log.info("%s: %d items from the cache %s", desc, len(items), cache)
+            return Features(load_file(str(cache))["features"], labels, paths)
+    feats = _encode(encoder, items, views, stride, batch_size, num_workers, torch.device(device), dtype, progress, desc, env)
+    if cache is not None and (env is None or env.main):
+        write_atomically(cache, lambda tmp: save_file({"features": feats}, str(tmp), metadata={"paths": json.dumps(paths)}))
+    return Features(feats, labels, paths)

@@ -1,0 +1,88 @@
+"""What a pre-training run writes besides checkpoints: scalars and reconstruction images.
+
+- ``metrics.jsonl``: one JSON line of losses, learning rate and clips/s per log step;
+- ``tb/``: the same as TensorBoard scalars, plus the reconstruction grids;
+- ``recon-<step>.png``: a clip's frames, the masked input and the reconstruction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fmae.distributed import Distributed
+from fmae.drawing import reconstruction_rows, shown_frames, tile
+from fmae.masking import make_mask
+from fmae.pretraining.step import Pretrainer
+
+log = logging.getLogger(__name__)
+
+
+class RunLog:
+    """The TensorBoard writer and ``metrics.jsonl`` of a run in ``out_dir`` (rank 0 only)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out_dir / "tb"))
+        self.jsonl = open(out_dir / "metrics.jsonl", "a")
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "pretrain") -> None:
+        for k, v in values.items():
+            if v is not None:
+                self.tb.add_scalar(f"{prefix}/{k}", v, step)
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+        self.jsonl.close()
+
+
+def mask_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of step ``step``'s masks, seeded by ``(seed, step)``: resuming needs no generator state."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+
+
+def log_step(env: Distributed, run_log: RunLog | None, step: int, pending: list[dict[str, Any]],
+             clips_per_s: float) -> dict[str, float]:
+    """Average the pending steps' stats over steps and ranks (a sync) and log them;
+    returns the averages (``skipped`` summed)."""
+    keys = sorted(pending[-1])
+    means = torch.stack([torch.stack([torch.as_tensor(s[k], dtype=torch.float32).to(env.device) for s in pending]).mean()
+                         for k in keys])
+    values = dict(zip(keys, env.mean(means).tolist()))
+    values["skipped"] *= len(pending)  # a count, not a mean
+    values["clips_per_s"] = clips_per_s
+    if "disc_loss" in values and values["disc_loss"] < 1e-3:
+        log.warning("step %d: the discriminator's loss is %.2e: it has collapsed (wins every time); "
+                    "consider a lower --adv-weight", step, values["disc_loss"])
+    if run_log is not None:
+        run_log.scalars(step, values)
+    return values
+
+
+@torch.no_grad()
+def write_reconstruction(run: Pretrainer, clip: torch.Tensor, regions: torch.Tensor, strategy: str, ratio: float,
+                         seed: int, step: int, out_dir: Path, run_log: RunLog, frames: int = 8) -> Path:
+    """``recon-<step>.png`` (and a TensorBoard image) of one clip: rows original, masked
+    input, reconstruction; ``frames`` frames spread over the clip. clip: float
+    ``[1, 3, T, H, W]``; regions: uint8 ``[1, T, H, W]``."""
+    mc = run.model.config
+    mask = make_mask(strategy, ratio, batch=1, grid=mc.grid, region_maps=regions, tubelet=mc.tubelet,
+                     generator=mask_generator(seed + 1, step, clip.device), device=clip.device)
+    run.model.eval()
+    recon = run.model.reconstruct(clip, mask, run.num_masked)
+    rows = reconstruction_rows(clip[0].cpu(), mask[0].cpu(), recon[0].cpu(), mc.grid, mc.tubelet,
+                               shown_frames(mc.num_frames, frames))
+    grid = tile([images for _, images in rows], gap=0)
+    path = out_dir / f"recon-{step:08d}.png"
+    Image.fromarray(np.ascontiguousarray(grid)).save(path)
+    run_log.tb.add_image("pretrain/reconstruction", grid, step, dataformats="HWC")
+    return path
