@@ -16,19 +16,15 @@ from fmae.model import FMAE, get_config
 from fmae.predict import main
 from fmae.downstream.timeline import (
     NO_FACE,
-    Faces,
     PredictConfig,
-    _window_clips,
-    encode_windows,
-    find_faces,
     run_predict,
     save_timeline_png,
     score_windows,
     timeline_summary,
     window_plan,
-    window_starts,
     write_timeline_csv,
 )
+from fmae.downstream.windows import Faces, encode_windows, find_faces, window_clips, window_starts
 from fmae.downstream.features import extract_features
 from fmae.downstream.fit import train_probe
 from fmae.downstream.head import LinearProbe, save_probe
@@ -87,7 +83,7 @@ def test_windows_are_the_probe_pipelines_clips(predictor):
     loader = make_loader(items=items, batch_size=len(items), num_frames=4, stride=2, random_start=False, shuffle=False,
                          with_regions=False, backend="torch")
     theirs = next(iter(loader))["clip"]
-    ours = torch.stack([normalise_clip(torch.from_numpy(c)) for c in _window_clips(faces.crops, picked, offsets)])
+    ours = torch.stack([normalise_clip(torch.from_numpy(c)) for c in window_clips(faces.crops, picked, offsets)])
     torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
     features = encode_windows(predictor["encoder_model"], faces.crops, picked, offsets, batch_size=2)
     torch.testing.assert_close(features, predictor["encoder_model"].forward_features(theirs), atol=1e-5, rtol=1e-5)

@@ -37,22 +37,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import av
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fmae.config import setting, check_choices, to_yaml
-from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
-from fmae.device import DTYPES, autocast, resolve_device, resolve_dtype
+from fmae.device import DTYPES, resolve_device, resolve_dtype
 from fmae.model import FMAE
-from fmae.data.face_cache import PreprocessConfig, process_video
 from fmae.downstream.head import LinearProbe, load_probe
 from fmae.downstream.scores import score_items
+from fmae.downstream.windows import Faces, encode_windows, find_faces, window_starts
 from fmae.weights import fingerprint, load_encoder
 
 log = logging.getLogger(__name__)
@@ -123,45 +120,6 @@ def load_predictor(probe_path: str | Path, checkpoint: str | Path = "",
     return encoder, probe, meta
 
 
-# ----------------------------------------------------------------------------- faces
-
-
-@dataclass
-class Faces:
-    """A recording after the face pipeline."""
-
-    crops: Path | None
-    """Face-crop video (``img_size²`` MJPEG, one frame per source frame); ``None`` when no frame has a face."""
-    has_face: np.ndarray
-    """``bool [T]``: a face was detected in source frame ``t``."""
-    fps: float
-
-
-def find_faces(video: str | Path, work_dir: str | Path, img_size: int) -> Faces:
-    """Run the face pipeline (MediaPipe) on ``video``, writing crops into ``work_dir``.
-
-    Raises ``FileNotFoundError`` for a missing video and ``ValueError`` for one that is
-    unreadable or empty; a video without any face is not an error (``crops`` is ``None``).
-    """
-    video = Path(video).expanduser()
-    if not video.is_file():
-        raise FileNotFoundError(f"no video {video}")
-    crops = Path(work_dir) / f"{video.stem}.faces.avi"
-    config = PreprocessConfig(size=img_size, regions=False)  # the encoder reads no region maps
-    with config.create_backend() as backend:
-        record = process_video(video, crops, backend, config)
-    if record["status"] == "no_face":
-        return Faces(None, np.zeros(record["frames"], bool), record["fps"])
-    if record["status"] != "ok":
-        raise ValueError(f"{video}: {record['status']}: {record['message']}")
-    if record["message"]:
-        log.warning("%s: %s", video, record["message"])
-    has_face = np.ones(record["frames"], bool)
-    for start, stop in record["missing_face_ranges"]:
-        has_face[start:stop] = False
-    return Faces(crops, has_face, record["fps"])
-
-
 # --------------------------------------------------------------------------- windows
 
 
@@ -198,62 +156,6 @@ class Timeline:
             else:
                 out.append(f"{float(s):.4f}")
         return out
-
-
-def window_starts(num_frames: int, span: int, hop: int) -> np.ndarray:
-    """``int64 [W]``: first frames of the windows of ``span`` frames every ``hop`` frames
-    that fit in ``num_frames``; ``ValueError`` when not even one fits."""
-    if span < 1 or hop < 1:
-        raise ValueError(f"span and hop must be at least one frame, got {span}, {hop}")
-    if num_frames < span:
-        raise ValueError(f"the video has {num_frames} frames, fewer than one window of {span}")
-    return np.arange(0, num_frames - span + 1, hop, dtype=np.int64)
-
-
-def _window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterator[np.ndarray]:
-    """``uint8 [len(offsets), H, W, 3]`` frames ``start + offsets`` of each of the sorted
-    ``starts``, in order, from one decoding pass holding at most one window's frames."""
-    wanted = set((starts[:, None] + offsets).ravel().tolist())
-    held: dict[int, np.ndarray] = {}
-    w, last = 0, int(offsets[-1])
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if w == len(starts):
-                return
-            if i in wanted:
-                held[i] = frame.to_ndarray(format="rgb24")
-            while w < len(starts) and starts[w] + last <= i:
-                yield np.stack([held[int(starts[w] + o)] for o in offsets])
-                w += 1
-                first = int(starts[w]) if w < len(starts) else i + 1
-                for k in [k for k in held if k < first]:
-                    del held[k]
-    if w < len(starts):
-        raise ValueError(f"{path} ended before frame {int(starts[w]) + last}, which window {w} needs")
-
-
-@torch.no_grad()
-def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.ndarray, *, batch_size: int = 16,
-                   dtype: torch.dtype = torch.float32, progress: bool = False) -> torch.Tensor:
-    """float32 ``[W, D]``: the pooled encoder features (:meth:`fmae.model.FMAE.forward_features`)
-    of the clips made of frames ``start + offsets`` of the face-crop video ``crops``, for
-    each of the sorted ``starts`` (``int64 [W]``)."""
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = torch.empty(len(starts), encoder.config.embed_dim)
-    batch: list[torch.Tensor] = []
-    done = 0
-    with tqdm(total=len(starts), disable=not progress, desc="windows", unit="window", dynamic_ncols=True) as bar:
-        for k, frames in enumerate(_window_clips(crops, starts, offsets)):
-            batch.append(normalise_clip(torch.from_numpy(frames)))
-            if len(batch) == batch_size or k == len(starts) - 1:
-                clips = torch.stack(batch).to(device)
-                with autocast(device, dtype):
-                    out[done : done + len(batch)] = encoder.forward_features(clips).float().cpu()
-                done += len(batch)
-                bar.update(len(batch))
-                batch.clear()
-    return out
 
 
 def window_plan(meta: dict[str, Any], num_frames: int, fps: float,

@@ -1,0 +1,152 @@
+"""Windows over a recording: the face pass, window positions, and the encoder's features
+of each window.
+
+A recording goes through the project's face pipeline once (:func:`find_faces`: crops of
+the encoder's size, one per source frame, and whether each frame shows a face); windows
+of ``clip frames × temporal stride`` source frames start every hop
+(:func:`window_starts`); :func:`encode_windows` decodes the crops in one pass and
+batches the windows through the encoder. Prediction (:mod:`fmae.downstream.timeline`)
+and feature extraction (``python -m fmae.extract``) both stand on this.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fmae.data.clips import normalise_clip
+from fmae.data.face_cache import PreprocessConfig, process_video
+from fmae.device import autocast
+from fmae.model import FMAE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Faces:
+    """A recording after the face pipeline."""
+
+    crops: Path | None
+    """Face-crop video (``img_size²`` MJPEG, one frame per source frame); ``None`` when no frame has a face."""
+    has_face: np.ndarray
+    """``bool [T]``: a face was detected in source frame ``t``."""
+    fps: float
+
+
+def find_faces(video: str | Path, work_dir: str | Path, img_size: int, cropped: bool = False) -> Faces:
+    """Run the face pipeline (MediaPipe) on ``video``, writing crops into ``work_dir``.
+
+    With ``cropped`` the video already is face crops: nothing is detected, every frame
+    counts as a face and the video itself is read (resized to ``img_size`` as it is
+    decoded). Raises ``FileNotFoundError`` for a missing video and ``ValueError`` for one
+    that is unreadable or empty; a video without any face is not an error (``crops`` is
+    ``None``).
+    """
+    video = Path(video).expanduser()
+    if not video.is_file():
+        raise FileNotFoundError(f"no video {video}")
+    if cropped:
+        return _cropped(video)
+    crops = Path(work_dir) / f"{video.stem}.faces.avi"
+    config = PreprocessConfig(size=img_size, regions=False)  # the encoder reads no region maps
+    with config.create_backend() as backend:
+        record = process_video(video, crops, backend, config)
+    if record["status"] == "no_face":
+        return Faces(None, np.zeros(record["frames"], bool), record["fps"])
+    if record["status"] != "ok":
+        raise ValueError(f"{video}: {record['status']}: {record['message']}")
+    if record["message"]:
+        log.warning("%s: %s", video, record["message"])
+    has_face = np.ones(record["frames"], bool)
+    for start, stop in record["missing_face_ranges"]:
+        has_face[start:stop] = False
+    return Faces(crops, has_face, record["fps"])
+
+
+def _cropped(video: Path) -> Faces:
+    try:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            frames = sum(1 for _ in container.decode(video=0))
+    except (av.error.FFmpegError, IndexError) as e:
+        raise ValueError(f"{video}: unreadable: {e}") from e
+    if frames == 0:
+        raise ValueError(f"{video}: empty: no frames")
+    return Faces(video, np.ones(frames, bool), fps)
+
+
+def window_starts(num_frames: int, span: int, hop: int) -> np.ndarray:
+    """``int64 [W]``: first frames of the windows of ``span`` frames every ``hop`` frames
+    that fit in ``num_frames``; ``ValueError`` when not even one fits."""
+    if span < 1 or hop < 1:
+        raise ValueError(f"span and hop must be at least one frame, got {span}, {hop}")
+    if num_frames < span:
+        raise ValueError(f"the video has {num_frames} frames, fewer than one window of {span}")
+    return np.arange(0, num_frames - span + 1, hop, dtype=np.int64)
+
+
+def window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterator[np.ndarray]:
+    """``uint8 [len(offsets), H, W, 3]`` frames ``start + offsets`` of each of the sorted
+    ``starts``, in order, from one decoding pass holding at most one window's frames."""
+    wanted = set((starts[:, None] + offsets).ravel().tolist())
+    held: dict[int, np.ndarray] = {}
+    w, last = 0, int(offsets[-1])
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if w == len(starts):
+                return
+            if i in wanted:
+                held[i] = frame.to_ndarray(format="rgb24")
+            while w < len(starts) and starts[w] + last <= i:
+                yield np.stack([held[int(starts[w] + o)] for o in offsets])
+                w += 1
+                first = int(starts[w]) if w < len(starts) else i + 1
+                for k in [k for k in held if k < first]:
+                    del held[k]
+    if w < len(starts):
+        raise ValueError(f"{path} ended before frame {int(starts[w]) + last}, which window {w} needs")
+
+
+@torch.no_grad()
+def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.ndarray, *, batch_size: int = 16,
+                   dtype: torch.dtype = torch.float32, pool: bool = True, progress: bool = False) -> torch.Tensor:
+    """float32 ``[W, D]`` (``pool``) or ``[W, N, D]``: the encoder features
+    (:meth:`fmae.model.FMAE.forward_features`) of the clips made of frames
+    ``start + offsets`` of the face-crop video ``crops``, for each of the sorted
+    ``starts`` (``int64 [W]``). Frames of another size than the encoder's are resized."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    c = encoder.config
+    out = torch.empty(len(starts), c.embed_dim) if pool else torch.empty(len(starts), c.num_tokens, c.embed_dim)
+    batch: list[torch.Tensor] = []
+    done = 0
+    with tqdm(total=len(starts), disable=not progress, desc="windows", unit="window", dynamic_ncols=True) as bar:
+        for k, frames in enumerate(window_clips(crops, starts, offsets)):
+            batch.append(normalise_clip(torch.from_numpy(frames)))
+            if len(batch) == batch_size or k == len(starts) - 1:
+                clips = torch.stack(batch).to(device)
+                if clips.shape[-1] != c.img_size or clips.shape[-2] != c.img_size:
+                    clips = _resize(clips, c.img_size)
+                with autocast(device, dtype):
+                    out[done : done + len(batch)] = encoder.forward_features(clips, pool=pool).float().cpu()
+                done += len(batch)
+                bar.update(len(batch))
+                batch.clear()
+    return out
+
+
+def _resize(clips: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, C, T, H, W]`` → ``[B, C, T, size, size]``, bilinear with antialiasing."""
+    B, C, T, H, W = clips.shape
+    frames = clips.permute(0, 2, 1, 3, 4).reshape(B * T, C, H, W)
+    frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear", antialias=True,
+                                             align_corners=False)
+    return frames.reshape(B, T, C, size, size).permute(0, 2, 1, 3, 4)
