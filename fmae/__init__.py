@@ -1,10 +1,23 @@
 """FMAE: a facial masked autoencoder for self-supervised engagement recognition.
 
 Data flows one way: ``data`` → ``face`` → ``masking`` → ``model`` → ``losses`` →
-``pretraining`` → ``downstream``; ``fmae.ops`` (the kernels) sits below all of them.
+``train`` / ``probe``; ``fmae.ops`` (the kernels) sits below all of them.
+
+At the top of the package, for using a trained encoder::
+
+    import fmae
+    encoder = fmae.load_encoder("runs/pretrain")       # or an exported / converted .safetensors
+    features = encoder.forward_features(clips)          # [B, C, T, H, W] → [B, D]; pool=False: [B, N, D]
+    video = fmae.extract_video(encoder, "lecture.mp4")  # a whole video: features [W, D], start_s, end_s
+
+Other implementations' checkpoints (Hugging Face VideoMAE, VideoMAE / VideoMAE V2,
+MARLIN) are converted once with ``python -m fmae.convert SRC OUT.safetensors``.
 """
 
+from __future__ import annotations
+
 import pkgutil
+from typing import TYPE_CHECKING, Any
 
 # Run from a source checkout (``python -m pytest`` in the repository root puts it first on
 # sys.path), this package has no compiled modules: also look in the installed copy, so
@@ -12,3 +25,26 @@ import pkgutil
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
+
+__all__ = ["extract_video", "load_encoder"]
+
+if TYPE_CHECKING:
+    from fmae.downstream.feature_export import extract_video
+    from fmae.weights import load_encoder
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``import fmae`` stays cheap (no torch) until the loader is wanted.
+    if name == "load_encoder":
+        from fmae.weights import load_encoder
+
+        return load_encoder
+    if name == "extract_video":
+        from fmae.downstream.feature_export import extract_video
+
+        return extract_video
+    raise AttributeError(f"module 'fmae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

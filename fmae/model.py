@@ -14,13 +14,24 @@ One file, in the manner of facebookresearch/mae's ``models_mae.py``:
 - fixed 1-D sinusoidal position embeddings over the ``N`` tokens (VideoMAE's table);
 - a pre-norm ViT encoder over the visible tokens only (picked with
   :func:`fmae.ops.gather_tokens`); attention goes through :func:`fmae.ops.attention`;
-- a narrower ViT decoder over all ``N`` tokens: the encoder's tokens are put back in
-  place with :func:`fmae.ops.scatter_tokens`, a learned mask token fills the masked
-  positions; a linear head predicts the ``P`` pixels of each masked cube;
+  :meth:`FMAE.forward_features` runs it on every token and mean-pools;
+- a narrower ViT decoder over the visible tokens and the masked positions it
+  reconstructs (all ``M`` masked tokens, or with decoder masking — VideoMAE V2's dual
+  masking, :func:`fmae.masking.decoder_targets` — ``K`` of them): its input is built by
+  :func:`fmae.ops.decoder_input` in HF's layout, the encoder's tokens first, then a
+  learned mask token at each target position, each plus its position embedding; a
+  linear head predicts the ``P`` pixels of each target cube from the last ``K`` rows;
 - targets are the masked cubes' pixels (the paper's eq. 4), or with
   ``norm_pix_loss`` the cubes normalised per cube and channel (VideoMAE's targets).
 
 Sizes come from a registry of :class:`FMAEConfig` (:func:`create`, :func:`get_config`).
+
+A few config fields describe other implementations' architectural choices
+(:data:`ARCHITECTURE_OPTIONS`: q/v-only attention biases, LayerNorm epsilons, layer scale,
+where the final norm sits relative to the pooling, stored position tables, a decoder
+embedding without bias). Their defaults are FMAE's own architecture; other values let a
+model converted from Hugging Face VideoMAE, the original VideoMAE / VideoMAE V2 code or
+MARLIN (:mod:`fmae.interop`) compute exactly what its source computes.
 """
 
 from __future__ import annotations
@@ -32,8 +43,33 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from fmae.ops import attention, gather_tokens, scatter_tokens, visible_index
+from fmae.ops import attention, decoder_input, gather_tokens, visible_index
+
+QKV_BIASES = ("qkv", "qv", "none")
+"""``qkv``: one bias for q, k and v (FMAE); ``qv``: biases on q and v only, k's fixed at
+zero (VideoMAE's ``q_bias``/``v_bias``, MARLIN, HF ``qv_bias``); ``none``: no bias."""
+POOLINGS = ("norm_mean", "mean_norm", "mean_fc_norm", "mean")
+"""How :meth:`FMAE.forward_features` treats the final norm, with the tokens it returns
+(``pool=False``) and the pooled vector (``pool=True``):
+
+- ``norm_mean``: tokens ``norm(x)``, pooled ``mean(norm(x))`` (FMAE; original VideoMAE
+  pre-training encoders; HF ``VideoMAEModel`` with ``use_mean_pooling=False``);
+- ``mean_norm``: tokens ``norm(x)``, pooled ``norm(mean(x))`` (MARLIN's
+  ``extract_features`` with and without ``seq_mean_pool``);
+- ``mean_fc_norm``: tokens ``x``, pooled ``fc_norm(mean(x))`` (HF
+  ``VideoMAEForVideoClassification``, fine-tuned VideoMAE checkpoints);
+- ``mean``: tokens ``x``, pooled ``mean(x)``, no final norm (HF ``VideoMAEModel`` with
+  ``use_mean_pooling=True``).
+
+``x`` are the last block's outputs. The decoder always gets the tokens."""
+POSITION_EMBEDDINGS = ("sincos", "fixed", "learned")
+"""``sincos``: both tables rebuilt from the config, not saved (FMAE, VideoMAE, HF);
+``fixed``: both tables saved with the weights, not trained (MARLIN, whose float32
+tables differ from the float64-built ones by up to ~1e-4 at ViT-B sizes); ``learned``: the
+encoder's table is a trained parameter (VideoMAE's ``use_learnable_pos_emb``), the
+decoder's stays ``sincos``."""
 
 
 @dataclass
@@ -59,6 +95,25 @@ class FMAEConfig:
     norm_pix_loss: bool = False
     disc_dim: int = 512
     disc_depth: int = 3
+    # Architecture options for converted models (ARCHITECTURE_OPTIONS); the defaults are FMAE's own.
+    qkv_bias: str = "qkv"
+    """Attention biases of every block, encoder and decoder: one of :data:`QKV_BIASES`."""
+    layer_norm_eps: float = 1e-6
+    """Epsilon of the LayerNorms inside every block, encoder and decoder."""
+    norm_eps: float = 1e-6
+    """Epsilon of the encoder's final norm (``norm``, or ``fc_norm``: see :data:`POOLINGS`)."""
+    decoder_norm_eps: float = 1e-6
+    """Epsilon of the decoder's final norm ``decoder_norm``."""
+    init_values: float = 0.0
+    """> 0: the encoder's blocks have layer scale (``gamma_1``, ``gamma_2``), initialised to this."""
+    decoder_init_values: float = 0.0
+    """The same for the decoder's blocks."""
+    pooling: str = "norm_mean"
+    """One of :data:`POOLINGS`."""
+    position_embedding: str = "sincos"
+    """One of :data:`POSITION_EMBEDDINGS`."""
+    decoder_embed_bias: bool = True
+    """Whether ``decoder_embed`` has a bias (VideoMAE's and MARLIN's have none)."""
     backend: str = "auto"
     attention_backend: str = "auto"
 
@@ -76,6 +131,14 @@ class FMAEConfig:
                 raise ValueError(f"{what} {dim} must be a positive multiple of its number of heads {heads}")
         if min(self.depth, self.decoder_depth, self.disc_depth, self.disc_dim, self.in_chans) < 1:
             raise ValueError("depths, disc_dim and in_chans must be positive")
+        for name, allowed in (("qkv_bias", QKV_BIASES), ("pooling", POOLINGS),
+                              ("position_embedding", POSITION_EMBEDDINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if min(self.layer_norm_eps, self.norm_eps, self.decoder_norm_eps) <= 0:
+            raise ValueError("LayerNorm epsilons must be positive")
+        if min(self.init_values, self.decoder_init_values) < 0:
+            raise ValueError("init_values must be >= 0 (0: no layer scale)")
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -94,15 +157,32 @@ class FMAEConfig:
         return math.prod(self.tubelet) * self.in_chans
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only (tuples become lists), for YAML or JSON."""
+        """Plain types only (tuples become lists), for YAML or JSON.
+
+        The :data:`ARCHITECTURE_OPTIONS` are written only where they differ from FMAE's
+        own architecture, so a native config reads as it did before they existed (and
+        :func:`fmae.weights.fingerprint`, made from it, is unchanged).
+        """
         d = dataclasses.asdict(self)
         d["tubelet"] = list(self.tubelet)
+        for name in ARCHITECTURE_OPTIONS:
+            if d[name] == _FMAE_DEFAULTS[name]:
+                del d[name]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FMAEConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        """Inverse of :meth:`to_dict`; missing keys take their defaults (configs written
+        before a field existed), unknown keys raise ``TypeError``."""
         return cls(**d)
+
+
+ARCHITECTURE_OPTIONS: tuple[str, ...] = (
+    "qkv_bias", "layer_norm_eps", "norm_eps", "decoder_norm_eps", "init_values", "decoder_init_values", "pooling",
+    "position_embedding", "decoder_embed_bias",
+)
+"""Fields that reproduce other implementations' architectures (:mod:`fmae.interop`)."""
+_FMAE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FMAEConfig)}
 
 
 MODEL_CONFIGS: dict[str, FMAEConfig] = {
@@ -172,48 +252,76 @@ def sinusoid_table(n: int, dim: int) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through :func:`fmae.ops.attention`."""
+    """Multi-head self-attention through :func:`fmae.ops.attention`.
 
-    def __init__(self, dim: int, num_heads: int, backend: str = "auto") -> None:
+    ``qkv_bias`` (:data:`QKV_BIASES`): ``qkv`` gives ``qkv`` a bias; ``qv`` gives it none
+    and adds ``q_bias`` and ``v_bias`` parameters instead, the key's bias being zero (a key
+    bias shifts every score of a query by the same amount, which the softmax ignores).
+    """
+
+    def __init__(self, dim: int, num_heads: int, backend: str = "auto", qkv_bias: str = "qkv") -> None:
         super().__init__()
         self.num_heads, self.backend = num_heads, backend
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias == "qkv")
+        if qkv_bias == "qv":
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``[B, L, D]`` → ``[B, L, D]``."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        if self.q_bias is None:
+            qkv = self.qkv(x)
+        else:
+            qkv = F.linear(x, self.qkv.weight, torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias)))
+        q, k, v = qkv.reshape(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         out = attention(q, k, v, backend=self.backend)  # [B, heads, L, head_dim]
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``; with
+    layer scale (``init_values > 0``) each branch is multiplied by a learned per-channel
+    ``gamma_1`` / ``gamma_2`` first."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, backend: str = "auto") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, backend: str = "auto", qkv_bias: str = "qkv",
+                 eps: float = 1e-6, init_values: float = 0.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, backend)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, backend, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        if init_values > 0:
+            self.gamma_1 = nn.Parameter(torch.full((dim,), float(init_values)))
+            self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values)))
+        else:
+            self.gamma_1 = self.gamma_2 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``[B, L, D]`` → ``[B, L, D]``."""
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        if self.gamma_1 is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        x = x + self.gamma_1 * self.attn(self.norm1(x))
+        return x + self.gamma_2 * self.mlp(self.norm2(x))
 
 
 class Reconstruction(NamedTuple):
-    """What :meth:`FMAE.forward` returns for a batch with ``M`` masked tokens per clip."""
+    """What :meth:`FMAE.forward` returns for a batch whose decoder reconstructs ``K``
+    masked tokens per clip (``K = M``, every masked token, unless decoder masking picked
+    a subset)."""
 
     pred: torch.Tensor
-    """``[B, M, P]`` predicted masked cubes (autocast dtype when autocast is on)."""
+    """``[B, K, P]`` predicted cubes (autocast dtype when autocast is on)."""
     target: torch.Tensor
-    """float32 ``[B, M, P]`` the real masked cubes (normalised when ``norm_pix_loss``)."""
+    """float32 ``[B, K, P]`` the real cubes there (normalised when ``norm_pix_loss``)."""
     masked_index: torch.Tensor
-    """int64 ``[B, M]`` token index of each predicted cube, ascending."""
+    """int64 ``[B, K]`` token index of each predicted cube: the positions predicted,
+    ascending (all masked tokens, or ``targets`` as given to :meth:`FMAE.forward`)."""
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -235,17 +343,27 @@ class FMAE(nn.Module):
         super().__init__()
         self.config = c = config
         self.patch_embed = nn.Linear(c.cube_dim, c.embed_dim)
-        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.attention_backend) for _ in range(c.depth))
-        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
-        self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim)
+        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.attention_backend, c.qkv_bias,
+                                          c.layer_norm_eps, c.init_values) for _ in range(c.depth))
+        # The final norm: on every token, or (mean_fc_norm) as fc_norm on the pooled vector only; see POOLINGS.
+        token_norm = c.pooling in ("norm_mean", "mean_norm")
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps) if token_norm else nn.Identity()
+        self.fc_norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps) if c.pooling == "mean_fc_norm" else None
+        self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim, bias=c.decoder_embed_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
-        self.decoder_blocks = nn.ModuleList(Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, c.attention_backend)
-                                            for _ in range(c.decoder_depth))
-        self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=1e-6)
+        self.decoder_blocks = nn.ModuleList(Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio,
+                                                  c.attention_backend, c.qkv_bias, c.layer_norm_eps,
+                                                  c.decoder_init_values) for _ in range(c.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
-        # Fixed, so not saved: rebuilt from the config.
-        self.register_buffer("pos_embed", sinusoid_table(c.num_tokens, c.embed_dim), persistent=False)
-        self.register_buffer("decoder_pos_embed", sinusoid_table(c.num_tokens, c.decoder_embed_dim), persistent=False)
+        # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
+        table = sinusoid_table(c.num_tokens, c.embed_dim)
+        if c.position_embedding == "learned":
+            self.pos_embed = nn.Parameter(table)
+        else:
+            self.register_buffer("pos_embed", table, persistent=c.position_embedding == "fixed")
+        self.register_buffer("decoder_pos_embed", sinusoid_table(c.num_tokens, c.decoder_embed_dim),
+                             persistent=c.position_embedding == "fixed")
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
@@ -271,7 +389,8 @@ class FMAE(nn.Module):
         """Encode the visible cubes.
 
         cubes: ``[B, N, P]`` from :func:`patchify`; visible: int64 ``[B, N_vis]`` →
-        ``[B, N_vis, D]`` (after the final norm).
+        ``[B, N_vis, D]``: the tokens of :meth:`forward_features` (``pool=False``), i.e.
+        after the final norm unless ``config.pooling`` keeps the tokens un-normed.
         """
         x = self.patch_embed(gather_tokens(cubes, visible, backend=self.config.backend))
         x = x + self.pos_embed[visible].to(x.dtype)
@@ -279,68 +398,108 @@ class FMAE(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def forward_decoder(self, latent: torch.Tensor, visible: torch.Tensor, mask: torch.Tensor,
-                        masked: torch.Tensor) -> torch.Tensor:
-        """Predict the masked cubes.
+    def forward_decoder(self, latent: torch.Tensor, visible: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Predict the cubes at ``targets``.
 
-        latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; mask: bool ``[B, N]``;
-        masked: int64 ``[B, M]`` → ``[B, M, P]``.
+        latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; targets: int64 ``[B, K]``,
+        masked positions (all of them, or decoder masking's subset) → ``[B, K, P]``.
+
+        The decoder runs on ``N_vis + K`` tokens laid out as HF's VideoMAE lays them
+        out: the visible tokens, then a mask token at each target
+        (:func:`fmae.ops.decoder_input`, one pass); attention does not care about the
+        order, and the predictions are the last ``K`` rows, so nothing is gathered.
         """
         x = self.decoder_embed(latent)
-        x = scatter_tokens(x, visible, mask.shape[1], backend=self.config.backend)  # [B, N, Dd], zeros where masked
-        x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x) + self.decoder_pos_embed.to(x.dtype)
+        index = torch.cat([visible, targets], dim=1)
+        # The indices come from visible_index / decoder_targets, in range by construction: no check (a CUDA sync).
+        x = decoder_input(x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend,
+                          check=False)
         for block in self.decoder_blocks:
             x = block(x)
         # Norm and head only where a prediction is wanted.
-        x = gather_tokens(x, masked, backend=self.config.backend)
-        return self.decoder_pred(self.decoder_norm(x))
+        return self.decoder_pred(self.decoder_norm(x[:, visible.shape[1]:]))
 
-    def forward(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> Reconstruction:
-        """Reconstruct the masked cubes of a batch.
+    def forward(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None,
+                targets: torch.Tensor | None = None) -> Reconstruction:
+        """Reconstruct the masked cubes of a batch (or, with decoder masking, some of them).
 
         Args:
             clip: float ``[B, C, T, H, W]`` matching the config's sizes.
             mask: bool ``[B, N]``, True = masked, the same count ``M`` in every row.
             num_masked: ``M``; give it (:func:`fmae.masking.num_masked`) to avoid a
                 host synchronisation.
+            targets: int64 ``[B, K]``, the masked positions the decoder reconstructs
+                (:func:`fmae.masking.decoder_targets`; distinct, masked, ``1 <= K <= M``;
+                checked on CPU tensors). ``None``: all ``M`` masked tokens.
 
         Returns:
-            :class:`Reconstruction` ``(pred [B, M, P], target [B, M, P], masked_index [B, M])``.
+            :class:`Reconstruction` ``(pred [B, K, P], target [B, K, P], masked_index [B, K])``.
         """
         self._check_clip(clip)
         if not isinstance(mask, torch.Tensor) or mask.shape != (clip.shape[0], self.config.num_tokens):
-            raise ValueError(f"mask must be bool [{clip.shape[0]}, {self.config.num_tokens}], got {getattr(mask, 'shape', mask)}")
+            raise ValueError(f"mask must be bool [{clip.shape[0]}, {self.config.num_tokens}], "
+                             f"got {getattr(mask, 'shape', mask)}")
         visible, masked = visible_index(mask, num_masked)
+        if targets is None:
+            targets = masked
+        else:
+            self._check_targets(targets, mask, masked.shape[1])
         cubes = patchify(clip, self.config.tubelet)
         latent = self.forward_encoder(cubes, visible)
-        pred = self.forward_decoder(latent, visible, mask, masked)
-        target = gather_tokens(cubes, masked, backend=self.config.backend)
+        pred = self.forward_decoder(latent, visible, targets)
+        target = gather_tokens(cubes, targets, backend=self.config.backend)
         target = normalize_cubes(target, self.config.in_chans) if self.config.norm_pix_loss else target.float()
-        return Reconstruction(pred, target, masked)
+        return Reconstruction(pred, target, targets)
+
+    @staticmethod
+    def _check_targets(targets: torch.Tensor, mask: torch.Tensor, num_masked: int) -> None:
+        B = mask.shape[0]
+        if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 or targets.dim() != 2 \
+                or targets.shape[0] != B or not 1 <= targets.shape[1] <= num_masked:
+            raise ValueError(f"targets must be int64 [{B}, K] with 1 <= K <= {num_masked} (the masked tokens), "
+                             f"got {getattr(targets, 'dtype', type(targets).__name__)} "
+                             f"{tuple(getattr(targets, 'shape', ()))}")
+        # Reading values back would be a host sync on CUDA and a graph break under torch.compile: CPU, eager only.
+        if targets.device.type == "cpu" and targets.numel() and not torch.compiler.is_compiling():
+            if int(targets.min()) < 0 or int(targets.max()) >= mask.shape[1]:
+                raise ValueError(f"targets must lie in [0, {mask.shape[1]})")
+            if not bool(mask.gather(1, targets).all()):
+                raise ValueError("targets must be masked tokens (mask True there)")
+            if bool((targets.sort(dim=1).values.diff(dim=1) == 0).any()):
+                raise ValueError("targets must be distinct within a row")
 
     def forward_features(self, clip: torch.Tensor, pool: bool = True) -> torch.Tensor:
         """Encoder features of the whole clip, no masking (for linear probing).
 
         clip: float ``[B, C, T, H, W]`` → ``[B, D]`` (mean over tokens) when ``pool``,
-        else ``[B, N, D]``.
+        else ``[B, N, D]``. Where the final norm sits follows ``config.pooling``
+        (:data:`POOLINGS`; by default the tokens are normed, then averaged).
         """
         self._check_clip(clip)
         x = self.patch_embed(patchify(clip, self.config.tubelet))
         x = x + self.pos_embed.to(x.dtype)
         for block in self.blocks:
             x = block(x)
-        x = self.norm(x)
-        return x.mean(dim=1) if pool else x
+        if not pool:
+            return self.norm(x)
+        if self.config.pooling == "mean_norm":
+            return self.norm(x.mean(dim=1))
+        if self.config.pooling == "mean_fc_norm":
+            return self.fc_norm(x.mean(dim=1))
+        return self.norm(x).mean(dim=1)  # norm_mean; mean (norm is the identity)
 
     @torch.no_grad()
-    def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
+    def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None,
+                    targets: torch.Tensor | None = None) -> torch.Tensor:
         """The clip with its masked cubes replaced by the model's predictions, for viewing.
 
         With ``norm_pix_loss`` the predictions are de-normalised with each real cube's
         own mean and variance, as the MAE visualisations do. ``[B, C, T, H, W]`` →
-        float32 ``[B, C, T, H, W]``.
+        float32 ``[B, C, T, H, W]``. ``targets`` as in :meth:`forward`: only those cubes
+        are replaced (by default every masked one, whatever decoder masking the model
+        was trained with).
         """
-        out = self(clip, mask, num_masked)
+        out = self(clip, mask, num_masked, targets)
         c = self.config
         cubes = patchify(clip, c.tubelet).float()
         pred = out.pred.float()

@@ -1,18 +1,23 @@
-"""Weights on disk: an encoder or a probe as ``NAME.safetensors`` plus ``NAME.json``.
+"""Weights on disk: an encoder, a whole model or a probe as ``NAME.safetensors`` plus ``NAME.json``.
 
 The ``.safetensors`` file holds the tensors (no pickle, so loading runs no code); the
 JSON file beside it says what they are::
 
     {"kind": "fmae-encoder", "format_version": 1, "config": {...}}
 
-For an encoder the config is :meth:`fmae.model.FMAEConfig.to_dict`; for a probe it is
-whatever the probe's owner stores (:func:`fmae.probing.save_probe`). Weights load from
-local paths only: nothing is ever downloaded.
+and, for weights converted from another implementation (:mod:`fmae.interop`), where
+they came from (``"source": {...}``). For an encoder (kind ``fmae-encoder``) or a whole
+autoencoder (``fmae-model``: the encoder and the decoder) the config is
+:meth:`fmae.model.FMAEConfig.to_dict`; for a probe it is whatever the probe's owner
+stores (:func:`fmae.downstream.head.save_probe`). Weights load from local paths only:
+nothing is ever downloaded.
 
 An exported encoder holds the patch embedding, the transformer blocks and the final
 norm — what :meth:`fmae.model.FMAE.forward_features` uses — not the decoder.
-:func:`load_encoder` also reads the encoder out of a pre-training checkpoint
-(:func:`fmae.trainer.pretrain`), so every tool takes either.
+:func:`load_encoder` and :func:`load_model` also read a pre-training checkpoint or a
+run folder, so every tool takes any of them. Checkpoints of other implementations
+(Hugging Face VideoMAE, the original VideoMAE / VideoMAE V2, MARLIN) come in through
+``python -m fmae.convert``.
 """
 
 from __future__ import annotations
@@ -33,8 +38,13 @@ from fmae.model import FMAE, FMAEConfig
 
 FORMAT_VERSION = 1
 ENCODER_KIND = "fmae-encoder"
-ENCODER_PREFIXES: tuple[str, ...] = ("patch_embed.", "blocks.", "norm.")
-"""State-dict keys of the encoder; the rest of :class:`fmae.model.FMAE` is the decoder."""
+MODEL_KIND = "fmae-model"
+"""The whole autoencoder, encoder and decoder (:func:`save_model`)."""
+ENCODER_PREFIXES: tuple[str, ...] = ("patch_embed.", "blocks.", "norm.", "fc_norm.", "pos_embed")
+"""State-dict keys of the encoder; the rest of :class:`fmae.model.FMAE` is the decoder.
+(``fc_norm`` and a saved ``pos_embed`` exist only in some converted models.)"""
+_FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_CONVERT_HINT = "convert it first: python -m fmae.convert SRC OUT.safetensors"
 
 
 def config_path(path: str | os.PathLike) -> Path:
@@ -50,30 +60,29 @@ def _local_file(path: str | os.PathLike) -> Path:
 
 
 def save_weights(path: str | os.PathLike, module: nn.Module | dict[str, torch.Tensor], kind: str,
-                 config: dict[str, Any]) -> Path:
+                 config: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
     """Write a module's state dict (or a dict of tensors) to ``path`` and ``{kind,
-    format_version, config}`` to :func:`config_path` (``path``); returns ``path``.
+    format_version, config, **extra}`` to :func:`config_path` (``path``); returns ``path``.
 
-    ``config`` must be JSON-serialisable. Both files are written beside each other,
-    tensors last, so a present ``.safetensors`` always has its JSON.
+    ``config`` and ``extra`` (e.g. ``{"source": ...}``) must be JSON-serialisable. Both
+    files are written beside each other, tensors last, so a present ``.safetensors``
+    always has its JSON.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights go to a .safetensors file, got {path}")
     tensors = module.state_dict() if isinstance(module, nn.Module) else module
     path.parent.mkdir(parents=True, exist_ok=True)
-    config_path(path).write_text(json.dumps({"kind": kind, "format_version": FORMAT_VERSION, "config": config}, indent=1) + "\n")
+    meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": config, **(extra or {})}
+    config_path(path).write_text(json.dumps(meta, indent=1) + "\n")
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
     return path
 
 
-def load_weights(path: str | os.PathLike, kind: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read weights written by :func:`save_weights` as ``(tensors, config)``.
-
-    Raises ``FileNotFoundError`` for a missing file or JSON sidecar, ``ValueError`` when
-    the JSON names another kind or a newer format, or the file is not safetensors.
-    """
-    path = _local_file(path)
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON beside the weights at ``path`` (:func:`config_path`): ``{kind,
+    format_version, config, ...}``. ``FileNotFoundError`` when it is missing,
+    ``ValueError`` when it is not a JSON object."""
     meta_file = config_path(path)
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} has no {meta_file.name} beside it: not weights exported by fmae.weights")
@@ -81,8 +90,25 @@ def load_weights(path: str | os.PathLike, kind: str, device: str | torch.device 
         meta = json.loads(meta_file.read_text())
     except ValueError as e:
         raise ValueError(f"{meta_file} is not valid JSON: {e}") from e
-    if not isinstance(meta, dict) or meta.get("kind") != kind:
-        raise ValueError(f"{path} holds {meta.get('kind') if isinstance(meta, dict) else meta!r} weights, expected {kind!r}")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file} holds {meta!r}, not a JSON object")
+    return meta
+
+
+def load_weights(path: str | os.PathLike, kind: str | tuple[str, ...], device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read weights written by :func:`save_weights` as ``(tensors, config)``.
+
+    ``kind`` is the kind expected, or a tuple of kinds accepted. Raises
+    ``FileNotFoundError`` for a missing file or JSON sidecar, ``ValueError`` when the
+    JSON names another kind or a newer format, or the file is not safetensors.
+    """
+    path = _local_file(path)
+    meta = read_meta(path)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if meta.get("kind") not in kinds:
+        expected = " or ".join(map(repr, kinds))
+        raise ValueError(f"{path} holds {meta.get('kind')!r} weights, expected {expected}")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {meta['format_version']}; this fmae reads up to {FORMAT_VERSION}")
     try:
@@ -108,11 +134,20 @@ def fingerprint(model: FMAE) -> str:
     return h.hexdigest()[:16]
 
 
-def save_encoder(model: FMAE, path: str | os.PathLike) -> Path:
-    """Export ``model``'s encoder to ``path`` (``.safetensors``) and its config to the JSON beside it."""
+def save_encoder(model: FMAE, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Export ``model``'s encoder to ``path`` (``.safetensors``) and its config to the JSON
+    beside it (with ``extra``, e.g. ``{"source": ...}``, at its top level)."""
     if not isinstance(model, FMAE):
         raise TypeError(f"model must be an fmae.model.FMAE, got {type(model).__name__}")
-    return save_weights(path, encoder_state(model), ENCODER_KIND, model.config.to_dict())
+    return save_weights(path, encoder_state(model), ENCODER_KIND, model.config.to_dict(), extra)
+
+
+def save_model(model: FMAE, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Export the whole autoencoder, encoder and decoder (kind ``fmae-model``), as
+    :func:`save_encoder` does the encoder; :func:`load_model` reads it back."""
+    if not isinstance(model, FMAE):
+        raise TypeError(f"model must be an fmae.model.FMAE, got {type(model).__name__}")
+    return save_weights(path, model.state_dict(), MODEL_KIND, model.config.to_dict(), extra)
 
 
 def _encoder_from(state: dict[str, torch.Tensor], config: dict[str, Any], source: Path) -> FMAE:
@@ -134,12 +169,15 @@ def _encoder_from(state: dict[str, torch.Tensor], config: dict[str, Any], source
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> FMAE:
     """An :class:`fmae.model.FMAE` in eval mode whose encoder holds the weights at ``path``.
 
-    ``path`` is an exported encoder (:func:`save_encoder`), a pre-training checkpoint
-    of :func:`fmae.trainer.pretrain`, or a pre-training run's folder (its ``out_dir`` or
-    ``checkpoints/`` folder: the newest checkpoint that verifies). The decoder of an
-    exported encoder is freshly initialised (it was not exported): use
-    :meth:`~fmae.model.FMAE.forward_features`. Raises ``FileNotFoundError`` for a
-    missing file, ``ValueError`` for a file that is neither.
+    ``path`` is an exported encoder (:func:`save_encoder`) or model (:func:`save_model`,
+    which is also what ``python -m fmae.convert`` writes), a pre-training checkpoint, or
+    a pre-training run's folder (its ``out_dir`` or ``checkpoints/`` folder: the newest
+    checkpoint that verifies). The decoder of an exported encoder is freshly
+    initialised (it was not exported): use
+    :meth:`~fmae.model.FMAE.forward_features` — ``clip`` float ``[B, C, T, H, W]``,
+    normalised as FMAE's loaders do, → ``[B, N, D]`` tokens (``pool=False``) or ``[B, D]``.
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a file that is
+    none of these (a foreign checkpoint's error says how to convert it).
     """
     return load_model(path, device).model
 
@@ -154,11 +192,14 @@ class LoadedModel(NamedTuple):
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """From a pre-training checkpoint or run folder the whole autoencoder; from an
-    exported encoder the encoder with an untrained decoder. ``path`` and errors as
-    :func:`load_encoder`; a run folder's checkpoint is read (and verified) once."""
+    """From a pre-training checkpoint, run folder or exported model the whole
+    autoencoder; from an exported encoder the encoder with an untrained decoder.
+    ``path`` and errors as :func:`load_encoder`; a run folder's checkpoint is read (and
+    verified) once."""
     path = Path(path).expanduser()
     if path.is_dir():
+        if (path / "config.json").is_file():
+            raise ValueError(f"{path} looks like a Hugging Face model folder, not FMAE weights; {_CONVERT_HINT}")
         checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         found = load_latest_valid(checkpoints)
         if found is None:
@@ -166,19 +207,28 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         path, ckpt = found
     else:
         path = _local_file(path)
+        if path.suffix in _FOREIGN_SUFFIXES:
+            raise ValueError(f"{path} is not FMAE weights (FMAE reads .safetensors only, no pickle); {_CONVERT_HINT}")
         if config_path(path).is_file():
-            state, config = load_weights(path, ENCODER_KIND)
+            state, config = load_weights(path, (ENCODER_KIND, MODEL_KIND))
+            if read_meta(path)["kind"] == MODEL_KIND:
+                return LoadedModel(_whole_model_from(state, config, path).to(device), True, path)
             return LoadedModel(_encoder_from(state, config, path).to(device), False, path)
         try:
             ckpt = load_checkpoint(path)
         except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
-            raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it)") from e
+            raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it); "
+                             f"for another implementation's weights, {_CONVERT_HINT}") from e
     trainer = ckpt.get("trainer")
     if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
         raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")
-    model = _encoder_from(trainer["model"], ckpt["model_config"], path)
+    return LoadedModel(_whole_model_from(trainer["model"], ckpt["model_config"], path).to(device), True, path)
+
+
+def _whole_model_from(state: dict[str, torch.Tensor], config: dict[str, Any], source: Path) -> FMAE:
+    model = _encoder_from(state, config, source)
     try:
-        model.load_state_dict(trainer["model"])
-    except RuntimeError as e:  # a decoder that does not fit the checkpoint's own config
-        raise ValueError(f"{path}: the decoder's tensors do not fit the model config: {e}") from e
-    return LoadedModel(model.eval().to(device), True, path)
+        model.load_state_dict(state)
+    except RuntimeError as e:  # a decoder that does not fit the file's own config
+        raise ValueError(f"{source}: the decoder's tensors do not fit the model config: {e}") from e
+    return model.eval()

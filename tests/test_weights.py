@@ -4,13 +4,23 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fmae.checkpoint import save_checkpoint
 from fmae import checkpoint as checkpoint_mod
 from fmae import weights as weights_mod
-from fmae.model import create
+from fmae.checkpoint import save_checkpoint
 from fmae.downstream.head import LinearProbe, load_probe, save_probe
-from fmae.weights import (ENCODER_KIND, config_path, fingerprint, load_encoder, load_model, load_weights,
-                          save_encoder, save_weights)
+from fmae.model import create
+from fmae.weights import (
+    ENCODER_KIND,
+    MODEL_KIND,
+    config_path,
+    fingerprint,
+    load_encoder,
+    load_model,
+    load_weights,
+    save_encoder,
+    save_model,
+    save_weights,
+)
 
 
 @pytest.fixture
@@ -83,10 +93,11 @@ def test_probe_round_trip(tmp_path):
         probe.train()
         probe(torch.randn(8, 16))  # moves BatchNorm's running statistics off their defaults
         probe.eval()
-        path = save_probe(probe, tmp_path / f"probe-{norm}.safetensors", {"task": "daisee", "class_names": ["a", "b", "c"]})
-        loaded, meta = load_probe(path)
+        meta = {"task": "daisee", "class_names": ["a", "b", "c"]}
+        path = save_probe(probe, tmp_path / f"probe-{norm}.safetensors", meta)
+        loaded, loaded_meta = load_probe(path)
         x = torch.randn(5, 16)
-        assert torch.equal(loaded(x), probe(x)) and meta == {"task": "daisee", "class_names": ["a", "b", "c"]}
+        assert torch.equal(loaded(x), probe(x)) and loaded_meta == meta
 
 
 def test_bad_weight_files_give_clear_errors(model, tmp_path):
@@ -120,3 +131,42 @@ def test_bad_weight_files_give_clear_errors(model, tmp_path):
         save_weights(tmp_path / "x.pt", model, ENCODER_KIND, {})
     with pytest.raises(TypeError):
         save_encoder(LinearProbe(4, 2), tmp_path / "y.safetensors")
+
+
+def test_whole_model_round_trip(model, tmp_path):
+    path = save_model(model, tmp_path / "model.safetensors", {"source": {"format": "hf", "notes": []}})
+    meta = json.loads(config_path(path).read_text())
+    assert meta["kind"] == MODEL_KIND and meta["source"] == {"format": "hf", "notes": []}
+    loaded = load_model(path)
+    assert loaded.has_decoder and loaded.path == path and not loaded.model.training
+    mine, theirs = model.state_dict(), loaded.model.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert fingerprint(load_encoder(path)) == fingerprint(model)
+    with pytest.raises(ValueError, match="expected 'fmae-encoder'"):
+        load_weights(path, ENCODER_KIND)
+
+
+def test_converted_architectures_round_trip(tmp_path):
+    # The options of converted models (fc_norm, a saved position table, q/v biases, layer scale) survive export.
+    torch.manual_seed(0)
+    model = create("fmae_vit_tiny", img_size=32, num_frames=4, qkv_bias="qv", pooling="mean_fc_norm",
+                   position_embedding="fixed", init_values=0.1, layer_norm_eps=1e-5).eval()
+    with torch.no_grad():
+        model.pos_embed.add_(0.01)
+        model.fc_norm.weight.mul_(2.0)
+    tensors, _ = load_weights(save_encoder(model, tmp_path / "enc.safetensors"), ENCODER_KIND)
+    assert {"pos_embed", "fc_norm.weight", "blocks.0.attn.q_bias", "blocks.0.gamma_1"} <= set(tensors)
+    loaded = load_encoder(tmp_path / "enc.safetensors")
+    assert loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_features(_clip()), model.forward_features(_clip()))
+    assert fingerprint(loaded) == fingerprint(model)
+
+
+def test_fingerprint_of_a_native_encoder_is_unchanged(model):
+    # Architecture options at FMAE's defaults are not part of the config dict, so fingerprints (which key feature
+    # caches and bind probes to their encoders) are what they were before the options existed.
+    assert "pooling" not in model.config.to_dict()
+    changed = create("fmae_vit_tiny", img_size=32, num_frames=4, pooling="mean")
+    changed.load_state_dict(model.state_dict(), strict=False)
+    assert fingerprint(changed) != fingerprint(model)
