@@ -58,7 +58,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
             choices=f.metadata.get("choices"),
             default=None,
             metavar=None if f.metadata.get("choices") else hints[f.name].__name__.upper(),
-            help=f"{f.metadata.get('help', '')} [{f.default}]",
+            help=f"{f.metadata.get('help', '')} [{f.default}]".replace("%", "%%"),  # argparse formats with %
             **switch,
         )
 
