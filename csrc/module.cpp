@@ -2,6 +2,8 @@
 // shapes; the Python side (fmae/ops/) owns tensors, dtypes and validation.
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 #include "ops_cpu.h"
 
 namespace py = pybind11;
@@ -24,16 +26,36 @@ PYBIND11_MODULE(_C, m) {
         fmae::region_histogram_cpu(ptr<const uint8_t>(maps), ptr<float>(out), B, T, H, W, tt, th, tw, K);
       },
       py::call_guard<py::gil_scoped_release>());
+  // Strides are the strided operand's (x, src), in elements: (batch, token, channel).
   m.def(
       "gather_tokens",
-      [](uintptr_t x, uintptr_t index, uintptr_t out, int64_t B, int64_t N, int64_t M, int64_t C, int64_t es) {
-        fmae::gather_tokens_cpu(ptr<const void>(x), ptr<const int64_t>(index), ptr<void>(out), B, N, M, C, es);
+      [](uintptr_t x, int64_t sb, int64_t sn, int64_t sc, uintptr_t index, uintptr_t out, int64_t B, int64_t N,
+         int64_t M, int64_t C, int64_t es) {
+        fmae::gather_tokens_cpu(ptr<const void>(x), {sb, sn, sc}, ptr<const int64_t>(index), ptr<void>(out), B, N,
+                                M, C, es);
       },
       py::call_guard<py::gil_scoped_release>());
   m.def(
       "scatter_tokens",
-      [](uintptr_t src, uintptr_t index, uintptr_t out, int64_t B, int64_t M, int64_t n, int64_t C, int64_t es) {
-        fmae::scatter_tokens_cpu(ptr<const void>(src), ptr<const int64_t>(index), ptr<void>(out), B, M, n, C, es);
+      [](uintptr_t src, int64_t sb, int64_t sm, int64_t sc, uintptr_t index, uintptr_t out, int64_t B, int64_t M,
+         int64_t n, int64_t C, int64_t es) {
+        fmae::scatter_tokens_cpu(ptr<const void>(src), {sb, sm, sc}, ptr<const int64_t>(index), ptr<void>(out), B,
+                                 M, n, C, es);
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "decoder_input",
+      [](uintptr_t tokens, uintptr_t mask_token, uintptr_t pos_table, uintptr_t index, uintptr_t out, int64_t B,
+         int64_t V, int64_t L, int64_t N, int64_t C, const std::string& dtype, const std::string& pos_dtype) {
+        fmae::decoder_input_cpu(ptr<const void>(tokens), ptr<const void>(mask_token), ptr<const void>(pos_table),
+                                ptr<const int64_t>(index), ptr<void>(out), B, V, L, N, C, dtype, pos_dtype);
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "sum_rows",
+      [](uintptr_t grad, int64_t sb, int64_t sk, int64_t sc, uintptr_t out, int64_t B, int64_t K, int64_t C,
+         const std::string& dtype) {
+        fmae::sum_rows_cpu(ptr<const void>(grad), {sb, sk, sc}, ptr<void>(out), B, K, C, dtype);
       },
       py::call_guard<py::gil_scoped_release>());
 }

@@ -21,7 +21,7 @@ NVCC = shutil.which("nvcc")
 
 def test_kernel_sources_found():
     # Guards the parametrization below against silently testing nothing.
-    assert {p.name for p in KERNELS} >= {"region_histogram.cu", "tokens.cu"}
+    assert {p.name for p in KERNELS} >= {"region_histogram.cu", "tokens.cu", "decoder_input.cu"}
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH: no CUDA toolkit to compile the kernels with")

@@ -7,6 +7,7 @@ CUDA and Triton on GPU) chosen in :mod:`fmae.ops._backend`. The ops are register
 
 from fmae.ops._backend import available
 from fmae.ops.attention import attention, attention_reference
+from fmae.ops.decoder_input import decoder_input, decoder_input_reference
 from fmae.ops.region_histogram import region_histogram, region_histogram_reference, token_labels
 from fmae.ops.tokens import (
     gather_tokens,
@@ -20,6 +21,8 @@ __all__ = [
     "attention",
     "attention_reference",
     "available",
+    "decoder_input",
+    "decoder_input_reference",
     "gather_tokens",
     "gather_tokens_reference",
     "region_histogram",

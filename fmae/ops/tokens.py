@@ -3,7 +3,9 @@
 ``gather_tokens`` picks the visible tokens for the encoder; ``scatter_tokens`` puts the
 encoder's tokens back on the full grid for the decoder. Each is the other's gradient.
 Indices within a row must be distinct (as :func:`visible_index` produces them); with
-repeated indices the result of ``scatter_tokens`` is undefined.
+repeated indices the result of ``scatter_tokens`` is undefined. Every backend reads its
+token input through its strides, so a non-contiguous or expanded upstream gradient
+(``out.sum().backward()`` gives one of stride 0) costs no copy.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ def scatter_tokens_reference(src: torch.Tensor, index: torch.Tensor, n: int) -> 
 def _cpp_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     B, N, C = x.shape
     out = x.new_empty((B, index.shape[1], C))
-    _backend.cpp_extension().gather_tokens(x.data_ptr(), index.data_ptr(), out.data_ptr(), B, N, index.shape[1], C, x.element_size())
+    _backend.cpp_extension().gather_tokens(x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(),
+                                           B, N, index.shape[1], C, x.element_size())
     return out
 
 
 def _cpp_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     B, M, C = src.shape
     out = src.new_empty((B, n, C))
-    _backend.cpp_extension().scatter_tokens(src.data_ptr(), index.data_ptr(), out.data_ptr(), B, M, n, C, src.element_size())
+    _backend.cpp_extension().scatter_tokens(src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(),
+                                            B, M, n, C, src.element_size())
     return out
 
 
@@ -44,7 +48,8 @@ def _cuda_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     B, N, C = x.shape
     out = x.new_empty((B, index.shape[1], C))
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    _backend.cuda_extension().gather_tokens(x.data_ptr(), index.data_ptr(), out.data_ptr(), B, N, index.shape[1], C, x.element_size(), stream)
+    _backend.cuda_extension().gather_tokens(x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(),
+                                            B, N, index.shape[1], C, x.element_size(), stream)
     return out
 
 
@@ -52,7 +57,8 @@ def _cuda_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tenso
     B, M, C = src.shape
     out = src.new_empty((B, n, C))
     stream = torch.cuda.current_stream(src.device).cuda_stream
-    _backend.cuda_extension().scatter_tokens(src.data_ptr(), index.data_ptr(), out.data_ptr(), B, M, n, C, src.element_size(), stream)
+    _backend.cuda_extension().scatter_tokens(src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(),
+                                             B, M, n, C, src.element_size(), stream)
     return out
 
 
@@ -68,8 +74,10 @@ def _triton_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Ten
     return scatter_tokens_triton(src, index, n)
 
 
-_GATHER = {"reference": gather_tokens_reference, "cpp": _cpp_gather, "cuda": _cuda_gather, "triton": _triton_gather}
-_SCATTER = {"reference": scatter_tokens_reference, "cpp": _cpp_scatter, "cuda": _cuda_scatter, "triton": _triton_scatter}
+_GATHER = {"reference": gather_tokens_reference, "cpp": _cpp_gather, "cuda": _cuda_gather,
+           "triton": _triton_gather}
+_SCATTER = {"reference": scatter_tokens_reference, "cpp": _cpp_scatter, "cuda": _cuda_scatter,
+            "triton": _triton_scatter}
 
 
 @torch.library.custom_op("fmae::gather_tokens", mutates_args=())
@@ -98,9 +106,11 @@ def _gather_setup(ctx, inputs, output) -> None:
     ctx.n, ctx.backend = x.shape[1], backend
 
 
+# The backward passes read the upstream gradient through its strides: an expanded one
+# (from ``out.sum()``, say) is never materialised.
 def _gather_backward(ctx, grad):
     (index,) = ctx.saved_tensors
-    return _scatter_op(grad.contiguous(), index, ctx.n, ctx.backend), None, None
+    return _scatter_op(grad, index, ctx.n, ctx.backend), None, None
 
 
 def _scatter_setup(ctx, inputs, output) -> None:
@@ -111,7 +121,7 @@ def _scatter_setup(ctx, inputs, output) -> None:
 
 def _scatter_backward(ctx, grad):
     (index,) = ctx.saved_tensors
-    return _gather_op(grad.contiguous(), index, ctx.backend), None, None, None
+    return _gather_op(grad, index, ctx.backend), None, None, None
 
 
 _gather_op.register_autograd(_gather_backward, setup_context=_gather_setup)
@@ -138,42 +148,44 @@ def _validate(tokens: torch.Tensor, index: torch.Tensor, n: int, what: str, chec
             raise IndexError(f"index out of range: values must lie in [0, {n}), got [{int(lo)}, {int(hi)}]")
 
 
-def gather_tokens(x: torch.Tensor, index: torch.Tensor, backend: str | None = "auto", check: bool = True) -> torch.Tensor:
+def gather_tokens(x: torch.Tensor, index: torch.Tensor, backend: str | None = "auto",
+                  check: bool = True) -> torch.Tensor:
     """Pick tokens: ``out[b, m] = x[b, index[b, m]]``; differentiable.
 
     Args:
-        x: ``[B, N, C]`` float32, bfloat16, float16 or float64.
+        x: ``[B, N, C]`` float32, bfloat16, float16 or float64, any strides (read in place).
         index: ``int64 [B, M]``, values in ``[0, N)``, distinct within a row.
         backend: see :mod:`fmae.ops._backend`.
         check: verify the index range on CUDA tensors (one host synchronisation);
             CPU tensors are always checked.
 
     Returns:
-        ``[B, M, C]`` in ``x``'s dtype.
+        ``[B, M, C]`` in ``x``'s dtype, contiguous.
     """
     _validate(x, index, x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 3 else 0, "x", check)
     name = _backend.choose(backend, x.device)
-    return _gather_op(x.contiguous(), index.contiguous(), name)
+    return _gather_op(x, index.contiguous(), name)
 
 
-def scatter_tokens(src: torch.Tensor, index: torch.Tensor, n: int, backend: str | None = "auto", check: bool = True) -> torch.Tensor:
+def scatter_tokens(src: torch.Tensor, index: torch.Tensor, n: int, backend: str | None = "auto",
+                   check: bool = True) -> torch.Tensor:
     """Place tokens on a zero grid: ``out[b, index[b, m]] = src[b, m]``; differentiable.
 
     The inverse of :func:`gather_tokens` for distinct indices, and its gradient.
 
     Args:
-        src: ``[B, M, C]`` float32, bfloat16, float16 or float64.
+        src: ``[B, M, C]`` float32, bfloat16, float16 or float64, any strides (read in place).
         index: ``int64 [B, M]``, values in ``[0, n)``, distinct within a row.
         n: number of tokens of the output grid.
 
     Returns:
-        ``[B, n, C]`` in ``src``'s dtype, zero where no token was placed.
+        ``[B, n, C]`` in ``src``'s dtype, contiguous, zero where no token was placed.
     """
     _validate(src, index, int(n), "src", check)
     if isinstance(src, torch.Tensor) and index.shape[1] != src.shape[1]:
         raise ValueError(f"index has {index.shape[1]} tokens per row, src {src.shape[1]}")
     name = _backend.choose(backend, src.device)
-    return _scatter_op(src.contiguous(), index.contiguous(), int(n), name)
+    return _scatter_op(src, index.contiguous(), int(n), name)
 
 
 def visible_index(mask: torch.Tensor, num_masked: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fmae.ops import _backend
 
@@ -20,3 +21,20 @@ def backend_params(supported=_backend.BACKENDS):
                 continue
             pairs.append(pytest.param(device, name, id=f"{device}-{name}"))
     return pairs
+
+
+# Ops that copy a tensor: none of them may run on an upstream gradient that a kernel can
+# read through its strides.
+COPIES = ("aten.clone", "aten.copy_", "aten._to_copy", "aten.contiguous")
+
+
+class RecordOps(TorchDispatchMode):
+    """Records the name of every op that runs under it (``with RecordOps() as r: ...``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))

@@ -1,7 +1,7 @@
 import pytest
 import torch
+from conftest import COPIES, DEVICES, RecordOps, backend_params
 
-from conftest import DEVICES, backend_params
 from fmae.ops import gather_tokens, gather_tokens_reference, scatter_tokens, scatter_tokens_reference, visible_index
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -35,13 +35,82 @@ def test_gradients_match_reference(device, backend, dtype):
     w_out = torch.randn(B, M, C, generator=g).to(device, dtype)
     w_in = torch.randn(B, N, C, generator=g).to(device, dtype)
     grads = []
-    for fn_gather, fn_scatter in ((lambda a, i: gather_tokens(a, i, backend=backend), lambda a, i, n: scatter_tokens(a, i, n, backend=backend)),
+    for fn_gather, fn_scatter in ((lambda a, i: gather_tokens(a, i, backend=backend),
+                                   lambda a, i, n: scatter_tokens(a, i, n, backend=backend)),
                                   (gather_tokens_reference, scatter_tokens_reference)):
         xa, sa = x.clone().requires_grad_(), src.clone().requires_grad_()
         ((fn_gather(xa, index) * w_out).sum() + (fn_scatter(sa, index, N) * w_in).sum()).backward()
         grads.append((xa.grad, sa.grad))
     for fast, ref in zip(*grads):
         assert torch.equal(fast, ref)
+
+
+def _layouts(shape, dtype, device, g):
+    """The same kind of tensor in layouts the kernels must read through strides: channels
+    strided, tokens strided (a slice), and expanded (stride 0, as a gradient of ``sum``)."""
+    B, T, C = shape
+    return {
+        "channels_strided": torch.randn(B, C, T, generator=g).to(device, dtype).transpose(1, 2),
+        "tokens_sliced": torch.randn(B, 2 * T + 1, C, generator=g).to(device, dtype)[:, 1::2],
+        "expanded_channels": torch.randn(C, generator=g).to(device, dtype).expand(B, T, C),
+        "expanded_scalar": torch.randn((), generator=g).to(device, dtype).expand(B, T, C),
+    }
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float64], ids=str)
+def test_strided_inputs_match_reference(device, backend, dtype):
+    g = torch.Generator().manual_seed(11)
+    B, N, C, M = 3, 29, 13, 10
+    index = _index(B, N, M, device, g)
+    for name, x in _layouts((B, N, C), dtype, device, g).items():
+        assert not x.is_contiguous(), name
+        assert torch.equal(gather_tokens(x, index, backend=backend), gather_tokens_reference(x, index)), name
+    for name, src in _layouts((B, M, C), dtype, device, g).items():
+        got = scatter_tokens(src, index, N, backend=backend)
+        assert torch.equal(got, scatter_tokens_reference(src, index, N)), name
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_strided_gradients_match_reference(device, backend, dtype):
+    # Upstream gradients of every layout, expanded ones included, give the reference's
+    # gradients.
+    g = torch.Generator().manual_seed(12)
+    B, N, C, M = 2, 31, 9, 12
+    index = _index(B, N, M, device, g)
+    x = torch.randn(B, N, C, generator=g).to(device, dtype)
+    fast = (lambda a: gather_tokens(a, index, backend=backend), lambda a: scatter_tokens(a, index, N, backend=backend))
+    ref = (lambda a: gather_tokens_reference(a, index), lambda a: scatter_tokens_reference(a, index, N))
+    for name, grad_out in _layouts((B, N, C), dtype, device, g).items():  # the gradient of scatter(gather(x))
+        grads = []
+        for gather, scatter in (fast, ref):
+            xa = x.clone().requires_grad_()
+            scatter(gather(xa)).backward(grad_out)
+            grads.append(xa.grad)
+        assert torch.equal(*grads), name
+    for name, grad_out in _layouts((B, M, C), dtype, device, g).items():  # the gradient of gather(scatter(s))
+        src = x[:, :M].clone()
+        grads = []
+        for gather, scatter in (fast, ref):
+            sa = src.clone().requires_grad_()
+            gather(scatter(sa)).backward(grad_out)
+            grads.append(sa.grad)
+        assert torch.equal(*grads), name
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+def test_expanded_gradient_is_not_materialised(device, backend):
+    g = torch.Generator().manual_seed(13)
+    B, N, C, M = 2, 40, 16, 9
+    index = _index(B, N, M, device, g)
+    x = torch.randn(B, N, C, generator=g).to(device).requires_grad_()
+    loss = scatter_tokens(gather_tokens(x, index, backend=backend), index, N, backend=backend).sum()
+    with RecordOps() as record:
+        loss.backward()  # sends a [B, N, C] gradient of stride 0
+    assert "fmae.gather_tokens.default" in record.ops and "fmae.scatter_tokens.default" in record.ops
+    assert not [op for op in record.ops if op.startswith(COPIES)], record.ops
+    assert torch.equal(x.grad, scatter_tokens_reference(torch.ones(B, M, C, device=device), index, N))
 
 
 def test_gradcheck_reference_float64():
