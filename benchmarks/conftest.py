@@ -27,11 +27,19 @@ if not torch.cuda.is_available():
 
 
 def pytest_addoption(parser):
-    parser.addoption("--full", action="store_true", default=False,
-                     help="also run the benchmarks marked 'full' (the ViT-B steps: hours on 2 CPU cores)")
-    parser.addoption("--rounds", type=int, default=None,
-                     help="timed rounds of every benchmark, instead of each one's own number (more rounds steady "
-                          "the fastest round on a busy machine)")
+    parser.addoption(
+        "--full",
+        action="store_true",
+        default=False,
+        help="also run the benchmarks marked 'full' (the ViT-B steps: hours on 2 CPU cores)",
+    )
+    parser.addoption(
+        "--rounds",
+        type=int,
+        default=None,
+        help="timed rounds of every benchmark, instead of each one's own number (more rounds steady "
+        "the fastest round on a busy machine)",
+    )
 
 
 def pytest_configure(config):
@@ -81,9 +89,13 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     the end of the run — other processes' load only ever adds time."""
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     machine_info["fmae"] = {
-        "torch": torch.__version__, "device": device, "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
-        "full": config.getoption("--full"), "rounds": config.getoption("--rounds"),
+        "torch": torch.__version__,
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
+        "full": config.getoption("--full"),
+        "rounds": config.getoption("--rounds"),
         "load_average_start": [round(x, 2) for x in config._fmae_load_at_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }

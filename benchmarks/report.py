@@ -4,8 +4,10 @@
     python benchmarks/report.py results.json --out benchmarks/results/
 
 Writes, under ``--out``: ``throughput_vs_ratio.png`` (clips/s of the pre-training step
-against the masking ratio, HF and FMAE, one panel per model), ``encoder_vs_ratio.png``
+against the masking ratio, HF and FMAE, one panel per model; FMAE's decoder keeps below 1
+dashed and dotted), ``encoder_vs_ratio.png``
 (encoder time relative to no masking, against the visible fraction and the FLOP ratio),
+``decoder_vs_keep.png`` (decoder time relative to keep 1, against the FLOP ratio),
 ``throughput_vs_stride.png`` (loader clips/s against the temporal stride) — each only
 when the JSON holds those benchmarks — and ``results.md``, the tables, under a line
 naming the machine and the run's conditions. Several JSON files may be given (repeated
@@ -66,39 +68,61 @@ def _pct(x) -> str:
 def machine_line(machine: dict) -> str:
     """One line naming the machine and the conditions of the run."""
     cpu, extra = machine.get("cpu", {}), machine.get("fmae", {})
-    parts = [f"{extra.get('device', 'cpu')}" if extra.get("device", "cpu") != "cpu" else "",
-             f"CPU {cpu.get('brand_raw', '?')}, {extra.get('cpu_count', cpu.get('count', '?'))} cores",
-             f"torch {extra.get('torch', '?')} ({extra.get('torch_threads', '?')} threads"
-             + (f", OMP_WAIT_POLICY={extra['OMP_WAIT_POLICY']}" if extra.get("OMP_WAIT_POLICY") else "") + ")",
-             f"Python {machine.get('python_version', '?')}"]
+    parts = [
+        f"{extra.get('device', 'cpu')}" if extra.get("device", "cpu") != "cpu" else "",
+        f"CPU {cpu.get('brand_raw', '?')}, {extra.get('cpu_count', cpu.get('count', '?'))} cores",
+        f"torch {extra.get('torch', '?')} ({extra.get('torch_threads', '?')} threads"
+        + (f", OMP_WAIT_POLICY={extra['OMP_WAIT_POLICY']}" if extra.get("OMP_WAIT_POLICY") else "")
+        + ")",
+        f"Python {machine.get('python_version', '?')}",
+    ]
     if "load_average_start" in extra:
-        parts.append(f"load average (1/5/15 min) {extra['load_average_start']} at the start, "
-                     f"{extra['load_average_end']} at the end")
+        parts.append(
+            f"load average (1/5/15 min) {extra['load_average_start']} at the start, "
+            f"{extra['load_average_end']} at the end"
+        )
     peaks = machine.get("matmul_peak_flops_per_s", {})
     if peaks:
         parts.append("square-matmul peak " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
     return "; ".join(p for p in parts if p) + "."
 
 
-StepRows = dict[tuple[str, float, str], dict[str, dict]]
+StepRows = dict[tuple[str, float, str], dict[tuple[str, float], dict]]
+"""``{(model, ratio, setting): {(impl, decoder keep): benchmark}}``."""
+KEEP_STYLES = {1.0: ("-", "o"), 0.5: ("--", "s"), 0.25: (":", "^")}
+"""Line style and marker of each decoder keep in the step plot."""
 
 
 def _setting(bench: dict) -> str:
     # Runs from before the settings (eager, in the machine's default dtype) name the dtype in the group only.
-    return bench["params"].get("setting") or ("bf16-eager" if "bfloat16" in (bench.get("group") or "") else "fp32-eager")
+    return bench["params"].get("setting") or (
+        "bf16-eager" if "bfloat16" in (bench.get("group") or "") else "fp32-eager"
+    )
+
+
+def _keep(bench: dict) -> float:
+    # Runs from before decoder masking reconstructed every masked cube: keep 1.
+    return float(bench["params"].get("keep", 1.0))
 
 
 def step_rows(benchmarks: list[dict]) -> StepRows:
-    """``{(model, ratio, setting): {impl: benchmark}}`` of test_pretrain_step; where runs
-    named the same case differently (before and after the settings), the fastest."""
+    """``{(model, ratio, setting): {(impl, keep): benchmark}}`` of test_pretrain_step; where
+    runs named the same case differently (before and after the settings or the decoder
+    keep), the fastest."""
     rows: StepRows = defaultdict(dict)
     for b in benchmarks:
         if _test(b) == "test_pretrain_step":
             p = b["params"]
             row = rows[(p["model_name"], p["ratio"], _setting(b))]
-            if p["impl"] not in row or b["stats"]["min"] < row[p["impl"]]["stats"]["min"]:
-                row[p["impl"]] = b
+            key = (p["impl"], _keep(b))
+            if key not in row or b["stats"]["min"] < row[key]["stats"]["min"]:
+                row[key] = b
     return dict(sorted(rows.items()))
+
+
+def _keeps(impls: dict[tuple[str, float], dict]) -> list[float]:
+    """The decoder keeps FMAE was measured at in a row, 1 first."""
+    return sorted({keep for impl, keep in impls if impl != "hf_videomae"} or {1.0}, reverse=True)
 
 
 def _clips_per_s(bench: dict | None) -> float | None:
@@ -106,47 +130,63 @@ def _clips_per_s(bench: dict | None) -> float | None:
 
 
 def best_table(rows: StepRows) -> str:
-    """Per model and ratio measured in more than one setting: HF's fastest setting against
-    FMAE's fastest (same work: random mask, no adversary)."""
-    best: dict[tuple[str, float], dict[str, tuple[float, str]]] = defaultdict(dict)
-    for (model, ratio, setting), impls in rows.items():
-        for impl in ("hf_videomae", "fmae_random_mae"):
-            speed = _clips_per_s(impls.get(impl))
-            if speed is not None and speed > best[(model, ratio)].get(impl, (0.0, ""))[0]:
-                best[(model, ratio)][impl] = (speed, setting)
+    """Per model, ratio and decoder keep measured in more than one setting: HF's fastest
+    setting against FMAE's fastest (same work but the decoder keep: random mask, no adversary)."""
+    best: dict[tuple[str, float, float], dict[str, tuple[float, str]]] = defaultdict(dict)
     settings = defaultdict(set)
-    for model, ratio, setting in rows:
-        settings[(model, ratio)].add(setting)
-    lines = ["| model | mask ratio | settings measured | HF best clips/s (setting) | FMAE best clips/s (setting) "
-             "| FMAE best / HF best |", "|---|---|---|---|---|---|"]
-    for (model, ratio), found in sorted(best.items()):
-        if len(settings[(model, ratio)]) < 2 or len(found) < 2:
+    for (model, ratio, setting), impls in rows.items():
+        for keep in _keeps(impls):
+            settings[(model, ratio, keep)].add(setting)
+            for impl, at in (("hf_videomae", 1.0), ("fmae_random_mae", keep)):
+                speed = _clips_per_s(impls.get((impl, at)))
+                if speed is not None and speed > best[(model, ratio, keep)].get(impl, (0.0, ""))[0]:
+                    best[(model, ratio, keep)][impl] = (speed, setting)
+    lines = [
+        "| model | mask ratio | decoder keep | settings measured | HF best clips/s (setting) "
+        "| FMAE best clips/s (setting) | FMAE best / HF best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (model, ratio, keep), found in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
+        if len(settings[(model, ratio, keep)]) < 2 or len(found) < 2:
             continue
         (hf, hf_setting), (fm, fm_setting) = found["hf_videomae"], found["fmae_random_mae"]
-        lines.append(f"| {model.removeprefix('fmae_vit_')} | {ratio} | {', '.join(sorted(settings[(model, ratio)]))} "
-                     f"| {hf:.2f} ({hf_setting}) | {fm:.2f} ({fm_setting}) | {fm / hf:.2f}× |")
+        lines.append(
+            f"| {model.removeprefix('fmae_vit_')} | {ratio} | {keep:g} "
+            f"| {', '.join(sorted(settings[(model, ratio, keep)]))} "
+            f"| {hf:.2f} ({hf_setting}) | {fm:.2f} ({fm_setting}) | {fm / hf:.2f}× |"
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def step_table(rows: StepRows) -> str:
-    """The pre-training step against HF in the same setting, one row per model, ratio and setting."""
-    head = ("| model | mask ratio | setting | HF clips/s | FMAE clips/s (same work) | FMAE / HF | FMAE facial+adv clips/s "
-            "| FMAE tokens/s | useful FLOP/s / matmul peak (HF, FMAE) | encoder share of FMAE step "
-            "| step memory MiB (HF, FMAE) |")
+    """The pre-training step against HF in the same setting, one row per model, ratio,
+    setting and FMAE's decoder keep (HF, which reconstructs every masked cube, is the
+    same baseline for every keep)."""
+    head = (
+        "| model | mask ratio | setting | decoder keep | HF clips/s | FMAE clips/s (same work) | FMAE / HF "
+        "| FMAE facial+adv clips/s | facial+adv / HF | FMAE tokens/s | useful FLOP/s / matmul peak (HF, FMAE) "
+        "| encoder share of FMAE step | step memory MiB (HF, FMAE) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for (model, ratio, setting), impls in rows.items():
-        hf, fm, adv = impls.get("hf_videomae"), impls.get("fmae_random_mae"), impls.get("fmae_facial_adv")
+        hf = impls.get(("hf_videomae", 1.0))
+        for keep in _keeps(impls):
+            fm, adv = impls.get(("fmae_random_mae", keep)), impls.get(("fmae_facial_adv", keep))
 
-        def info(b, key):
-            return None if b is None else b["extra_info"].get(key)
+            def info(b, key):
+                return None if b is None else b["extra_info"].get(key)
 
-        speedup = hf["stats"]["min"] / fm["stats"]["min"] if hf and fm else None
-        frac = f"{_pct(info(hf, 'fraction_of_peak'))}, {_pct(info(fm, 'fraction_of_peak'))}"
-        mem = f"{_fmt(info(hf, 'step_peak_mb'), 0)}, {_fmt(info(fm, 'step_peak_mb'), 0)}"
-        lines.append(f"| {model.removeprefix('fmae_vit_')} | {ratio} | {setting} | {_fmt(info(hf, 'clips_per_s'))} "
-                     f"| {_fmt(info(fm, 'clips_per_s'))} | {_fmt(speedup)}× | {_fmt(info(adv, 'clips_per_s'))} "
-                     f"| {_fmt(info(fm, 'tokens_per_s'), 0)} | {frac} | {_pct(info(fm, 'encoder_share'))} "
-                     f"| {mem} |")
+            speedup = hf["stats"]["min"] / fm["stats"]["min"] if hf and fm else None
+            adv_speedup = hf["stats"]["min"] / adv["stats"]["min"] if hf and adv else None
+            frac = f"{_pct(info(hf, 'fraction_of_peak'))}, {_pct(info(fm, 'fraction_of_peak'))}"
+            mem = f"{_fmt(info(hf, 'step_peak_mb'), 0)}, {_fmt(info(fm, 'step_peak_mb'), 0)}"
+            lines.append(
+                f"| {model.removeprefix('fmae_vit_')} | {ratio} | {setting} | {keep:g} "
+                f"| {_fmt(info(hf, 'clips_per_s'))} | {_fmt(info(fm, 'clips_per_s'))} | {_fmt(speedup)}× "
+                f"| {_fmt(info(adv, 'clips_per_s'))} | {_fmt(adv_speedup)}× "
+                f"| {_fmt(info(fm, 'tokens_per_s'), 0)} | {frac} | {_pct(info(fm, 'encoder_share'))} "
+                f"| {mem} |"
+            )
     return "\n".join(lines)
 
 
@@ -166,15 +206,52 @@ def encoder_rows(benchmarks: list[dict]) -> dict[str, list[dict]]:
 
 
 def encoder_table(rows: dict[str, list[dict]]) -> str:
-    lines = ["| model | mask ratio | visible tokens | encoder fwd+bwd ms | time vs ratio 0 | ideal: visible fraction "
-             "| ideal: FLOP ratio | FLOP/s / matmul peak |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | mask ratio | visible tokens | encoder fwd+bwd ms | time vs ratio 0 | ideal: visible fraction "
+        "| ideal: FLOP ratio | FLOP/s / matmul peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model, members in rows.items():
         for b in members:
             e = b["extra_info"]
-            lines.append(f"| {model.removeprefix('fmae_vit_')} | {b['params']['ratio']} | {e.get('visible_tokens')} "
-                         f"| {b['stats']['min'] * 1e3:.1f} | {_fmt(b['time_vs_unmasked'], 3)} "
-                         f"| {_fmt(e.get('visible_fraction'), 3)} | {_fmt(e.get('flops_vs_unmasked'), 3)} "
-                         f"| {_pct(e.get('fraction_of_peak'))} |")
+            lines.append(
+                f"| {model.removeprefix('fmae_vit_')} | {b['params']['ratio']} | {e.get('visible_tokens')} "
+                f"| {b['stats']['min'] * 1e3:.1f} | {_fmt(b['time_vs_unmasked'], 3)} "
+                f"| {_fmt(e.get('visible_fraction'), 3)} | {_fmt(e.get('flops_vs_unmasked'), 3)} "
+                f"| {_pct(e.get('fraction_of_peak'))} |"
+            )
+    return "\n".join(lines)
+
+
+def decoder_rows(benchmarks: list[dict]) -> dict[str, list[dict]]:
+    """``{model: [benchmark by keep, 1 first]}`` of test_throughput's decoder, with
+    ``time_vs_keep1`` added where keep 1 was measured."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for b in benchmarks:
+        if _test(b) == "test_decoder_vs_keep":
+            rows[b["params"]["model_name"]].append(b)
+    for members in rows.values():
+        members.sort(key=lambda b: -b["params"]["keep"])
+        base = [b for b in members if b["params"]["keep"] == 1.0]
+        for b in members:
+            b["time_vs_keep1"] = b["stats"]["min"] / base[0]["stats"]["min"] if base else None
+    return dict(rows)
+
+
+def decoder_table(rows: dict[str, list[dict]]) -> str:
+    lines = [
+        "| model | decoder keep | decoder tokens | decoder fwd+bwd ms | time vs keep 1 | ideal: FLOP ratio "
+        "| FLOP/s / matmul peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, members in rows.items():
+        for b in members:
+            e = b["extra_info"]
+            lines.append(
+                f"| {model.removeprefix('fmae_vit_')} | {b['params']['keep']:g} | {e.get('decoder_tokens')} "
+                f"| {b['stats']['min'] * 1e3:.1f} | {_fmt(b['time_vs_keep1'], 3)} "
+                f"| {_fmt(e.get('flops_vs_keep1'), 3)} | {_pct(e.get('fraction_of_peak'))} |"
+            )
     return "\n".join(lines)
 
 
@@ -188,9 +265,11 @@ def matmul_table(benchmarks: list[dict]) -> str:
         rate = {d: b["extra_info"].get("flops_per_s") for d, b in by_dtype.items()}
         frac = by_dtype.get("fp32", {}).get("extra_info", {}).get("fraction_of_peak")
         product = next(iter(by_dtype.values()))["extra_info"].get("product", "")
-        lines.append(f"| {shape} {product} "
-                     f"| {_fmt(rate.get('fp32'), 1, 1e-9)} | {_fmt(rate.get('bf16'), 1, 1e-9)} "
-                     f"| {_pct(frac)} |")
+        lines.append(
+            f"| {shape} {product} "
+            f"| {_fmt(rate.get('fp32'), 1, 1e-9)} | {_fmt(rate.get('bf16'), 1, 1e-9)} "
+            f"| {_pct(frac)} |"
+        )
     return "\n".join(lines)
 
 
@@ -217,12 +296,33 @@ def plot_steps(rows: StepRows, out: Path) -> None:
     settings = sorted({s for _, _, s in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
-        for setting in settings:
-            for impl, label in STEP_IMPLS.items():
-                pts = [(r, i[impl]["extra_info"]["clips_per_s"]) for (m, r, s), i in rows.items()
-                       if m == model and s == setting and impl in i]
-                if pts:
-                    ax.plot(*zip(*pts), marker="o", label=label if len(settings) == 1 else f"{label}, {setting}")
+        for n, setting in enumerate(settings):
+            for j, (impl, label) in enumerate(STEP_IMPLS.items()):
+                color = f"C{(n * len(STEP_IMPLS) + j) % 10}"  # one colour per implementation and setting
+                keeps = sorted(
+                    {
+                        k
+                        for (m, _, s), i in rows.items()
+                        if m == model and s == setting
+                        for name, k in i
+                        if name == impl
+                    },
+                    reverse=True,
+                )
+                for keep in keeps:
+                    pts = [
+                        (r, i[(impl, keep)]["extra_info"]["clips_per_s"])
+                        for (m, r, s), i in rows.items()
+                        if m == model and s == setting and (impl, keep) in i
+                    ]
+                    text = label if keep == 1.0 else f"{label}, decoder keep {keep:g}"
+                    ax.plot(
+                        *zip(*pts),
+                        marker=KEEP_STYLES.get(keep, ("-.", "D"))[1],
+                        linestyle=KEEP_STYLES.get(keep, ("-.", "D"))[0],
+                        color=color,
+                        label=text if len(settings) == 1 else f"{text}, {setting}",
+                    )
         ax.set(title=f"pre-training step, {model}", xlabel="masking ratio", ylabel="clips/s (B=2, 16×224²)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -249,11 +349,28 @@ def plot_encoder(rows: dict[str, list[dict]], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_decoder(rows: dict[str, list[dict]], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model, members in rows.items():
+        pts = [(b["params"]["keep"], b["time_vs_keep1"]) for b in members if b["time_vs_keep1"] is not None]
+        if pts:
+            (line,) = ax.plot(*zip(*pts), marker="o", label=f"{model}: measured")
+            ideal = [(b["params"]["keep"], b["extra_info"].get("flops_vs_keep1")) for b in members]
+            ax.plot(*zip(*ideal), linestyle=":", color=line.get_color(), label=f"{model}: FLOP ratio")
+    ax.set(title="decoder fwd+bwd time vs keep 1 (ratio 0.9)", xlabel="decoder keep", ylabel="time / time at keep 1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def plot_loader(rows: dict[str, dict[int, dict]], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for impl, by_stride in rows.items():
-        pts = sorted((s, b["extra_info"]["clips_per_s"]) for s, b in by_stride.items()
-                     if "clips_per_s" in b["extra_info"])
+        pts = sorted(
+            (s, b["extra_info"]["clips_per_s"]) for s, b in by_stride.items() if "clips_per_s" in b["extra_info"]
+        )
         if pts:
             ax.plot(*zip(*pts), marker="o", label=impl)
     strides = sorted({s for by_stride in rows.values() for s in by_stride})
@@ -276,15 +393,22 @@ def report(paths: list[Path], out: Path) -> str:
         runs = enumerate(zip(paths, machines), 1)
         sections = ["\n\n".join(f"Run {i} ({p.name}): {machine_line(m)}" for i, (p, m) in runs)]
     steps, encoder, loader = step_rows(benchmarks), encoder_rows(benchmarks), loader_rows(benchmarks)
+    decoder = decoder_rows(benchmarks)
     if steps:
         plot_steps(steps, out / "throughput_vs_ratio.png")
-        sections.append("### Pre-training step against HF VideoMAE (B=2, 16×224², fastest round)\n\n"
-                        + step_table(steps))
+        sections.append(
+            "### Pre-training step against HF VideoMAE (B=2, 16×224², fastest round)\n\n" + step_table(steps)
+        )
         if best_table(steps):
             sections.append("### Each at its fastest setting (dtype, eager or compiled)\n\n" + best_table(steps))
     if encoder:
         plot_encoder(encoder, out / "encoder_vs_ratio.png")
         sections.append("### Encoder forward+backward against the masking ratio\n\n" + encoder_table(encoder))
+    if decoder:
+        plot_decoder(decoder, out / "decoder_vs_keep.png")
+        sections.append(
+            "### Decoder forward+backward against the decoder keep (ratio 0.9)\n\n" + decoder_table(decoder)
+        )
     if any(_test(b) == "test_matmul" for b in benchmarks):
         sections.append("### Matrix products\n\n" + matmul_table(benchmarks))
     if loader:
@@ -298,8 +422,9 @@ def report(paths: list[Path], out: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("json", nargs="+", type=Path, help="pytest-benchmark --benchmark-json files")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
-                        help="folder for the plots and results.md")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results"), help="folder for the plots and results.md"
+    )
     args = parser.parse_args(argv)
     print(report(args.json, args.out), end="")
 

@@ -34,7 +34,7 @@ def _setup(heads, n, head_dim, masked, dtype):
     mask = None
     if masked:  # a variable-length batch: the second sequence is 80 % as long
         mask = torch.zeros(B, n, dtype=torch.bool)
-        mask[1, int(0.8 * n):] = True
+        mask[1, int(0.8 * n) :] = True
         mask = mask.to(DEVICE)
     return [t.requires_grad_() for t in (q, k, v)], grad, mask
 

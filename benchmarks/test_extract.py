@@ -77,10 +77,13 @@ def test_extract_windows_per_s(benchmark, measure, setup, faces, impl):
         def run():
             return _plain_loop(encoder, crops, dtype)
     elif faces == "cropped":
+
         def run():
-            return extract_video(encoder, crops, temporal_stride=STRIDE, cropped=True, batch_size=BATCH,
-                                 dtype=dtype).features
+            return extract_video(
+                encoder, crops, temporal_stride=STRIDE, cropped=True, batch_size=BATCH, dtype=dtype
+            ).features
     else:
+
         def run():
             return extract_video(encoder, face_video, temporal_stride=STRIDE, batch_size=BATCH, dtype=dtype).features
 

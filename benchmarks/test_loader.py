@@ -15,7 +15,9 @@ import pytest
 from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_clips
 from fmae.data.loader import dali_available, make_loader
 
-BENCH_SET = SyntheticConfig(seed=11, num_subjects=2, clips_per_subject=2, num_frames=64, size=224, split_fractions=(1.0, 0.0, 0.0))
+BENCH_SET = SyntheticConfig(
+    seed=11, num_subjects=2, clips_per_subject=2, num_frames=64, size=224, split_fractions=(1.0, 0.0, 0.0)
+)
 NUM_FRAMES, BATCH = 16, 2
 CORES = min(2, os.cpu_count() or 1)
 BACKENDS = {

@@ -59,5 +59,9 @@ def test_matmul(benchmark, measure, matmul_peak, dtype, shape):
     if not benchmark.disabled:
         flops = 2 * m * k * n
         rate = flops / benchmark.stats.stats.min
-        benchmark.extra_info.update(product=f"[{m}, {k}] @ [{k}, {n}]", flops=flops, flops_per_s=round(rate),
-                                    matmul_peak=matmul_peak.sample(dt, DEVICE))
+        benchmark.extra_info.update(
+            product=f"[{m}, {k}] @ [{k}, {n}]",
+            flops=flops,
+            flops_per_s=round(rate),
+            matmul_peak=matmul_peak.sample(dt, DEVICE),
+        )

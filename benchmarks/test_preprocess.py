@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmae.data.video_writer import write_video
 from fmae.data.face_cache import PreprocessConfig, process_video
+from fmae.data.video_writer import write_video
 
 pytest.importorskip("mediapipe")
 from fmae.face.mediapipe_backend import MediaPipeBackend  # noqa: E402
@@ -24,8 +24,17 @@ T, H, W, FPS = 16, 480, 640, 30
 def clip(tmp_path_factory) -> Path:
     from matplotlib import cbook
 
-    photo = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB").resize((300, 350)))
-    frames = np.stack([cv2.warpAffine(photo, np.float32([[1, 0, 150 + 4 * t], [0, 1, 60 + 2 * t]]), (W, H), borderValue=(110, 120, 135)) for t in range(T)])
+    photo = np.asarray(
+        Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB").resize((300, 350))
+    )
+    frames = np.stack(
+        [
+            cv2.warpAffine(
+                photo, np.float32([[1, 0, 150 + 4 * t], [0, 1, 60 + 2 * t]]), (W, H), borderValue=(110, 120, 135)
+            )
+            for t in range(T)
+        ]
+    )
     path = tmp_path_factory.mktemp("bench") / "face.avi"
     write_video(path, frames, FPS)
     return path

@@ -17,6 +17,14 @@ ideal time ratio), ``visible_tokens_per_s``, ``flops_per_s`` and, in the JSON,
 ``benchmarks/conftest.py``). Without ``--full`` only
 the tiny model runs; under ``--benchmark-disable`` (a smoke run, nothing timed) on
 8×64² clips.
+
+The decoder against the decoder keep (decoder masking, VideoMAE V2's dual masking): its
+forward + backward from the encoder's latent to the predicted cubes at ratio 0.9, on the
+visible tokens plus keep 1, 0.5 or 0.25 of the masked ones (``running_cell``), keep 1 as
+each group's baseline. Its time should follow its tokens ``V + K``: the speed-up column
+is that check. ``extra_info``: ``decoder_tokens`` ``V + K`` per clip, ``flops``
+(:func:`fmae.flops.decoder_flops`, forward + backward), ``flops_vs_keep1`` (the ideal
+time ratio), ``decoder_tokens_per_s``, ``flops_per_s`` and ``fraction_of_peak``.
 """
 
 import contextlib
@@ -25,14 +33,16 @@ import pytest
 import torch
 
 from fmae.device import resolve_device, resolve_dtype
-from fmae.flops import encoder_flops
-from fmae.masking import num_masked, random_mask
+from fmae.flops import decoder_flops, encoder_flops
+from fmae.masking import decoder_targets, num_decoder_targets, num_masked, random_mask
 from fmae.model import create, patchify
 from fmae.ops import visible_index
 
 B, IMG, FRAMES = 2, 224, 16
 SMOKE_IMG, SMOKE_FRAMES = 64, 8
 RATIOS = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95]
+KEEPS = [1.0, 0.5, 0.25]
+DECODER_RATIO = 0.9
 DEVICE = resolve_device("auto")
 DTYPE = resolve_dtype("auto", DEVICE)
 MODELS = ["fmae_vit_tiny", pytest.param("fmae_vit_base", marks=pytest.mark.full)]
@@ -71,7 +81,61 @@ def test_encoder_vs_ratio(benchmark, measure, matmul_peak, model_name, ratio):
     t = benchmark.stats.stats.min
     flops = sum(encoder_flops(c, B, v))
     benchmark.extra_info.update(
-        visible_tokens=v, visible_fraction=round(v / c.num_tokens, 4), flops=flops,
+        visible_tokens=v,
+        visible_fraction=round(v / c.num_tokens, 4),
+        flops=flops,
         flops_vs_unmasked=round(flops / sum(encoder_flops(c, B, c.num_tokens)), 4),
-        visible_tokens_per_s=round(B * v / t, 1), flops_per_s=round(flops / t),
-        matmul_peak=matmul_peak.sample(DTYPE, DEVICE))
+        visible_tokens_per_s=round(B * v / t, 1),
+        flops_per_s=round(flops / t),
+        matmul_peak=matmul_peak.sample(DTYPE, DEVICE),
+    )
+
+
+@pytest.mark.parametrize("keep", KEEPS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_decoder_vs_keep(benchmark, measure, matmul_peak, model_name, keep):
+    benchmark.group = (
+        f"decoder fwd+bwd {model_name} B={B} {FRAMES}x{IMG}^2 ratio={DECODER_RATIO} {str(DTYPE)[6:]} {DEVICE.type}"
+    )
+    img, frames = (SMOKE_IMG, SMOKE_FRAMES) if benchmark.disabled else (IMG, FRAMES)
+    torch.manual_seed(0)
+    model = create(model_name, img_size=img, num_frames=frames).to(DEVICE).train()
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    m = num_masked("random", c.grid, DECODER_RATIO)
+    mask = random_mask(B, c.grid, DECODER_RATIO, g)
+    visible, _ = visible_index(mask, m)
+    targets = decoder_targets(mask, keep, "running_cell", c.grid, generator=g, num_masked=m)
+    visible, targets = visible.to(DEVICE), targets.to(DEVICE)
+    k = num_decoder_targets(m, keep)
+    latent = torch.randn(B, c.num_tokens - m, c.embed_dim, generator=g).to(DEVICE).requires_grad_()
+    grad = torch.randn(B, k, c.cube_dim, generator=g).to(DEVICE)
+    autocast = torch.autocast(DEVICE.type, dtype=DTYPE) if DTYPE != torch.float32 else contextlib.nullcontext()
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        latent.grad = None
+        with autocast:
+            pred = model.forward_decoder(latent, visible, targets)
+        pred.backward(grad.to(pred.dtype))
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+        return pred.detach()
+
+    pred = measure(run, impl=f"keep {keep:g}", baseline=keep == 1.0, rounds=3)
+    assert pred.shape == (B, k, c.cube_dim) and torch.isfinite(pred).all()
+    assert model.mask_token.grad is not None and latent.grad is not None
+    if benchmark.disabled:
+        return
+    t = benchmark.stats.stats.min
+    flops = sum(decoder_flops(c, B, m, k))
+    tokens = c.num_tokens - m + k
+    benchmark.extra_info.update(
+        decoder_keep=keep,
+        decoder_tokens=tokens,
+        flops=flops,
+        flops_vs_keep1=round(flops / sum(decoder_flops(c, B, m)), 4),
+        decoder_tokens_per_s=round(B * tokens / t, 1),
+        flops_per_s=round(flops / t),
+        matmul_peak=matmul_peak.sample(DTYPE, DEVICE),
+    )

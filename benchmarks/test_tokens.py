@@ -60,8 +60,9 @@ def _with(gather, scatter):
 IMPLS = {
     "boolean_indexing": _boolean_indexing,
     "torch_gather_scatter": _with(gather_tokens_reference, scatter_tokens_reference),
-    "cpp": _with(lambda x, i: gather_tokens(x, i, backend="cpp"),
-                 lambda s, i, n: scatter_tokens(s, i, n, backend="cpp")),
+    "cpp": _with(
+        lambda x, i: gather_tokens(x, i, backend="cpp"), lambda s, i, n: scatter_tokens(s, i, n, backend="cpp")
+    ),
 }
 
 
@@ -110,9 +111,11 @@ def _model_today(mask, visible, index, tokens, mask_token, pos, keep):
 DECODER_IMPLS = {
     "model_today": _model_today,
     "reference": lambda mask, visible, index, tokens, mask_token, pos, keep: decoder_input_reference(
-        tokens, index, mask_token, pos),
+        tokens, index, mask_token, pos
+    ),
     "cpp": lambda mask, visible, index, tokens, mask_token, pos, keep: decoder_input(
-        tokens, index, mask_token, pos, backend="cpp"),
+        tokens, index, mask_token, pos, backend="cpp"
+    ),
 }
 
 

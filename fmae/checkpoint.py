@@ -125,7 +125,9 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def load_latest_valid(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+def load_latest_valid(
+    folder: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in ``folder`` that loads and verifies, with its state.
 
     Corrupt or foreign files are skipped with a warning; ``None`` when none is good.

@@ -44,8 +44,12 @@ def _drop_native_logs() -> None:
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
-    sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=sys.stderr.encoding,
-                                  errors="backslashreplace", line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(real, "w", closefd=False),
+        encoding=sys.stderr.encoding,
+        errors="backslashreplace",
+        line_buffering=True,
+    )
 
     def pump() -> None:
         with os.fdopen(read_end, "rb") as lines:
@@ -72,8 +76,11 @@ def add_command_args(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """``config_cls``'s flags, ``--config``, ``--no-progress`` and ``--verbose``."""
     add_config_args(parser, config_cls)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="also show the log lines of third-party libraries (MediaPipe, absl, TensorFlow Lite)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the log lines of third-party libraries (MediaPipe, absl, TensorFlow Lite)",
+    )
 
 
 def run_parsed(config_cls: type[C], run: Callable[[C, argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -91,8 +98,12 @@ def run_parsed(config_cls: type[C], run: Callable[[C, argparse.Namespace], int],
         return 3
 
 
-def run_command(parser: argparse.ArgumentParser, config_cls: type[C],
-                run: Callable[[C, argparse.Namespace], int], argv: list[str] | None = None) -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    config_cls: type[C],
+    run: Callable[[C, argparse.Namespace], int],
+    argv: list[str] | None = None,
+) -> int:
     """Add :func:`add_command_args` to ``parser``, parse ``argv`` and :func:`run_parsed`:
     ``run`` does the work, prints what it wrote and returns the exit status."""
     add_command_args(parser, config_cls)

@@ -68,7 +68,9 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     values: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         values.update(load_yaml(cls, args.config))
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None})
+    values.update(
+        {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    )
     return cls(**values)
 
 
@@ -87,4 +89,3 @@ def load_yaml(cls: type, path: str | Path) -> dict[str, Any]:
 
 def to_yaml(config: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-

@@ -37,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src_arg", nargs="?", metavar="SRC", help="the checkpoint file or folder to convert")
-    parser.add_argument("dst_arg", nargs="?", metavar="DST",
-                        help="NAME.safetensors to write (a folder with --to hf)")
-    parser.add_argument("--from", dest="from_format", choices=("auto", *FORMATS), default=None,
-                        help="the source's format, instead of detecting it (same as --from-format)")
+    parser.add_argument("dst_arg", nargs="?", metavar="DST", help="NAME.safetensors to write (a folder with --to hf)")
+    parser.add_argument(
+        "--from",
+        dest="from_format",
+        choices=("auto", *FORMATS),
+        default=None,
+        help="the source's format, instead of detecting it (same as --from-format)",
+    )
     return run_command(parser, ConvertConfig, _convert, argv)
 
 

@@ -19,15 +19,18 @@ import torch
 from fmae.data.clips import clip_to_frames
 from fmae.model import unpatchify
 
-REGION_COLOURS: np.ndarray = np.array([
-    [0, 200, 255],    # left eye
-    [0, 90, 255],     # right eye
-    [255, 220, 0],    # nose
-    [230, 20, 60],    # mouth
-    [140, 70, 20],    # hair
-    [250, 170, 150],  # skin
-    [40, 40, 40],     # background
-], dtype=np.uint8)
+REGION_COLOURS: np.ndarray = np.array(
+    [
+        [0, 200, 255],  # left eye
+        [0, 90, 255],  # right eye
+        [255, 220, 0],  # nose
+        [230, 20, 60],  # mouth
+        [140, 70, 20],  # hair
+        [250, 170, 150],  # skin
+        [40, 40, 40],  # background
+    ],
+    dtype=np.uint8,
+)
 """uint8 ``[7, 3]`` RGB of each :class:`fmae.face.FaceRegion`, by id."""
 MASK_COLOUR: tuple[int, int, int] = (128, 128, 128)
 """RGB of a masked pixel in ``masks.png`` and the masked input of ``reconstruction.png``."""
@@ -75,8 +78,14 @@ def heat_overlay(frames: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np
     return ((1 - alpha) * frames.astype(np.float32) + alpha * colours).round().astype(np.uint8)
 
 
-def reconstruction_rows(clip: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor, grid: Sequence[int],
-                        tubelet: Sequence[int], frames: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def reconstruction_rows(
+    clip: torch.Tensor,
+    mask: torch.Tensor,
+    recon: torch.Tensor,
+    grid: Sequence[int],
+    tubelet: Sequence[int],
+    frames: np.ndarray,
+) -> list[tuple[str, np.ndarray]]:
     """The rows of a reconstruction figure at the clip frames ``frames`` (int64 ``[F]``):
     the original, the masked input (masked pixels :data:`MASK_COLOUR`) and the
     reconstruction, each ``(label, uint8 [F, H, W, 3])``.
@@ -85,7 +94,11 @@ def reconstruction_rows(clip: torch.Tensor, mask: torch.Tensor, recon: torch.Ten
     """
     original = clip_to_frames(clip)
     masked = masks_panel(original, [mask_pixels(mask, grid, tubelet)])[0]
-    return [("original", original[frames]), ("masked", masked[frames]), ("reconstruction", clip_to_frames(recon)[frames])]
+    return [
+        ("original", original[frames]),
+        ("masked", masked[frames]),
+        ("reconstruction", clip_to_frames(recon)[frames]),
+    ]
 
 
 def grid_size(rows: int, cols: int, legend: bool = False) -> tuple[int, int]:
@@ -102,12 +115,17 @@ def tile(rows: Sequence[np.ndarray], gap: int = 1) -> np.ndarray:
     out = np.full((len(rows) * (H + gap) - gap, F * (W + gap) - gap, 3), 255, np.uint8)
     for r, images in enumerate(rows):
         for f in range(F):
-            out[r * (H + gap): r * (H + gap) + H, f * (W + gap): f * (W + gap) + W] = images[f]
+            out[r * (H + gap) : r * (H + gap) + H, f * (W + gap) : f * (W + gap) + W] = images[f]
     return out
 
 
-def save_grid(rows: Sequence[tuple[str, np.ndarray]], frame_numbers: Sequence[int], title: str,
-              path: str | os.PathLike, legend: dict[str, np.ndarray] | None = None) -> Path:
+def save_grid(
+    rows: Sequence[tuple[str, np.ndarray]],
+    frame_numbers: Sequence[int],
+    title: str,
+    path: str | os.PathLike,
+    legend: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Draw rows of frames, each ``(label, uint8 [F, H, W, 3])``, one column per frame
     (titled with ``frame_numbers``), into a PNG of :func:`grid_size` pixels; ``legend``
     maps names to RGB colours."""
@@ -134,8 +152,13 @@ def save_grid(rows: Sequence[tuple[str, np.ndarray]], frame_numbers: Sequence[in
         spine.set_visible(False)
     fig.suptitle(title, fontsize=10)
     if legend:
-        fig.legend(handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
-                   loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+        fig.legend(
+            handles=[Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in legend.items()],
+            loc="lower center",
+            ncol=len(legend),
+            fontsize=8,
+            frameon=False,
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=_DPI)

@@ -15,8 +15,8 @@ budget (``--budget``, 480 s by default):
    reference computed from the same inputs, and the time per call (CUDA events, after
    warm-up). xformers is skipped, with the reason, where it does not import.
 3. ``step``: the ViT-B pre-training step in bf16 (16×224², ``--step-batch-size`` clips,
-   ``--step-ratio``), HF ``transformers``' ``VideoMAEForPreTraining`` (built by
-   ``benchmarks/test_pretrain_step.py``) against FMAE's step
+   ``--step-ratio``), HF ``transformers``' ``VideoMAEForPreTraining``
+   (:func:`fmae.throughput.hf_videomae_step`, as the benchmarks build it) against FMAE's step
    (:func:`fmae.throughput.bench_step`: the same work with a random mask and no
    discriminator, and the full facial-mask + adversarial step) at decoder keep 1 and 0.5.
 4. ``dali``: DALI decoding on the GPU against the PyTorch loader: synthetic 224² clips
@@ -511,7 +511,7 @@ def _plan_step(config: GpuCheckConfig, root: Path | None) -> list[str]:
     return [
         f"ViT-B, bf16, 16x224^2, B={config.step_batch_size}, ratio {config.step_ratio}, "
         f"{config.step_steps} timed steps after 3: {cases}",
-        "HF transformers.VideoMAEForPreTraining from benchmarks/test_pretrain_step.py; FMAE through "
+        "HF transformers.VideoMAEForPreTraining from fmae.throughput.hf_videomae_step; FMAE through "
         "fmae.throughput.bench_step (decoder keep 0.5 only where StepBenchConfig has decoder_keep)",
     ]
 
@@ -1085,18 +1085,6 @@ def step_cases(keep_available: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def load_benchmark(name: str) -> Any:
-    """``benchmarks/<name>.py`` of the source checkout as a module (it is not part of the package)."""
-    root = source_root()
-    path = root / "benchmarks" / f"{name}.py" if root is not None else None
-    if path is None or not path.is_file():
-        raise Skip(f"benchmarks/{name}.py is not here (run from the source checkout)")
-    spec = importlib.util.spec_from_file_location(f"_fmae_benchmarks_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 _STEP_KEYS = (
     "s_per_step",
     "s_per_step_min",
@@ -1157,21 +1145,20 @@ def _hf_step(
     warmup: int,
     dtype: str,
 ) -> dict:
-    """HF's step as ``benchmarks/test_pretrain_step.py`` builds it (random mask, fused AdamW), timed here."""
+    """HF's step as the benchmarks build it (:func:`fmae.throughput.hf_videomae_step`: random
+    mask, fused AdamW), timed here."""
     import torch
 
     from fmae.flops import step_flops
     from fmae.model import get_config
-    from fmae.throughput import PeakMemory
+    from fmae.throughput import PeakMemory, hf_videomae_step
 
     if importlib.util.find_spec("transformers") is None:
         raise Skip("transformers is not installed")
-    bench = load_benchmark("test_pretrain_step")
     device = torch.device(device)
-    bench.B, bench.DEVICE = batch_size, device  # its builder reads the module's batch size and device
     config = get_config(f"fmae_vit_{model}", img_size=img_size, num_frames=frames)
     compute = torch.bfloat16 if dtype == "bf16" else torch.float32
-    step = bench._hf_step(config, ratio, bench.Setting(compute, False)).step
+    step = hf_videomae_step(config, ratio, batch_size, compute, compiled=False, device=device)
     memory = PeakMemory(device)
     memory.set_base()
     t0 = time.perf_counter()

@@ -18,6 +18,11 @@ Budgets (``round`` is Python's, half to even):
 - ``facial``, ``random``: ``round(ratio * N)`` tokens;
 - ``tube``: the same ``round(ratio * Hp * Wp)`` spatial positions in every time slice;
 - ``frame``: ``round(ratio * T')`` whole time slices.
+
+Decoder masking (VideoMAE V2's *dual masking*, Wang et al., CVPR 2023): the decoder
+may reconstruct only ``K = round(keep * M)`` of the ``M`` masked tokens of each clip
+(:func:`num_decoder_targets`); :func:`decoder_targets` picks them, by
+:data:`DECODER_STRATEGIES`, with the same sort-by-key scheme.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from typing import Sequence
 
 import torch
 
-from fmae.face import NUM_REGIONS
-from fmae.ops import region_histogram, token_labels
+from fmae.face import NUM_REGIONS, FaceRegion
+from fmae.ops import region_histogram, token_labels, visible_index
 
 DEFAULT_TUBELET: tuple[int, int, int] = (2, 16, 16)
 STRATEGIES: tuple[str, ...] = ("facial", "tube", "random", "frame")
@@ -84,9 +89,15 @@ def num_masked(strategy: str, grid: Sequence[int], ratio: float) -> int:
 
 
 def _device_of(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
-    device = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
+    device = (
+        torch.device(device)
+        if device is not None
+        else (generator.device if generator is not None else torch.device("cpu"))
+    )
     if generator is not None and not _same_device(generator.device, device):
-        raise ValueError(f"generator is on {generator.device}, the mask is made on {device}; use a generator on {device.type}")
+        raise ValueError(
+            f"generator is on {generator.device}, the mask is made on {device}; use a generator on {device.type}"
+        )
     return device
 
 
@@ -102,7 +113,9 @@ def _mask_smallest(keys: torch.Tensor, k: int) -> torch.Tensor:
     return mask.scatter_(1, order[:, :k], True)
 
 
-def _random_rows(batch: int, length: int, k: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _random_rows(
+    batch: int, length: int, k: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """``bool [batch, length]`` with ``k`` uniformly random True entries per row."""
     noise = torch.rand((batch, length), generator=generator, device=device)
     return _mask_smallest(noise, k)
@@ -114,8 +127,13 @@ def _check_batch(batch: int) -> int:
     return batch
 
 
-def random_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-                device: torch.device | str | None = None) -> torch.Tensor:
+def random_mask(
+    batch: int,
+    grid: Sequence[int],
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Mask ``round(ratio·N)`` tokens per clip, uniformly at random (MAE's baseline).
 
     Args:
@@ -133,8 +151,13 @@ def random_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.
     return _random_rows(_check_batch(batch), n, num_masked("random", grid, ratio), generator, device)
 
 
-def tube_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-              device: torch.device | str | None = None) -> torch.Tensor:
+def tube_mask(
+    batch: int,
+    grid: Sequence[int],
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """VideoMAE's tube mask: one random set of ``round(ratio·Hp·Wp)`` spatial positions,
     masked in every time slice. Arguments and result as :func:`random_mask`."""
     (t, h, w), device = _check_grid(grid), _device_of(generator, device)
@@ -143,8 +166,13 @@ def tube_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.Ge
     return spatial.unsqueeze(1).expand(batch, t, h * w).reshape(batch, t * h * w)
 
 
-def frame_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> torch.Tensor:
+def frame_mask(
+    batch: int,
+    grid: Sequence[int],
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Frame mask: ``round(ratio·T')`` random tubelet time slices hidden whole.
     Arguments and result as :func:`random_mask`."""
     (t, h, w), device = _check_grid(grid), _device_of(generator, device)
@@ -153,9 +181,15 @@ def frame_mask(batch: int, grid: Sequence[int], ratio: float, generator: torch.G
     return slices.unsqueeze(2).expand(batch, t, h * w).reshape(batch, t * h * w)
 
 
-def facial_mask(region_maps: torch.Tensor, ratio: float, tubelet: Sequence[int] = DEFAULT_TUBELET,
-                generator: torch.Generator | None = None, *, min_coverage: float = 0.1,
-                backend: str | None = "auto") -> torch.Tensor:
+def facial_mask(
+    region_maps: torch.Tensor,
+    ratio: float,
+    tubelet: Sequence[int] = DEFAULT_TUBELET,
+    generator: torch.Generator | None = None,
+    *,
+    min_coverage: float = 0.1,
+    backend: str | None = "auto",
+) -> torch.Tensor:
     """The paper's facial mask (Algorithm 1): whole regions in priority order.
 
     Each token is labelled with one region (:func:`fmae.ops.token_labels` of
@@ -191,9 +225,17 @@ def facial_mask(region_maps: torch.Tensor, ratio: float, tubelet: Sequence[int] 
     return mask[0] if unbatched else mask
 
 
-def make_mask(strategy: str, ratio: float, *, batch: int, grid: Sequence[int],
-              region_maps: torch.Tensor | None = None, tubelet: Sequence[int] = DEFAULT_TUBELET,
-              generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+def make_mask(
+    strategy: str,
+    ratio: float,
+    *,
+    batch: int,
+    grid: Sequence[int],
+    region_maps: torch.Tensor | None = None,
+    tubelet: Sequence[int] = DEFAULT_TUBELET,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """The mask of ``strategy`` for a batch: one call site for training loops.
 
     Args:
@@ -212,8 +254,10 @@ def make_mask(strategy: str, ratio: float, *, batch: int, grid: Sequence[int],
         if not isinstance(region_maps, torch.Tensor) or region_maps.dim() != 4:
             raise ValueError("the facial mask needs region_maps, a uint8 [B, T, H, W] tensor")
         if region_maps.shape[0] != batch or token_grid(region_maps.shape[1:], tubelet) != grid:
-            raise ValueError(f"region_maps {tuple(region_maps.shape)} do not match batch {batch} and token grid {grid} "
-                             f"under tubelet {tuple(tubelet)}")
+            raise ValueError(
+                f"region_maps {tuple(region_maps.shape)} do not match batch {batch} and token grid {grid} "
+                f"under tubelet {tuple(tubelet)}"
+            )
         if device is not None and not _same_device(torch.device(device), region_maps.device):
             raise ValueError(f"region_maps are on {region_maps.device}, the mask is asked on {device}")
         return facial_mask(region_maps, ratio, tubelet, generator)
@@ -221,3 +265,147 @@ def make_mask(strategy: str, ratio: float, *, batch: int, grid: Sequence[int],
     if strategy not in makers:
         raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {STRATEGIES}")
     return makers[strategy](batch, grid, ratio, generator, device)
+
+
+DECODER_STRATEGIES: tuple[str, ...] = ("running_cell", "random", "facial")
+"""How :func:`decoder_targets` picks the masked tokens the decoder reconstructs."""
+
+RUNNING_CELL = 2
+"""Side of the running cell: a ``2 × 2`` block of spatial token positions (VideoMAE V2)."""
+# Above any priority << _TIE_BITS | tie: the key of a token that is not masked.
+_NOT_MASKED = 1 << 62
+
+
+def _check_keep(keep: float) -> float:
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)):
+        raise TypeError(f"decoder keep must be a number, got {type(keep).__name__}")
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"decoder keep must be in (0, 1], got {keep}")
+    return float(keep)
+
+
+def num_decoder_targets(num_masked: int, keep: float) -> int:
+    """``K = round(keep · M)``: how many of the ``M = num_masked`` masked tokens of each
+    clip the decoder reconstructs under decoder masking ``keep`` in ``(0, 1]`` (1: all).
+
+    Like :func:`num_masked`, it depends on settings only, so callers know it without a
+    host synchronisation. It is 0 when ``keep · M < 0.5``: callers must refuse that.
+    """
+    keep = _check_keep(keep)
+    if isinstance(num_masked, bool) or not isinstance(num_masked, int) or num_masked < 0:
+        raise ValueError(f"num_masked must be a non-negative int, got {num_masked!r}")
+    return num_masked if keep == 1.0 else round(keep * num_masked)
+
+
+def running_cell_order(grid: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+    """Each token's place in VideoMAE V2's running cell, ``int64 [N]`` in ``{0, 1, 2, 3}``.
+
+    The spatial grid is tiled with ``2 × 2`` cells; a token's cell position is
+    ``c = 2·(hi mod 2) + (wi mod 2)`` (row-major in the cell) and its order is
+    ``(c + ti) mod 4``, so the positions of one order shift by one cell place from each
+    time slice to the next. VideoMAE V2's running-cell decoder mask at keep 1/2 keeps,
+    in every slice, the two places of each cell with order ``(o, o + 1) mod 4`` for a
+    random ``o`` per clip; :func:`decoder_targets` ranks masked tokens by
+    ``(order + o) mod 4``, which is that pattern (and its 1/4 and 3/4 analogues) cut to
+    exactly ``K`` tokens.
+    """
+    t, h, w = _check_grid(grid)
+    ti = torch.arange(t, device=device).view(t, 1, 1)
+    cell = (
+        RUNNING_CELL * (torch.arange(h, device=device).view(1, h, 1) % RUNNING_CELL)
+        + torch.arange(w, device=device).view(1, 1, w) % RUNNING_CELL
+    )
+    return ((cell + ti) % (RUNNING_CELL * RUNNING_CELL)).reshape(-1)
+
+
+def decoder_priority(labels: torch.Tensor) -> torch.Tensor:
+    """The ``facial`` decoder strategy's rank of a token from its region id (lower first):
+    0 for the eyes, nose and mouth together, then hair 1, skin 2, background 3
+    (Algorithm 1's order after its facial parts)."""
+    return (labels - int(FaceRegion.MOUTH)).clamp_min(0)
+
+
+def decoder_targets(
+    mask: torch.Tensor,
+    keep: float,
+    strategy: str = "running_cell",
+    grid: Sequence[int] | None = None,
+    region_maps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    num_masked: int | None = None,
+    *,
+    tubelet: Sequence[int] = DEFAULT_TUBELET,
+    min_coverage: float = 0.1,
+    backend: str | None = "auto",
+) -> torch.Tensor:
+    """The masked tokens the decoder reconstructs (decoder masking): ``int64 [B, K]``.
+
+    ``K = num_decoder_targets(M, keep)``, the same in every row; each row lists ``K`` of
+    its masked tokens in ascending order. At ``keep = 1`` they are all ``M`` masked
+    tokens, as :func:`fmae.ops.visible_index` gives them, and nothing is drawn from
+    ``generator``. Otherwise every masked token gets a priority by ``strategy``, the
+    ``K`` lowest are kept, and ties are broken at random (seeded by ``generator``):
+
+    - ``running_cell``: VideoMAE V2's running cell (:func:`running_cell_order`), one
+      random phase per clip;
+    - ``random``: a uniformly random subset;
+    - ``facial``: the masked cubes of the eyes, nose and mouth first, then hair, skin,
+      background (:func:`decoder_priority`), tokens labelled as
+      :func:`facial_mask` labels them (``region_maps`` needed).
+
+    Everything runs on the mask's device without a host synchronisation when
+    ``num_masked`` is given.
+
+    Args:
+        mask: ``bool [B, N]``, True = masked, ``M`` per row (as the maskers give it).
+        keep: fraction of the masked tokens to reconstruct, in ``(0, 1]``.
+        strategy: one of :data:`DECODER_STRATEGIES`.
+        grid: the token grid ``(T', Hp, Wp)`` with ``N = T'·Hp·Wp``.
+        region_maps: ``uint8 [B, T, H, W]``, for ``facial`` (its grid under ``tubelet``
+            must be ``grid``); ignored by the others.
+        generator: seeds the draw; on the mask's device.
+        num_masked: ``M``; read from the mask's first row when ``None`` (a host sync).
+        tubelet, min_coverage, backend: how ``facial`` labels tokens (:func:`facial_mask`).
+
+    Returns:
+        ``int64 [B, K]``, ascending in each row.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
+        raise TypeError(f"mask must be a bool [B, N] tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    keep = _check_keep(keep)
+    if strategy not in DECODER_STRATEGIES:
+        raise ValueError(f"unknown decoder strategy {strategy!r}; choose one of {DECODER_STRATEGIES}")
+    if grid is None:
+        raise ValueError("decoder_targets needs the token grid (T', Hp, Wp)")
+    grid = _check_grid(grid)
+    B, N = mask.shape
+    if grid[0] * grid[1] * grid[2] != N:
+        raise ValueError(f"the mask has {N} tokens per row, the grid {grid} has {grid[0] * grid[1] * grid[2]}")
+    device = mask.device
+    _device_of(generator, device)
+    if num_masked is None:
+        num_masked = int(mask[0].sum()) if B else 0
+    k = num_decoder_targets(num_masked, keep)
+    if k == num_masked:
+        return visible_index(mask, num_masked)[1]
+    if strategy == "facial":
+        if not isinstance(region_maps, torch.Tensor) or region_maps.dim() != 4:
+            raise ValueError("the facial decoder strategy needs region_maps, a uint8 [B, T, H, W] tensor")
+        if region_maps.shape[0] != B or token_grid(region_maps.shape[1:], tubelet) != grid:
+            raise ValueError(
+                f"region_maps {tuple(region_maps.shape)} do not match batch {B} and token grid {grid} "
+                f"under tubelet {tuple(tubelet)}"
+            )
+        if not _same_device(region_maps.device, device):
+            raise ValueError(f"region_maps are on {region_maps.device}, the mask on {device}")
+        hist = region_histogram(region_maps, tuple(tubelet), NUM_REGIONS, backend=backend, check=False)
+        priority = decoder_priority(token_labels(hist, min_coverage))  # [B, N]
+    elif strategy == "running_cell":
+        phase = torch.randint(0, RUNNING_CELL * RUNNING_CELL, (B, 1), generator=generator, device=device)
+        priority = (running_cell_order(grid, device).unsqueeze(0) + phase) % (RUNNING_CELL * RUNNING_CELL)
+    else:
+        priority = torch.zeros((1, N), dtype=torch.int64, device=device)
+    tie = torch.randint(0, 1 << _TIE_BITS, (B, N), generator=generator, device=device)
+    keys = ((priority << _TIE_BITS) | tie).masked_fill(~mask, _NOT_MASKED)
+    chosen = torch.topk(keys, k, dim=1, largest=False, sorted=False).indices
+    return chosen.sort(dim=1).values

@@ -123,16 +123,23 @@ class FMAEConfig:
             raise ValueError(f"tubelet must be three positive sizes, got {self.tubelet}")
         tt, th, tw = self.tubelet
         if self.num_frames % tt or self.img_size % th or self.img_size % tw or min(self.num_frames, self.img_size) < 1:
-            raise ValueError(f"tubelet {self.tubelet} must divide (num_frames, img_size, img_size) = "
-                             f"({self.num_frames}, {self.img_size}, {self.img_size})")
-        for dim, heads, what in ((self.embed_dim, self.num_heads, "embed_dim"),
-                                 (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim")):
+            raise ValueError(
+                f"tubelet {self.tubelet} must divide (num_frames, img_size, img_size) = "
+                f"({self.num_frames}, {self.img_size}, {self.img_size})"
+            )
+        for dim, heads, what in (
+            (self.embed_dim, self.num_heads, "embed_dim"),
+            (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim"),
+        ):
             if heads < 1 or dim % heads:
                 raise ValueError(f"{what} {dim} must be a positive multiple of its number of heads {heads}")
         if min(self.depth, self.decoder_depth, self.disc_depth, self.disc_dim, self.in_chans) < 1:
             raise ValueError("depths, disc_dim and in_chans must be positive")
-        for name, allowed in (("qkv_bias", QKV_BIASES), ("pooling", POOLINGS),
-                              ("position_embedding", POSITION_EMBEDDINGS)):
+        for name, allowed in (
+            ("qkv_bias", QKV_BIASES),
+            ("pooling", POOLINGS),
+            ("position_embedding", POSITION_EMBEDDINGS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if min(self.layer_norm_eps, self.norm_eps, self.decoder_norm_eps) <= 0:
@@ -178,8 +185,15 @@ class FMAEConfig:
 
 
 ARCHITECTURE_OPTIONS: tuple[str, ...] = (
-    "qkv_bias", "layer_norm_eps", "norm_eps", "decoder_norm_eps", "init_values", "decoder_init_values", "pooling",
-    "position_embedding", "decoder_embed_bias",
+    "qkv_bias",
+    "layer_norm_eps",
+    "norm_eps",
+    "decoder_norm_eps",
+    "init_values",
+    "decoder_init_values",
+    "pooling",
+    "position_embedding",
+    "decoder_embed_bias",
 )
 """Fields that reproduce other implementations' architectures (:mod:`fmae.interop`)."""
 _FMAE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FMAEConfig)}
@@ -187,14 +201,24 @@ _FMAE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FMAEConfig)}
 
 MODEL_CONFIGS: dict[str, FMAEConfig] = {
     # Trains in minutes on a 2-core CPU; use a smaller img_size (64, 96) for demos.
-    "fmae_vit_tiny": FMAEConfig(embed_dim=192, depth=4, num_heads=3, decoder_embed_dim=128, decoder_depth=2,
-                                decoder_num_heads=4, disc_dim=256, disc_depth=2),
-    "fmae_vit_small": FMAEConfig(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=192, decoder_depth=4,
-                                 decoder_num_heads=3, disc_dim=384),
+    "fmae_vit_tiny": FMAEConfig(
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        disc_dim=256,
+        disc_depth=2,
+    ),
+    "fmae_vit_small": FMAEConfig(
+        embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=192, decoder_depth=4, decoder_num_heads=3, disc_dim=384
+    ),
     # The paper's ViT-B/768 with VideoMAE's decoder.
     "fmae_vit_base": FMAEConfig(),
-    "fmae_vit_large": FMAEConfig(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=4,
-                                 decoder_num_heads=8),
+    "fmae_vit_large": FMAEConfig(
+        embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=4, decoder_num_heads=8
+    ),
 }
 
 
@@ -287,8 +311,16 @@ class Block(nn.Module):
     layer scale (``init_values > 0``) each branch is multiplied by a learned per-channel
     ``gamma_1`` / ``gamma_2`` first."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, backend: str = "auto", qkv_bias: str = "qkv",
-                 eps: float = 1e-6, init_values: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        backend: str = "auto",
+        qkv_bias: str = "qkv",
+        eps: float = 1e-6,
+        init_values: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, backend, qkv_bias)
@@ -343,17 +375,30 @@ class FMAE(nn.Module):
         super().__init__()
         self.config = c = config
         self.patch_embed = nn.Linear(c.cube_dim, c.embed_dim)
-        self.blocks = nn.ModuleList(Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.attention_backend, c.qkv_bias,
-                                          c.layer_norm_eps, c.init_values) for _ in range(c.depth))
+        self.blocks = nn.ModuleList(
+            Block(
+                c.embed_dim, c.num_heads, c.mlp_ratio, c.attention_backend, c.qkv_bias, c.layer_norm_eps, c.init_values
+            )
+            for _ in range(c.depth)
+        )
         # The final norm: on every token, or (mean_fc_norm) as fc_norm on the pooled vector only; see POOLINGS.
         token_norm = c.pooling in ("norm_mean", "mean_norm")
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps) if token_norm else nn.Identity()
         self.fc_norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps) if c.pooling == "mean_fc_norm" else None
         self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim, bias=c.decoder_embed_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
-        self.decoder_blocks = nn.ModuleList(Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio,
-                                                  c.attention_backend, c.qkv_bias, c.layer_norm_eps,
-                                                  c.decoder_init_values) for _ in range(c.decoder_depth))
+        self.decoder_blocks = nn.ModuleList(
+            Block(
+                c.decoder_embed_dim,
+                c.decoder_num_heads,
+                c.mlp_ratio,
+                c.attention_backend,
+                c.qkv_bias,
+                c.layer_norm_eps,
+                c.decoder_init_values,
+            )
+            for _ in range(c.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
@@ -362,8 +407,11 @@ class FMAE(nn.Module):
             self.pos_embed = nn.Parameter(table)
         else:
             self.register_buffer("pos_embed", table, persistent=c.position_embedding == "fixed")
-        self.register_buffer("decoder_pos_embed", sinusoid_table(c.num_tokens, c.decoder_embed_dim),
-                             persistent=c.position_embedding == "fixed")
+        self.register_buffer(
+            "decoder_pos_embed",
+            sinusoid_table(c.num_tokens, c.decoder_embed_dim),
+            persistent=c.position_embedding == "fixed",
+        )
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
@@ -412,15 +460,17 @@ class FMAE(nn.Module):
         x = self.decoder_embed(latent)
         index = torch.cat([visible, targets], dim=1)
         # The indices come from visible_index / decoder_targets, in range by construction: no check (a CUDA sync).
-        x = decoder_input(x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend,
-                          check=False)
+        x = decoder_input(
+            x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend, check=False
+        )
         for block in self.decoder_blocks:
             x = block(x)
         # Norm and head only where a prediction is wanted.
-        return self.decoder_pred(self.decoder_norm(x[:, visible.shape[1]:]))
+        return self.decoder_pred(self.decoder_norm(x[:, visible.shape[1] :]))
 
-    def forward(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None,
-                targets: torch.Tensor | None = None) -> Reconstruction:
+    def forward(
+        self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None, targets: torch.Tensor | None = None
+    ) -> Reconstruction:
         """Reconstruct the masked cubes of a batch (or, with decoder masking, some of them).
 
         Args:
@@ -437,8 +487,9 @@ class FMAE(nn.Module):
         """
         self._check_clip(clip)
         if not isinstance(mask, torch.Tensor) or mask.shape != (clip.shape[0], self.config.num_tokens):
-            raise ValueError(f"mask must be bool [{clip.shape[0]}, {self.config.num_tokens}], "
-                             f"got {getattr(mask, 'shape', mask)}")
+            raise ValueError(
+                f"mask must be bool [{clip.shape[0]}, {self.config.num_tokens}], got {getattr(mask, 'shape', mask)}"
+            )
         visible, masked = visible_index(mask, num_masked)
         if targets is None:
             targets = masked
@@ -454,11 +505,18 @@ class FMAE(nn.Module):
     @staticmethod
     def _check_targets(targets: torch.Tensor, mask: torch.Tensor, num_masked: int) -> None:
         B = mask.shape[0]
-        if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 or targets.dim() != 2 \
-                or targets.shape[0] != B or not 1 <= targets.shape[1] <= num_masked:
-            raise ValueError(f"targets must be int64 [{B}, K] with 1 <= K <= {num_masked} (the masked tokens), "
-                             f"got {getattr(targets, 'dtype', type(targets).__name__)} "
-                             f"{tuple(getattr(targets, 'shape', ()))}")
+        if (
+            not isinstance(targets, torch.Tensor)
+            or targets.dtype != torch.int64
+            or targets.dim() != 2
+            or targets.shape[0] != B
+            or not 1 <= targets.shape[1] <= num_masked
+        ):
+            raise ValueError(
+                f"targets must be int64 [{B}, K] with 1 <= K <= {num_masked} (the masked tokens), "
+                f"got {getattr(targets, 'dtype', type(targets).__name__)} "
+                f"{tuple(getattr(targets, 'shape', ()))}"
+            )
         # Reading values back would be a host sync on CUDA and a graph break under torch.compile: CPU, eager only.
         if targets.device.type == "cpu" and targets.numel() and not torch.compiler.is_compiling():
             if int(targets.min()) < 0 or int(targets.max()) >= mask.shape[1]:
@@ -489,8 +547,9 @@ class FMAE(nn.Module):
         return self.norm(x).mean(dim=1)  # norm_mean; mean (norm is the identity)
 
     @torch.no_grad()
-    def reconstruct(self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None,
-                    targets: torch.Tensor | None = None) -> torch.Tensor:
+    def reconstruct(
+        self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None, targets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The clip with its masked cubes replaced by the model's predictions, for viewing.
 
         With ``norm_pix_loss`` the predictions are de-normalised with each real cube's

@@ -16,17 +16,21 @@ from fmae.downstream.timeline import NO_FACE, PredictConfig, run_predict
 
 
 def _summary(summary: dict) -> str:
-    lines = [f"{summary['video']}: {summary['frames']} frames at {summary['fps']:g} fps, a face in "
-             f"{summary['frames_with_face']}; {summary['windows']} windows, {summary['scored_windows']} scored, "
-             f"{summary['no_face_windows']} {NO_FACE}"]
+    lines = [
+        f"{summary['video']}: {summary['frames']} frames at {summary['fps']:g} fps, a face in "
+        f"{summary['frames_with_face']}; {summary['windows']} windows, {summary['scored_windows']} scored, "
+        f"{summary['no_face_windows']} {NO_FACE}"
+    ]
     if "level_share" in summary:
         lines.append("share of scored windows: " + ", ".join(f"{c} {s:.0%}" for c, s in summary["level_share"].items()))
     elif summary["mean_score"] is not None:
         lines.append(f"mean score {summary['mean_score']:.3f}")
     lines += [f"  {a:7.2f}–{b:7.2f} s  {level}" for a, b, level in summary["segments"]]
     if "truth" in summary:
-        lines.append("true segments of the demo recording (level 0–3): "
-                     + ", ".join(f"{a:g}–{b:g} s: {level}" for a, b, level in summary["truth"]))
+        lines.append(
+            "true segments of the demo recording (level 0–3): "
+            + ", ".join(f"{a:g}–{b:g} s: {level}" for a, b, level in summary["truth"])
+        )
     return "\n".join(lines)
 
 

@@ -22,19 +22,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("src", metavar="SRC", help="folder of videos (searched recursively)")
     parser.add_argument("out", metavar="OUT", help="cache folder (created; may already hold a partial run)")
-    parser.add_argument("--no-regions", dest="regions", action="store_const", const=False,
-                        help="crops only, without region maps (the same as --regions false)")
+    parser.add_argument(
+        "--no-regions",
+        dest="regions",
+        action="store_const",
+        const=False,
+        help="crops only, without region maps (the same as --regions false)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes [%(default)s]")
-    parser.add_argument("--rank", type=int, default=0,
-                        help="this machine's shard: video i goes to rank i %% world-size [%(default)s]")
+    parser.add_argument(
+        "--rank", type=int, default=0, help="this machine's shard: video i goes to rank i %% world-size [%(default)s]"
+    )
     parser.add_argument("--world-size", type=int, default=1, help="number of shards [%(default)s]")
-    parser.add_argument("--retry", action="store_true", help="also redo videos recorded as no_face, unreadable or empty")
+    parser.add_argument(
+        "--retry", action="store_true", help="also redo videos recorded as no_face, unreadable or empty"
+    )
     return run_command(parser, PreprocessConfig, _preprocess, argv)
 
 
 def _preprocess(config: PreprocessConfig, args: argparse.Namespace) -> int:
-    counts = preprocess(args.src, args.out, config, workers=args.workers, rank=args.rank, world_size=args.world_size,
-                        retry=args.retry, progress=not args.no_progress)
+    counts = preprocess(
+        args.src,
+        args.out,
+        config,
+        workers=args.workers,
+        rank=args.rank,
+        world_size=args.world_size,
+        retry=args.retry,
+        progress=not args.no_progress,
+    )
     done = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     print(f"done: {done}" if done else "done: no videos")
     return 0

@@ -16,19 +16,26 @@ from fmae.downstream.probe_run import ProbeConfig, run_probe
 
 
 def _summary(report: dict) -> str:
+    base = report.get("random_init")
     if "accuracy" in report:
-        return (f"accuracy {report['accuracy']:.4f} (majority-class baseline {report['majority_accuracy']:.4f}), "
-                f"F1 weighted {report['f1']['weighted']:.4f}, macro {report['f1']['macro']:.4f}")
-    return f"MSE {report['mse']:.4f} (predicting the training mean: {report['mean_baseline_mse']:.4f})"
+        beside = f"random init {base['accuracy']:.4f}, " if base else ""
+        return (
+            f"accuracy {report['accuracy']:.4f} ({beside}majority-class baseline "
+            f"{report['majority_accuracy']:.4f}), "
+            f"F1 weighted {report['f1']['weighted']:.4f}, macro {report['f1']['macro']:.4f}"
+        )
+    beside = f"random init {base['mse']:.4f}; " if base else ""
+    return f"MSE {report['mse']:.4f} ({beside}predicting the training mean: {report['mean_baseline_mse']:.4f})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fmae.probe",
         description="Evaluate an FMAE encoder: train a linear probe on its frozen features (Adam, betas (0.5, 0.9), "
-        "lr 1e-4) on the Train split and report on the Test split. Without --data-root it uses the synthetic "
-        "engagement set (generated and cached, no download). Features are cached, so further probes of the same "
-        "encoder (other seeds, heads, learning rates) skip the encoder pass.",
+        "lr 1e-4) on the Train split and report on the Test split, beside the same probe on a randomly initialised "
+        "encoder of the same architecture (--random-baseline false skips it). Without --data-root it uses the "
+        "synthetic engagement set (generated and cached, no download). Features are cached, so further probes of the "
+        "same encoder (other seeds, heads, learning rates) skip the encoder pass.",
         epilog="Examples:\n"
         "  python -m fmae.probe --checkpoint runs/pretrain        # the newest valid checkpoint of a run\n"
         "  python -m fmae.probe --checkpoint CKPT --random-init --out-dir runs/probe-random   # baseline\n"

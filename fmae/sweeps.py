@@ -47,11 +47,11 @@ from tqdm import tqdm
 from fmae.checkpoint import latest_checkpoint
 from fmae.config import check_choices, setting
 from fmae.device import DTYPES
+from fmae.downstream.probe_run import TASKS, ProbeConfig, run_probe
 from fmae.files import write_atomically
 from fmae.flops import encoder_flops, step_flops
 from fmae.masking import STRATEGIES
 from fmae.model import MODEL_CONFIGS, get_config
-from fmae.downstream.probe_run import TASKS, ProbeConfig, run_probe
 from fmae.pretraining.run import TrainConfig, pretrain
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,18 @@ DEFAULT_VALUES: dict[str, str] = {
 }
 PAPER_DAISEE_ACCURACY: dict[tuple[str, str], float] = {
     # Table V, DAiSEE accuracy (%), ViT-B pre-trained on DAiSEE at full scale.
-    ("random", "RL"): 58.26, ("random", "AL"): 57.72, ("random", "RL+AL"): 59.17,
-    ("frame", "RL"): 57.42, ("frame", "AL"): 57.36, ("frame", "RL+AL"): 57.51,
-    ("tube", "RL"): 61.69, ("tube", "AL"): 60.83, ("tube", "RL+AL"): 62.98,
-    ("facial", "RL"): 63.79, ("facial", "AL"): 63.64, ("facial", "RL+AL"): 64.74,
+    ("random", "RL"): 58.26,
+    ("random", "AL"): 57.72,
+    ("random", "RL+AL"): 59.17,
+    ("frame", "RL"): 57.42,
+    ("frame", "AL"): 57.36,
+    ("frame", "RL+AL"): 57.51,
+    ("tube", "RL"): 61.69,
+    ("tube", "AL"): 60.83,
+    ("tube", "RL+AL"): 62.98,
+    ("facial", "RL"): 63.79,
+    ("facial", "AL"): 63.64,
+    ("facial", "RL+AL"): 64.74,
 }
 _RESULT = "result.json"
 
@@ -76,14 +84,18 @@ _RESULT = "result.json"
 class AblationConfig:
     """The settings every cell of a sweep shares; the swept one is overridden per cell."""
 
-    values: str = setting("", "comma-separated values to sweep; empty: the defaults (ratio: "
-                         f"{DEFAULT_VALUES['ratio']}; stride: {DEFAULT_VALUES['stride']}; "
-                         f"strategy: {DEFAULT_VALUES['strategy']})")
+    values: str = setting(
+        "",
+        "comma-separated values to sweep; empty: the defaults (ratio: "
+        f"{DEFAULT_VALUES['ratio']}; stride: {DEFAULT_VALUES['stride']}; "
+        f"strategy: {DEFAULT_VALUES['strategy']})",
+    )
     seeds: int = setting(1, "seeds per setting (0 … n-1); tables give the mean, ± the standard deviation over seeds")
     model: str = setting("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
     img_size: int = setting(64, "side of the face crop in pixels (the paper: 224)")
-    num_frames: int = setting(8, "frames per clip (the paper: 16); the stride sweep keeps num_frames × "
-                             "temporal_stride video frames per clip")
+    num_frames: int = setting(
+        8, "frames per clip (the paper: 16); the stride sweep keeps num_frames × temporal_stride video frames per clip"
+    )
     temporal_stride: int = setting(2, "take every k-th frame (the paper: 2)")
     mask_strategy: str = setting("facial", "masking strategy of the ratio and stride sweeps", STRATEGIES)
     mask_ratio: float = setting(0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)")
@@ -125,11 +137,22 @@ class Cell:
 
 
 def _train_config(config: AblationConfig, out_dir: str, **overrides: Any) -> TrainConfig:
-    settings = dict(model=config.model, img_size=config.img_size, num_frames=config.num_frames,
-                    temporal_stride=config.temporal_stride, mask_strategy=config.mask_strategy,
-                    mask_ratio=config.mask_ratio, adv_weight=config.adv_weight, steps=config.steps,
-                    batch_size=config.batch_size, data_root=config.data_root, dtype=config.dtype,
-                    device=config.device, num_workers=config.num_workers, out_dir=out_dir)
+    settings = dict(
+        model=config.model,
+        img_size=config.img_size,
+        num_frames=config.num_frames,
+        temporal_stride=config.temporal_stride,
+        mask_strategy=config.mask_strategy,
+        mask_ratio=config.mask_ratio,
+        adv_weight=config.adv_weight,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        data_root=config.data_root,
+        dtype=config.dtype,
+        device=config.device,
+        num_workers=config.num_workers,
+        out_dir=out_dir,
+    )
     settings.update(overrides)
     steps = settings["steps"]
     # Ten log records for clips/s; a few checkpoints to resume a cell from; one image at the end.
@@ -158,9 +181,11 @@ def parse_values(sweep: str, text: str, config: AblationConfig) -> list[Any]:
         if sweep == "ratio" and not 0.0 < v < 1.0:
             raise ValueError(f"masking ratios must be in (0, 1), got {v}")
         if sweep == "stride" and (v < 1 or span % v or (span // v) % 2):
-            raise ValueError(f"stride {v} does not split the clip's {span} video frames "
-                             f"(num_frames {config.num_frames} × temporal_stride {config.temporal_stride}) "
-                             "into an even number of frames")
+            raise ValueError(
+                f"stride {v} does not split the clip's {span} video frames "
+                f"(num_frames {config.num_frames} × temporal_stride {config.temporal_stride}) "
+                "into an even number of frames"
+            )
         if sweep == "strategy" and v not in STRATEGIES:
             raise ValueError(f"unknown masking strategy {v!r}; choose from {STRATEGIES}")
     return values
@@ -187,15 +212,19 @@ def make_cells(sweep: str, config: AblationConfig) -> list[Cell]:
         elif sweep == "stride":
             variants = [("RL+AL", {"temporal_stride": value, "num_frames": span // value})]
         else:
-            variants = [("RL", {"mask_strategy": value, "adv_weight": 0.0}),
-                        ("AL", {"mask_strategy": value, "rec_weight": 0.0}),
-                        ("RL+AL", {"mask_strategy": value})]
+            variants = [
+                ("RL", {"mask_strategy": value, "adv_weight": 0.0}),
+                ("AL", {"mask_strategy": value, "rec_weight": 0.0}),
+                ("RL+AL", {"mask_strategy": value}),
+            ]
         for losses, overrides in variants:
             for seed in range(config.seeds):
                 train = _train_config(config, "", seed=seed, **overrides)
                 # Named by the settings, not the sweep: the base settings' cell serves all three sweeps.
-                name = (f"{train.mask_strategy}-ratio{train.mask_ratio:g}-stride{train.temporal_stride}-"
-                        f"{losses.replace('+', '')}-seed{seed}-{_cell_id(config, train)}")
+                name = (
+                    f"{train.mask_strategy}-ratio{train.mask_ratio:g}-stride{train.temporal_stride}-"
+                    f"{losses.replace('+', '')}-seed{seed}-{_cell_id(config, train)}"
+                )
                 train = dataclasses.replace(train, out_dir=str(Path(config.out_dir) / "cells" / name / "pretrain"))
                 cells.append(Cell(sweep, value, losses, seed, train))
     return cells
@@ -205,17 +234,32 @@ def _metrics(report: dict[str, Any]) -> dict[str, float]:
     """The paper's numbers from a :func:`fmae.downstream.probe_run.run_probe` report: accuracy (%) and
     weighted precision/recall/F1, or MSE; with the trivial baseline."""
     if "accuracy" in report:
-        return {"accuracy": 100 * report["accuracy"], "precision": report["precision"]["weighted"],
-                "recall": report["recall"]["weighted"], "f1": report["f1"]["weighted"],
-                "f1_macro": report["f1"]["macro"], "baseline": 100 * report["majority_accuracy"],
-                "eval_videos": report["eval_videos"]}
+        return {
+            "accuracy": 100 * report["accuracy"],
+            "precision": report["precision"]["weighted"],
+            "recall": report["recall"]["weighted"],
+            "f1": report["f1"]["weighted"],
+            "f1_macro": report["f1"]["macro"],
+            "baseline": 100 * report["majority_accuracy"],
+            "eval_videos": report["eval_videos"],
+        }
     return {"mse": report["mse"], "baseline": report["mean_baseline_mse"], "eval_videos": report["eval_videos"]}
 
 
 def _probe_config(config: AblationConfig, out_dir: Path, seed: int, stride: int, **source: Any) -> ProbeConfig:
-    return ProbeConfig(task=config.task, data_root=config.data_root, temporal_stride=stride,
-                       epochs=config.probe_epochs, dtype=config.dtype, device=config.device,
-                       num_workers=config.num_workers, out_dir=str(out_dir), seed=seed, **source)
+    return ProbeConfig(
+        task=config.task,
+        data_root=config.data_root,
+        temporal_stride=stride,
+        epochs=config.probe_epochs,
+        dtype=config.dtype,
+        device=config.device,
+        num_workers=config.num_workers,
+        out_dir=str(out_dir),
+        seed=seed,
+        random_baseline=False,  # every sweep has its own random-init reference (run_reference)
+        **source,
+    )
 
 
 def _clips_per_s(metrics_jsonl: Path) -> float | None:
@@ -245,18 +289,26 @@ def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[
     t = cell.train
     resume = latest_checkpoint(Path(t.out_dir) / "checkpoints") is not None
     checkpoint = pretrain(t, resume=resume, progress=progress)
-    report = run_probe(_probe_config(config, cell.folder / "probe", cell.seed, t.temporal_stride,
-                                     checkpoint=str(checkpoint)), progress)
+    report = run_probe(
+        _probe_config(config, cell.folder / "probe", cell.seed, t.temporal_stride, checkpoint=str(checkpoint)), progress
+    )
     mc = get_config(t.model, img_size=t.img_size, num_frames=t.num_frames)
     result = {
-        **here, "seed": cell.seed,
-        "mask_strategy": t.mask_strategy, "mask_ratio": t.mask_ratio, "temporal_stride": t.temporal_stride,
-        "num_frames": t.num_frames, "adv_weight": t.adv_weight, "rec_weight": t.rec_weight, "steps": t.steps,
+        **here,
+        "seed": cell.seed,
+        "mask_strategy": t.mask_strategy,
+        "mask_ratio": t.mask_ratio,
+        "temporal_stride": t.temporal_stride,
+        "num_frames": t.num_frames,
+        "adv_weight": t.adv_weight,
+        "rec_weight": t.rec_weight,
+        "steps": t.steps,
         **_metrics(report),
         "encoder_gflops": encoder_flops(mc, 1, mc.num_tokens)[0] / 1e9,
         "pretrain_gflops": step_flops(mc, 1, t.mask_ratio, t.mask_strategy, t.adv_weight).total / 1e9,
         "clips_per_s": _clips_per_s(Path(t.out_dir) / "metrics.jsonl"),
-        "checkpoint": str(checkpoint), "probe_dir": str(cell.folder / "probe"),
+        "checkpoint": str(checkpoint),
+        "probe_dir": str(cell.folder / "probe"),
     }
     _write_json(done, result)
     return result
@@ -265,15 +317,27 @@ def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[
 def run_reference(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
     """Probe of a randomly initialised encoder at the base settings (seed 0): what the
     probe reaches without pre-training. Cached like a cell."""
-    settings = {k: getattr(config, k) for k in ("model", "img_size", "num_frames", "temporal_stride", "task",
-                                                 "probe_epochs", "data_root", "dtype")}
+    settings = {
+        k: getattr(config, k)
+        for k in ("model", "img_size", "num_frames", "temporal_stride", "task", "probe_epochs", "data_root", "dtype")
+    }
     folder = Path(config.out_dir) / "cells" / f"reference-random-init-{_digest(settings)}"
     done = folder / _RESULT
     if done.exists():
         return json.loads(done.read_text())
-    report = run_probe(_probe_config(config, folder / "probe", 0, config.temporal_stride, random_init=True,
-                                     model=config.model, img_size=config.img_size, num_frames=config.num_frames),
-                       progress)
+    report = run_probe(
+        _probe_config(
+            config,
+            folder / "probe",
+            0,
+            config.temporal_stride,
+            random_init=True,
+            model=config.model,
+            img_size=config.img_size,
+            num_frames=config.num_frames,
+        ),
+        progress,
+    )
     result = _metrics(report)
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(done, result)
@@ -289,11 +353,32 @@ def sweep_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for members in groups.values():
         first = members[0]
-        row = {k: first.get(k) for k in ("value", "losses", "mask_strategy", "mask_ratio", "temporal_stride",
-                                         "num_frames", "adv_weight", "rec_weight")}
+        row = {
+            k: first.get(k)
+            for k in (
+                "value",
+                "losses",
+                "mask_strategy",
+                "mask_ratio",
+                "temporal_stride",
+                "num_frames",
+                "adv_weight",
+                "rec_weight",
+            )
+        }
         row["seeds"] = len(members)
-        for key in ("accuracy", "precision", "recall", "f1", "f1_macro", "mse", "baseline", "encoder_gflops",
-                    "pretrain_gflops", "clips_per_s"):
+        for key in (
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "f1_macro",
+            "mse",
+            "baseline",
+            "encoder_gflops",
+            "pretrain_gflops",
+            "clips_per_s",
+        ):
             numbers = [m[key] for m in members if m.get(key) is not None]
             if numbers:
                 row[key] = statistics.fmean(numbers)
@@ -319,14 +404,24 @@ _TITLES = {
 
 # (head, key, decimals) of the table's number columns.
 _METRIC_COLUMNS = {
-    "classification": [("accuracy (%)", "accuracy", 2), ("precision", "precision", 2), ("recall", "recall", 2),
-                       ("F1", "f1", 2)],
+    "classification": [
+        ("accuracy (%)", "accuracy", 2),
+        ("precision", "precision", 2),
+        ("recall", "recall", 2),
+        ("F1", "f1", 2),
+    ],
     "regression": [("MSE", "mse", 4)],
 }
-_COST_COLUMNS = [("encoder GFLOPs / clip", "encoder_gflops", 3), ("pre-training GFLOPs / clip", "pretrain_gflops", 3),
-                 ("pre-training clips/s", "clips_per_s", 1)]
-_LEAD_HEADS = {"ratio": ["masking ratio"], "stride": ["temporal stride", "frames per clip"],
-               "strategy": ["masking strategy", "RL", "AL"]}
+_COST_COLUMNS = [
+    ("encoder GFLOPs / clip", "encoder_gflops", 3),
+    ("pre-training GFLOPs / clip", "pretrain_gflops", 3),
+    ("pre-training clips/s", "clips_per_s", 1),
+]
+_LEAD_HEADS = {
+    "ratio": ["masking ratio"],
+    "stride": ["temporal stride", "frames per clip"],
+    "strategy": ["masking strategy", "RL", "AL"],
+}
 
 
 def _lead(sweep: str, row: dict[str, Any]) -> list[str]:
@@ -352,31 +447,44 @@ def sweep_table(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str,
         lines.append("| " + " | ".join(cells) + " |")
     seeds = rows[0]["seeds"] if rows else 0
     if kind == "classification":
-        base = (f"Baselines: a probe of a randomly initialised encoder (no pre-training) reaches "
-                f"{reference['accuracy']:.2f} % accuracy; always predicting the training set's majority class, "
-                f"{reference['baseline']:.2f} %. Precision, recall and F1 are weighted by class support, "
-                "as the paper's.")
+        base = (
+            f"Baselines: a probe of a randomly initialised encoder (no pre-training) reaches "
+            f"{reference['accuracy']:.2f} % accuracy; always predicting the training set's majority class, "
+            f"{reference['baseline']:.2f} %. Precision, recall and F1 are weighted by class support, "
+            "as the paper's."
+        )
         if reference.get("eval_videos"):
             n = reference["eval_videos"]
             base += f" {n} test videos: one video moves the accuracy by {100 / n:.1f} points."
     else:
-        base = (f"Baselines: a probe of a randomly initialised encoder reaches MSE {reference['mse']:.4f}; "
-                f"predicting the training mean, {reference['baseline']:.4f}.")
-    lines += ["", base, "",
-              f"Settings: {config.model}, {config.img_size}×{config.img_size}, {config.steps} pre-training steps of "
-              f"{config.batch_size} clips, {config.probe_epochs} probe epochs, task {config.task}, data "
-              f"{config.data_root or 'built-in synthetic set'}, {seeds} seed(s) per row (mean ± standard deviation)."]
+        base = (
+            f"Baselines: a probe of a randomly initialised encoder reaches MSE {reference['mse']:.4f}; "
+            f"predicting the training mean, {reference['baseline']:.4f}."
+        )
+    lines += [
+        "",
+        base,
+        "",
+        f"Settings: {config.model}, {config.img_size}×{config.img_size}, {config.steps} pre-training steps of "
+        f"{config.batch_size} clips, {config.probe_epochs} probe epochs, task {config.task}, data "
+        f"{config.data_root or 'built-in synthetic set'}, {seeds} seed(s) per row (mean ± standard deviation).",
+    ]
     if sweep == "stride":
-        lines.append(f"Every clip covers {config.num_frames * config.temporal_stride} video frames; "
-                     "GFLOPs count matrix products (fmae.flops); clips/s is measured on this run's machine.")
+        lines.append(
+            f"Every clip covers {config.num_frames * config.temporal_stride} video frames; "
+            "GFLOPs count matrix products (fmae.flops); clips/s is measured on this run's machine."
+        )
     if sweep == "strategy":
-        lines.append("RL: reconstruction loss; AL: adversarial loss (λ = "
-                     f"{config.adv_weight:g}); AL alone trains the autoencoder through the discriminator only.")
+        lines.append(
+            "RL: reconstruction loss; AL: adversarial loss (λ = "
+            f"{config.adv_weight:g}); AL alone trains the autoencoder through the discriminator only."
+        )
     return "\n".join(lines) + "\n"
 
 
-def save_plot(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, Any], config: AblationConfig,
-              path: str | Path) -> Path:
+def save_plot(
+    sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, Any], config: AblationConfig, path: str | Path
+) -> Path:
     """The sweep's plot: ratio → metric line; stride → metric line and encoder GFLOPs on a
     second axis; strategy → grouped bars, one group per strategy, one bar per losses.
     Error bars are the standard deviation over seeds; grey lines: the random-init probe (dotted)
@@ -405,20 +513,38 @@ def save_plot(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str, A
             ax.set_xlabel("masking strategy")
         else:
             xs = [r["value"] for r in rows]
-            ax.errorbar(xs, [r[key] for r in rows], yerr=[r[key + "_std"] for r in rows], marker="o", capsize=3,
-                        color="C0", label=label)
+            ax.errorbar(
+                xs,
+                [r[key] for r in rows],
+                yerr=[r[key + "_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                color="C0",
+                label=label,
+            )
             ax.set_xlabel("masking ratio" if sweep == "ratio" else "minimum temporal stride")
             if sweep == "stride":
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(xs, [str(x) for x in xs])
                 cost = ax.twinx()
-                cost.plot(xs, [r["encoder_gflops"] for r in rows], marker="s", linestyle="--", color="C1",
-                          label="encoder GFLOPs / clip")
+                cost.plot(
+                    xs,
+                    [r["encoder_gflops"] for r in rows],
+                    marker="s",
+                    linestyle="--",
+                    color="C1",
+                    label="encoder GFLOPs / clip",
+                )
                 cost.set_ylabel("encoder GFLOPs / clip", color="C1")
                 cost.set_ylim(bottom=0)
         ax.axhline(reference[key], color="grey", linestyle=":", label="random-init encoder")
-        ax.axhline(reference["baseline"], color="grey", linestyle="--", linewidth=0.8,
-                   label="majority class" if key == "accuracy" else "training mean")
+        ax.axhline(
+            reference["baseline"],
+            color="grey",
+            linestyle="--",
+            linewidth=0.8,
+            label="majority class" if key == "accuracy" else "training mean",
+        )
         ax.set_ylabel(label)
         ax.set_title(_TITLES[sweep], fontsize=10)
         handles, labels = ax.get_legend_handles_labels()
@@ -450,8 +576,14 @@ def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict
     reference = run_reference(config, progress)
     rows = sweep_rows(results)
     files = {"md": str(out / f"{sweep}.md"), "json": str(out / f"{sweep}.json"), "png": str(out / f"{sweep}.png")}
-    summary = {"sweep": sweep, "settings": dataclasses.asdict(config), "rows": rows, "cells": results,
-               "reference": reference, "files": files}
+    summary = {
+        "sweep": sweep,
+        "settings": dataclasses.asdict(config),
+        "rows": rows,
+        "cells": results,
+        "reference": reference,
+        "files": files,
+    }
     Path(files["md"]).write_text(sweep_table(sweep, rows, reference, config))
     save_plot(sweep, rows, reference, config, files["png"])
     _write_json(Path(files["json"]), summary)

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         "a synthetic face-video set that FMAE generates and caches (no download).",
         epilog="Example: python -m fmae.train --model fmae_vit_base --img-size 224 --data-root /data/daisee-faces "
         "--steps 100000 --batch-size 64.  Your own recordings, unlabelled: python -m fmae.preprocess /data/webcam "
-        "/data/webcam-faces, then --data-root /data/webcam-faces.  Several processes: torchrun --nproc-per-node 8 -m fmae.train ... "
+        "/data/webcam-faces, then --data-root /data/webcam-faces.  Several processes: "
+        "torchrun --nproc-per-node 8 -m fmae.train ... "
         "(the batch size is global; see the README for several machines).",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")

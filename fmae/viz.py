@@ -16,8 +16,9 @@ from fmae.pictures import VizConfig, run_viz
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fmae.viz",
-        description="Draw one clip as PNG grids (one column per frame): regions.png (the parsed facial regions over the "
-        "frames), masks.png (the facial, tube, random and frame masks at the same ratio), reconstruction.png (original, "
+        description="Draw one clip as PNG grids (one column per frame): regions.png (the parsed facial regions over "
+        "the frames), masks.png (the facial, tube, random and frame masks at the same ratio), reconstruction.png "
+        "(original, "
         "masked input, reconstruction; needs a pre-training checkpoint, since an exported encoder has no decoder) and "
         "gradcam.png (Grad-CAM of the probe's prediction over the frames; needs --probe). Without --video or "
         "--data-root the clip comes from the built-in synthetic set (generated and cached, no download).",

@@ -59,8 +59,13 @@ def _local_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def save_weights(path: str | os.PathLike, module: nn.Module | dict[str, torch.Tensor], kind: str,
-                 config: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+def save_weights(
+    path: str | os.PathLike,
+    module: nn.Module | dict[str, torch.Tensor],
+    kind: str,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a module's state dict (or a dict of tensors) to ``path`` and ``{kind,
     format_version, config, **extra}`` to :func:`config_path` (``path``); returns ``path``.
 
@@ -95,8 +100,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_weights(path: str | os.PathLike, kind: str | tuple[str, ...], device: str | torch.device = "cpu"
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_weights(
+    path: str | os.PathLike, kind: str | tuple[str, ...], device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read weights written by :func:`save_weights` as ``(tensors, config)``.
 
     ``kind`` is the kind expected, or a tuple of kinds accepted. Raises
@@ -217,8 +223,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         try:
             ckpt = load_checkpoint(path)
         except ValueError as e:  # CorruptCheckpointError: torn, foreign or not safetensors at all
-            raise ValueError(f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it); "
-                             f"for another implementation's weights, {_CONVERT_HINT}") from e
+            raise ValueError(
+                f"{e}; nor is it an exported encoder (no {config_path(path).name} beside it); "
+                f"for another implementation's weights, {_CONVERT_HINT}"
+            ) from e
     trainer = ckpt.get("trainer")
     if not isinstance(trainer, dict) or "model" not in trainer or "model_config" not in ckpt:
         raise ValueError(f"{path} is an FMAE checkpoint without a pre-trained model (keys {sorted(ckpt)})")

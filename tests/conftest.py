@@ -16,8 +16,9 @@ from fmae.data import SyntheticConfig, ensure_synthetic_daisee  # noqa: E402
 @pytest.fixture(scope="session")
 def small_set(tmp_path_factory):
     """A tiny synthetic DAiSEE-layout set (32×32 clips; 6 training clips) for training-run tests."""
-    return ensure_synthetic_daisee(tmp_path_factory.mktemp("data"),
-                                   SyntheticConfig(num_subjects=5, clips_per_subject=2, num_frames=24, size=32))
+    return ensure_synthetic_daisee(
+        tmp_path_factory.mktemp("data"), SyntheticConfig(num_subjects=5, clips_per_subject=2, num_frames=24, size=32)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,25 @@ from fmae.ablate import main
 from fmae.sweeps import AblationConfig, make_cells, parse_values, save_plot, sweep_rows, sweep_table
 
 # Tiny cells on the session's 32×32 synthetic set: 4 frames, 2 steps, 2 probe epochs.
-TINY = ["--img-size", "32", "--num-frames", "4", "--steps", "2", "--batch-size", "2", "--probe-epochs", "2",
-        "--dtype", "fp32", "--device", "cpu", "--num-workers", "0", "--no-progress"]
+TINY = [
+    "--img-size",
+    "32",
+    "--num-frames",
+    "4",
+    "--steps",
+    "2",
+    "--batch-size",
+    "2",
+    "--probe-epochs",
+    "2",
+    "--dtype",
+    "fp32",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +81,9 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
     for cell in summary["cells"]:
         config = fmae.sweeps.Path(cell["checkpoint"]).parents[1] / "config.yaml"
         assert f"mask_ratio: {cell['value']}" in config.read_text()
-        assert json.loads((fmae.sweeps.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == \
-            str(fmae.sweeps.Path(cell["checkpoint"]).resolve())
+        assert json.loads((fmae.sweeps.Path(cell["probe_dir"]) / "metrics.json").read_text())["encoder"] == str(
+            fmae.sweeps.Path(cell["checkpoint"]).resolve()
+        )
 
     # A cell killed after pre-training but before its result resumes from its checkpoint, trains no more, probes again.
     first = summary["cells"][0]
@@ -97,8 +115,17 @@ def test_stride_sweep_keeps_the_span_and_reports_cost(small_set, tmp_path):
     assert _run("stride", small_set, out, "--values", "1,2") == 0  # span 4 frames × stride 2 = 8 video frames
     md, summary = _outputs(out, "stride")
     head, rows = _table(md)
-    assert head == ["temporal stride", "frames per clip", "accuracy (%)", "precision", "recall", "F1",
-                    "encoder GFLOPs / clip", "pre-training GFLOPs / clip", "pre-training clips/s"]
+    assert head == [
+        "temporal stride",
+        "frames per clip",
+        "accuracy (%)",
+        "precision",
+        "recall",
+        "F1",
+        "encoder GFLOPs / clip",
+        "pre-training GFLOPs / clip",
+        "pre-training clips/s",
+    ]
     assert [(r[0], r[1]) for r in rows] == [("1", "8"), ("2", "4")]
     fine, coarse = summary["rows"]
     assert (fine["num_frames"], coarse["num_frames"]) == (8, 4)
@@ -116,25 +143,49 @@ def test_strategy_sweep_crosses_strategies_with_losses(small_set, tmp_path):
     assert f"{summary['reference']['eval_videos']} test videos: one video moves the accuracy" in md
     assert head == ["masking strategy", "RL", "AL", "accuracy (%)", "precision", "recall", "F1", "paper accuracy (%)"]
     assert [r[:3] + r[-1:] for r in rows] == [
-        ["Tube", "✓", "", "61.69"], ["Tube", "", "✓", "60.83"], ["Tube", "✓", "✓", "62.98"],
-        ["Facial", "✓", "", "63.79"], ["Facial", "", "✓", "63.64"], ["Facial", "✓", "✓", "64.74"]]
+        ["Tube", "✓", "", "61.69"],
+        ["Tube", "", "✓", "60.83"],
+        ["Tube", "✓", "✓", "62.98"],
+        ["Facial", "✓", "", "63.79"],
+        ["Facial", "", "✓", "63.64"],
+        ["Facial", "✓", "✓", "64.74"],
+    ]
     assert [(r["mask_strategy"], r["adv_weight"], r["rec_weight"]) for r in summary["rows"]] == [
-        ("tube", 0.0, 1.0), ("tube", 0.1, 0.0), ("tube", 0.1, 1.0),
-        ("facial", 0.0, 1.0), ("facial", 0.1, 0.0), ("facial", 0.1, 1.0)]
+        ("tube", 0.0, 1.0),
+        ("tube", 0.1, 0.0),
+        ("tube", 0.1, 1.0),
+        ("facial", 0.0, 1.0),
+        ("facial", 0.1, 0.0),
+        ("facial", 0.1, 1.0),
+    ]
     # Without the adversarial loss there is no discriminator, so no discriminator loss is logged;
     # with the adversarial loss alone the logged total is λ·L_adv.
     for cell in summary["cells"]:
-        log = [json.loads(line) for line in
-               (fmae.sweeps.Path(cell["checkpoint"]).parents[1] / "metrics.jsonl").read_text().splitlines()]
+        log = [
+            json.loads(line)
+            for line in (fmae.sweeps.Path(cell["checkpoint"]).parents[1] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert ("disc_loss" in log[-1]) == (cell["losses"] != "RL")
         if cell["losses"] == "AL":
             assert log[-1]["loss"] == pytest.approx(0.1 * log[-1]["adv_loss"], rel=1e-5)
 
 
 def test_summarise_means_and_deviations_over_seeds():
-    cells = [{"value": 0.5, "losses": "RL+AL", "seed": s, "mask_strategy": "facial", "mask_ratio": 0.5,
-              "temporal_stride": 2, "num_frames": 4, "adv_weight": 0.1, "accuracy": acc, "clips_per_s": None}
-             for s, acc in enumerate([40.0, 50.0, 60.0])]
+    cells = [
+        {
+            "value": 0.5,
+            "losses": "RL+AL",
+            "seed": s,
+            "mask_strategy": "facial",
+            "mask_ratio": 0.5,
+            "temporal_stride": 2,
+            "num_frames": 4,
+            "adv_weight": 0.1,
+            "accuracy": acc,
+            "clips_per_s": None,
+        }
+        for s, acc in enumerate([40.0, 50.0, 60.0])
+    ]
     cells.append({**cells[0], "value": 0.9, "mask_ratio": 0.9, "accuracy": 70.0})
     rows = sweep_rows(cells)
     assert [r["value"] for r in rows] == [0.5, 0.9]
@@ -146,9 +197,21 @@ def test_summarise_means_and_deviations_over_seeds():
 
 def test_regression_tables_report_mse(tmp_path):
     config = AblationConfig(task="emotiw", img_size=32, num_frames=4)
-    cells = [{"value": v, "losses": "RL+AL", "seed": 0, "mask_strategy": "facial", "mask_ratio": v,
-              "temporal_stride": 2, "num_frames": 4, "adv_weight": 0.1, "mse": mse, "baseline": 0.09}
-             for v, mse in ((0.5, 0.071), (0.9, 0.063))]
+    cells = [
+        {
+            "value": v,
+            "losses": "RL+AL",
+            "seed": 0,
+            "mask_strategy": "facial",
+            "mask_ratio": v,
+            "temporal_stride": 2,
+            "num_frames": 4,
+            "adv_weight": 0.1,
+            "mse": mse,
+            "baseline": 0.09,
+        }
+        for v, mse in ((0.5, 0.071), (0.9, 0.063))
+    ]
     rows = sweep_rows(cells)
     head, body = _table(sweep_table("ratio", rows, {"mse": 0.08, "baseline": 0.09}, config))
     assert head == ["masking ratio", "MSE"] and body == [["0.5", "0.0710"], ["0.9", "0.0630"]]
@@ -168,22 +231,31 @@ def test_cells_are_named_by_what_shapes_their_result():
     # The base settings' cell (ratio 0.9, stride 2, facial with both losses) is one cell for all sweeps.
     base = dataclasses.replace(config, seeds=1, values="", num_frames=8)
     wanted = (0.9, 2, 8, "facial", "RL+AL")
-    shared = [[c.folder for c in make_cells(sweep, base)
-               if (c.train.mask_ratio, c.train.temporal_stride, c.train.num_frames, c.train.mask_strategy, c.losses)
-               == wanted] for sweep in ("ratio", "stride", "strategy")]
+    shared = [
+        [
+            c.folder
+            for c in make_cells(sweep, base)
+            if (c.train.mask_ratio, c.train.temporal_stride, c.train.num_frames, c.train.mask_strategy, c.losses)
+            == wanted
+        ]
+        for sweep in ("ratio", "stride", "strategy")
+    ]
     assert shared[0] == shared[1] == shared[2] and len(shared[0]) == 1
 
 
-@pytest.mark.parametrize("sweep, values, message", [
-    ("ratio", ",", "no values"),
-    ("ratio", "0.5,1.5", r"in \(0, 1\)"),
-    ("ratio", "0,0.5", r"in \(0, 1\)"),
-    ("ratio", "half", "numbers"),
-    ("ratio", "0.5,0.5", "repeat"),
-    ("stride", "3", "even number of frames"),  # 8 video frames do not split by 3
-    ("stride", "8", "even number of frames"),  # one frame: no tubelet of 2
-    ("strategy", "facial,eyes", "unknown masking strategy"),
-])
+@pytest.mark.parametrize(
+    "sweep, values, message",
+    [
+        ("ratio", ",", "no values"),
+        ("ratio", "0.5,1.5", r"in \(0, 1\)"),
+        ("ratio", "0,0.5", r"in \(0, 1\)"),
+        ("ratio", "half", "numbers"),
+        ("ratio", "0.5,0.5", "repeat"),
+        ("stride", "3", "even number of frames"),  # 8 video frames do not split by 3
+        ("stride", "8", "even number of frames"),  # one frame: no tubelet of 2
+        ("strategy", "facial,eyes", "unknown masking strategy"),
+    ],
+)
 def test_bad_values_are_clear_errors(sweep, values, message, capsys):
     config = AblationConfig(img_size=32, num_frames=4)
     with pytest.raises(ValueError, match=message):

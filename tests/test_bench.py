@@ -13,10 +13,41 @@ from fmae.model import FMAE, get_config
 
 MODEL = get_config("fmae_vit_tiny", img_size=32, num_frames=4)
 # Tiny model on 4 frames of 32 x 32 (2 x 2 x 2 tokens), a few steps.
-FAST = ["step", "--model", "tiny", "--img-size", "32", "--frames", "4", "--batch-size", "2", "--ratio", "0.5",
-        "--steps", "2", "--warmup", "1", "--device", "cpu", "--no-progress"]
-KEYS = {"s_per_step", "clips_per_s", "tflops", "peak_mem_mb", "peak_mem_kind", "dtype", "torch", "cpu", "gpu",
-        "flops_per_step", "first_step_s", "compile_s", "loss"}
+FAST = [
+    "step",
+    "--model",
+    "tiny",
+    "--img-size",
+    "32",
+    "--frames",
+    "4",
+    "--batch-size",
+    "2",
+    "--ratio",
+    "0.5",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
+KEYS = {
+    "s_per_step",
+    "clips_per_s",
+    "tflops",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "dtype",
+    "torch",
+    "cpu",
+    "gpu",
+    "flops_per_step",
+    "first_step_s",
+    "compile_s",
+    "loss",
+}
 
 
 def _run_json(capsys, *extra):
@@ -57,7 +88,7 @@ def test_json_of_the_real_step_with_and_without_discriminator(capsys, monkeypatc
     real = throughput.make_pretrain_step
     monkeypatch.setattr(throughput, "make_pretrain_step", spy)
     r = _run_json(capsys, "--dtype", "fp32", "--adv-weight", str(adv_weight))
-    (step, model_before, disc_before), = built
+    ((step, model_before, disc_before),) = built
     assert step.run.step_count == 3  # 1 warm-up + 2 timed
     assert any(not torch.equal(a, b) for a, b in zip(model_before, step.run.model.parameters()))
     if adv_weight == 0:
@@ -103,15 +134,18 @@ def test_random_batch_shapes_and_regions():
     assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--ratio", "1.5"], "ratio must be in"),
-    (["--img-size", "40"], "tubelet"),
-    (["--steps", "0"], "steps must be at least 1"),
-    (["--warmup", "-1"], "warmup"),
-    (["--adv-weight", "-1"], "adv_weight"),
-    (["--compile", "--warmup", "0"], "compile needs warmup"),
-    (["--ratio", "0.01"], "masks no token"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--ratio", "1.5"], "ratio must be in"),
+        (["--img-size", "40"], "tubelet"),
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--warmup", "-1"], "warmup"),
+        (["--adv-weight", "-1"], "adv_weight"),
+        (["--compile", "--warmup", "0"], "compile needs warmup"),
+        (["--ratio", "0.01"], "masks no token"),
+    ],
+)
 def test_bad_settings_are_clear_errors(capsys, flags, message):
     assert main([*FAST, *flags]) == 2
     err = capsys.readouterr().err
@@ -138,3 +172,86 @@ def test_help_has_examples(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--adv-weight" in out and "--no-compile" in out and "python -m fmae.bench step --model base" in out
+
+
+def test_decoder_keep_and_peak_fraction_in_the_json(capsys, monkeypatch):
+    built = []
+    real = throughput.make_pretrain_step
+    monkeypatch.setattr(throughput, "make_pretrain_step", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    r = _run_json(
+        capsys,
+        "--dtype",
+        "fp32",
+        "--ratio",
+        "0.75",
+        "--decoder-keep",
+        "0.5",
+        "--decoder-strategy",
+        "random",
+        "--adv-weight",
+        "0.1",
+    )
+    (step,) = built
+    assert step.run.config.decoder_keep == 0.5 and step.run.config.decoder_strategy == "random"
+    assert (r["decoder_keep"], r["decoder_strategy"], r["num_masked"], r["decoder_targets"]) == (0.5, "random", 6, 3)
+    assert r["flops_per_step"] == step_flops(MODEL, 2, 0.75, "facial", 0.1, decoder_keep=0.5).total
+    assert r["flops_per_step"] < step_flops(MODEL, 2, 0.75, "facial", 0.1).total
+    # The TFLOP/s against the square-matmul peak in the dtype the step ran in, measured in the process.
+    assert r["matmul_peak_tflops"] > 0 and r["compare"] == "none" and "speedup_vs_hf" not in r
+    assert math.isclose(r["fraction_of_peak"], r["tflops"] / r["matmul_peak_tflops"], rel_tol=1e-9)
+    assert main([*FAST, "--decoder-keep", "0"]) == 2
+    assert "decoder_keep must be in" in capsys.readouterr().err
+
+
+def test_table_names_the_decoder_and_the_peak(capsys):
+    assert main([*FAST, "--dtype", "fp32", "--steps", "1", "--warmup", "0", "--decoder-keep", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "keep 0.5: 2 of 4 masked tokens (running_cell)" in out and "% of the fp32 matmul peak" in out
+
+
+def test_matmul_peak_is_a_rate():
+    assert 1e8 < throughput.matmul_peak(torch.float32, "cpu", size=128, rounds=2) < 1e15
+
+
+def test_hf_step_trains():
+    pytest.importorskip("transformers")
+    step = throughput.hf_videomae_step(MODEL, 0.5, 2, torch.float32)
+    assert step.pixels.shape == (2, 4, 3, 32, 32) and step.mask.shape == (2, 8) and step.mask.sum(1).tolist() == [4, 4]
+    before = [p.detach().clone() for p in step.model.parameters()]
+    assert torch.isfinite(step()) and torch.isfinite(step())
+    assert any(not torch.equal(a, b) for a, b in zip(before, step.model.parameters()))
+    assert step.optimizer.defaults["fused"] is True
+
+
+def test_compare_hf_in_the_same_run(capsys):
+    pytest.importorskip("transformers")
+    r = _run_json(
+        capsys,
+        "--dtype",
+        "fp32",
+        "--compare",
+        "hf",
+        "--decoder-keep",
+        "0.5",
+        "--adv-weight",
+        "0",
+        "--strategy",
+        "random",
+    )
+    assert r["compare"] == "hf" and r["hf_s_per_step"] > 0 and math.isfinite(r["hf_loss"])
+    assert math.isclose(r["speedup_vs_hf"], r["hf_s_per_step"] / r["s_per_step"], rel_tol=1e-9)
+    assert math.isclose(r["speedup_vs_hf_min"], r["hf_s_per_step_min"] / r["s_per_step_min"], rel_tol=1e-9)
+    assert r["hf_flops_per_step"] == step_flops(MODEL, 2, 0.5, "random", 0.0).total > r["flops_per_step"]
+    assert math.isclose(r["hf_clips_per_s"], 2 / r["hf_s_per_step"], rel_tol=1e-9)
+    assert 0 < r["hf_fraction_of_peak"] and r["hf_peak_mem_mb"] >= 0 and r["hf_first_step_s"] > 0
+    assert main([*FAST, "--dtype", "fp32", "--compare", "hf", "--steps", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "HF step" in out and "FMAE / HF" in out and "x (HF s/step over FMAE's" in out
+
+
+def test_compare_hf_without_transformers_is_a_clear_error(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers raises ImportError
+    assert main([*FAST, "--compare", "hf"]) == 2
+    assert "pip install transformers" in capsys.readouterr().err

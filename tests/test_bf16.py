@@ -23,8 +23,9 @@ of easier or harder clips do not pass for learning. The runs must not be identic
 
 import json
 
-from fmae.train import main
 from train_helpers import train_args
+
+from fmae.train import main
 
 STEPS = 16
 LOSS_RTOL = 2.0**-8
@@ -33,8 +34,26 @@ ADV_RTOL = 0.03
 
 def _losses(root, out, dtype):
     # lr 1e-3 (base 0.128 for B=2) and 4-frame clips: the loss falls clearly within 16 fast steps.
-    assert main(train_args(root, out, STEPS, "--dtype", dtype, "--num-frames", "4", "--base-lr", "0.128",
-                           "--ckpt-every", "1000", "--seed", "0")) == 0
+    assert (
+        main(
+            train_args(
+                root,
+                out,
+                STEPS,
+                "--dtype",
+                dtype,
+                "--num-frames",
+                "4",
+                "--base-lr",
+                "0.128",
+                "--ckpt-every",
+                "1000",
+                "--seed",
+                "0",
+            )
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     return rows

@@ -41,8 +41,15 @@ def test_bad_settings_are_clear_errors(tmp_path):
         _parse(["--mask-strategy", "eyes"])
 
 
-@pytest.mark.parametrize("argv, expected", [([], False), (["--norm-pix-loss"], True), (["--norm-pix-loss", "true"], True),
-                                            (["--norm-pix-loss", "false"], False)])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], False),
+        (["--norm-pix-loss"], True),
+        (["--norm-pix-loss", "true"], True),
+        (["--norm-pix-loss", "false"], False),
+    ],
+)
 def test_bool_flags_are_switches_that_also_take_a_value(argv, expected):
     assert _parse(argv).norm_pix_loss is expected
 

@@ -16,9 +16,20 @@ from fmae.weights import MODEL_KIND, config_path, fingerprint, load_model, save_
 
 transformers = pytest.importorskip("transformers")
 
-SIZE = dict(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=64, num_hidden_layers=2,
-            num_attention_heads=2, intermediate_size=256, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-            decoder_num_attention_heads=2, decoder_intermediate_size=128)
+SIZE = dict(
+    image_size=32,
+    patch_size=16,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=256,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=128,
+)
 
 
 def _hf_folder(tmp_path, cls=None):
@@ -69,8 +80,10 @@ def test_fmae_run_to_hf(tmp_path, capsys):
     with torch.no_grad():  # trained-looking: no bias left at zero
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    save_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt-00000005.safetensors",
-                    {"trainer": {"model": model.state_dict(), "step": 5}, "model_config": model.config.to_dict()})
+    save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "ckpt-00000005.safetensors",
+        {"trainer": {"model": model.state_dict(), "step": 5}, "model_config": model.config.to_dict()},
+    )
     assert main([str(tmp_path / "run"), str(tmp_path / "hf"), "--to", "hf"]) == 0
     out = capsys.readouterr().out
     assert "(VideoMAEModel)" in out and "decoder left out" in out  # FMAE's decoder_embed has a bias HF lacks
@@ -86,13 +99,19 @@ def test_fmae_run_to_hf(tmp_path, capsys):
 
 
 def test_unknown_layouts_and_bad_paths_are_clear_errors(tmp_path, capsys):
-    torch.save({"backbone.conv1.weight": torch.zeros(4, 3, 3, 3), "fc.weight": torch.zeros(2, 4)},
-               tmp_path / "resnet.pth")
+    torch.save(
+        {"backbone.conv1.weight": torch.zeros(4, 3, 3, 3), "fc.weight": torch.zeros(2, 4)}, tmp_path / "resnet.pth"
+    )
     assert main([str(tmp_path / "resnet.pth"), str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "unknown checkpoint layout" in err
-    for expected in ("encoder.patch_embed.proj.weight", "encoder.patch_embedding.projection.weight", "config.json",
-                     "backbone.conv1.weight", "fc.weight"):
+    for expected in (
+        "encoder.patch_embed.proj.weight",
+        "encoder.patch_embedding.projection.weight",
+        "config.json",
+        "backbone.conv1.weight",
+        "fc.weight",
+    ):
         assert expected in err
     # A forced format names the key it looked for.
     assert main([str(tmp_path / "resnet.pth"), str(tmp_path / "x.safetensors"), "--from", "marlin"]) == 2
@@ -113,10 +132,12 @@ def test_unknown_layouts_and_bad_paths_are_clear_errors(tmp_path, capsys):
     save_file(state, folder / "model.safetensors")
     assert main([str(folder), str(tmp_path / "x.safetensors")]) == 2
     assert "does not understand" in capsys.readouterr().err
-    for argv, words in (([str(tmp_path / "nowhere.pt"), str(tmp_path / "x.safetensors")], "no such file"),
-                        ([str(tmp_path / "resnet.pth"), str(tmp_path / "x.pt")], "NAME.safetensors"),
-                        ([str(tmp_path / "resnet.pth")], "give the source and the destination"),
-                        ([str(tmp_path / "garbage.pt"), str(tmp_path / "x.safetensors")], "not a readable")):
+    for argv, words in (
+        ([str(tmp_path / "nowhere.pt"), str(tmp_path / "x.safetensors")], "no such file"),
+        ([str(tmp_path / "resnet.pth"), str(tmp_path / "x.pt")], "NAME.safetensors"),
+        ([str(tmp_path / "resnet.pth")], "give the source and the destination"),
+        ([str(tmp_path / "garbage.pt"), str(tmp_path / "x.safetensors")], "not a readable"),
+    ):
         (tmp_path / "garbage.pt").write_bytes(b"not a pickle at all" * 4)
         assert main(argv) == 2
         assert words in capsys.readouterr().err

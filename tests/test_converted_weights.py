@@ -16,9 +16,20 @@ from fmae.viz import main as viz
 transformers = pytest.importorskip("transformers")
 
 # The session's small set: 32×32 clips, 4 frames per clip here.
-SIZE = dict(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=64, num_hidden_layers=2,
-            num_attention_heads=2, intermediate_size=256, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-            decoder_num_attention_heads=2, decoder_intermediate_size=128)
+SIZE = dict(
+    image_size=32,
+    patch_size=16,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=256,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=128,
+)
 COMMON = ["--device", "cpu", "--dtype", "fp32", "--no-progress"]
 
 
@@ -37,19 +48,66 @@ def test_probe_finetune_predict_and_viz_take_converted_weights(converted, small_
     assert probe(["--checkpoint", str(converted), "--out-dir", str(probe_dir), *data, *COMMON]) == 0
     report = json.loads((probe_dir / "metrics.json").read_text())
     assert report["encoder"] == str(converted.resolve())
-    assert probe(["--checkpoint", str(converted), "--out-dir", str(finetuned), "--finetune", "--finetune-epochs", "1",
-                  *data, *COMMON]) == 0
+    assert (
+        probe(
+            [
+                "--checkpoint",
+                str(converted),
+                "--out-dir",
+                str(finetuned),
+                "--finetune",
+                "--finetune-epochs",
+                "1",
+                *data,
+                *COMMON,
+            ]
+        )
+        == 0
+    )
     assert (finetuned / "encoder.safetensors").is_file()
 
     video = tmp_path / "rec.avi"
     demo = render_segments((3, 0), 2.0, size=64)
     write_video(video, demo.rendered.frames, demo.fps)
     out = tmp_path / "predict"
-    assert predict([str(video), "--probe", str(probe_dir / "probe.safetensors"), "--out-dir", str(out),
-                    "--device", "cpu", "--dtype", "fp32", "--no-progress"]) == 0
+    assert (
+        predict(
+            [
+                str(video),
+                "--probe",
+                str(probe_dir / "probe.safetensors"),
+                "--out-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--dtype",
+                "fp32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (out / "timeline.csv").is_file()
 
     pictures = tmp_path / "viz"
-    assert viz(["--checkpoint", str(converted), "--probe", str(probe_dir / "probe.safetensors"), "--data-root",
-                str(small_set), "--out-dir", str(pictures), "--ratio", "0.5", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        viz(
+            [
+                "--checkpoint",
+                str(converted),
+                "--probe",
+                str(probe_dir / "probe.safetensors"),
+                "--data-root",
+                str(small_set),
+                "--out-dir",
+                str(pictures),
+                "--ratio",
+                "0.5",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert {"reconstruction.png", "gradcam.png"} <= {p.name for p in pictures.iterdir()}

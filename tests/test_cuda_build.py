@@ -29,8 +29,18 @@ def test_kernel_sources_found():
 def test_kernel_compiles(source, tmp_path):
     # Compile only, one architecture (sm_80, the oldest CMake builds for), as CMake
     # does: C++17, csrc/ and kernels/ on the include path.
-    cmd = [NVCC, "-c", "-std=c++17", "-O3", "-arch=sm_80", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'kernels'}",
-           str(source), "-o", str(tmp_path / f"{source.stem}.o")]
+    cmd = [
+        NVCC,
+        "-c",
+        "-std=c++17",
+        "-O3",
+        "-arch=sm_80",
+        f"-I{ROOT / 'csrc'}",
+        f"-I{ROOT / 'kernels'}",
+        str(source),
+        "-o",
+        str(tmp_path / f"{source.stem}.o"),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
     assert (tmp_path / f"{source.stem}.o").stat().st_size > 0

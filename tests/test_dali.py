@@ -10,9 +10,18 @@ import pytest
 import torch
 
 from fmae.data import loader as loader_mod
-from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, NO_LABEL, ClipItem, ClipSampler, epoch_order, list_clips, read_frames
-from fmae.data.region_maps import load_region_maps, region_map_path, save_region_maps
+from fmae.data.clips import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NO_LABEL,
+    ClipItem,
+    ClipSampler,
+    epoch_order,
+    list_clips,
+    read_frames,
+)
 from fmae.data.loader import TorchClipLoader, make_loader, resolve_backend
+from fmae.data.region_maps import load_region_maps, region_map_path, save_region_maps
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
 from fmae.data.video_writer import write_video
 
@@ -23,7 +32,9 @@ KEYS = ["clip", "label", "frame_index", "index", "region_map"]
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    cfg = SyntheticConfig(seed=1, num_subjects=2, clips_per_subject=2, num_frames=24, size=32, split_fractions=(1.0, 0.0, 0.0))
+    cfg = SyntheticConfig(
+        seed=1, num_subjects=2, clips_per_subject=2, num_frames=24, size=32, split_fractions=(1.0, 0.0, 0.0)
+    )
     return ensure_synthetic_daisee(tmp_path_factory.mktemp("synth"), cfg)
 
 
@@ -38,7 +49,10 @@ def numbered(tmp_path_factory) -> list[ClipItem]:
         frames = np.broadcast_to(grey[:, None, None, None], (n, 16, 24, 3)).copy()
         path = folder / f"v{v}.avi"
         write_video(path, frames, fps=10, qscale=2)
-        save_region_maps(region_map_path(path), np.broadcast_to((np.arange(n) % 7).astype(np.uint8)[:, None, None], (n, 16, 24)).copy())
+        save_region_maps(
+            region_map_path(path),
+            np.broadcast_to((np.arange(n) % 7).astype(np.uint8)[:, None, None], (n, 16, 24)).copy(),
+        )
         items.append(ClipItem(path, v))
     return items
 
@@ -85,7 +99,9 @@ def test_dali_frames_are_pyav_frames_of_the_same_indices_and_maps_match(synth):
     for b in batches:
         assert b["clip"].dtype == torch.float32 and b["clip"].shape[1:] == (3, 6, 32, 32)
         assert b["region_map"].dtype == torch.uint8 and b["region_map"].shape[1:] == (6, 32, 32)
-        for clip, regions, idx, i, label in zip(b["clip"], b["region_map"], b["frame_index"], b["index"], b["label"], strict=True):
+        for clip, regions, idx, i, label in zip(
+            b["clip"], b["region_map"], b["frame_index"], b["index"], b["label"], strict=True
+        ):
             path, level = items[int(i)][:2]
             assert int(label) == level
             idx = idx.numpy()
@@ -102,7 +118,9 @@ def test_dali_frames_are_pyav_frames_of_the_same_indices_and_maps_match(synth):
 @needs_dali
 def test_dali_frame_numbers_pixels_and_region_maps_agree(numbered):
     for batch in dali(numbered, 2, num_frames=5, stride=2, seed=9):
-        for clip, regions, idx, i in zip(batch["clip"], batch["region_map"], batch["frame_index"], batch["index"], strict=True):
+        for clip, regions, idx, i in zip(
+            batch["clip"], batch["region_map"], batch["frame_index"], batch["index"], strict=True
+        ):
             grey = pixels(clip).mean(axis=(1, 2, 3))
             frame = np.rint((grey - 8 - 3 * int(i)) / 9)
             np.testing.assert_array_equal(frame, idx.numpy())
@@ -154,7 +172,10 @@ def test_dali_stride_and_seeded_start(numbered, stride):
 
 @needs_dali
 def test_dali_windows_short_videos_and_float_labels(numbered):
-    items = [ClipItem(numbered[0].path, 0.66, 10, 18), ClipItem(numbered[2].path, 0.33)]  # 8-frame window; 9-frame video
+    items = [
+        ClipItem(numbered[0].path, 0.66, 10, 18),
+        ClipItem(numbered[2].path, 0.33),
+    ]  # 8-frame window; 9-frame video
     (batch,) = epoch(dali(items, 2, num_frames=4, stride=3, seed=1, shuffle=False))
     assert batch["label"].dtype == torch.float32 and batch["label"].tolist() == pytest.approx([0.66, 0.33])
     # Both are shorter than the 10-frame span: they start at the window's start and repeat its last frame.
@@ -192,7 +213,9 @@ def test_sharding_splits_items(numbered, backend):
     items = numbered + numbered  # six items
     seen = []
     for shard in range(2):
-        loader = make_loader(items=items, batch_size=2, num_frames=2, shard_id=shard, num_shards=2, seed=5, backend=backend)
+        loader = make_loader(
+            items=items, batch_size=2, num_frames=2, shard_id=shard, num_shards=2, seed=5, backend=backend
+        )
         assert len(loader) == 2
         got = cat(epoch(loader), "index").tolist()
         assert got == epoch_order(6, 0, True, 5, shard, 2, batch_size=2).tolist()
@@ -224,7 +247,10 @@ def test_set_epoch_and_leaving_an_epoch_early(numbered, backend):
         assert torch.equal(a["frame_index"], b["frame_index"]) and torch.equal(a["index"], b["index"])
     for a, b in zip(third, epoch(twin), strict=True):
         assert torch.equal(a["frame_index"], b["frame_index"]) and torch.equal(a["index"], b["index"])
-    assert cat(first, "index").tolist() != cat(third, "index").tolist() or cat(first, "frame_index").tolist() != cat(third, "frame_index").tolist()
+    assert (
+        cat(first, "index").tolist() != cat(third, "index").tolist()
+        or cat(first, "frame_index").tolist() != cat(third, "frame_index").tolist()
+    )
 
 
 @pytest.mark.parametrize("backend", [pytest.param("dali", marks=needs_dali), "torch"])

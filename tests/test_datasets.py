@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmae.data import datasets
 from fmae.data import clips as clips_mod
+from fmae.data import datasets
 from fmae.data.clips import ClipItem, label_file
 from fmae.data.datasets import (
     daisee_items,
@@ -50,7 +50,9 @@ def video(path: Path, frames: int = 10) -> Path:
 
 @pytest.fixture(scope="module")
 def daisee(tmp_path_factory) -> Path:
-    cfg = SyntheticConfig(seed=2, num_subjects=3, clips_per_subject=2, num_frames=6, size=16, split_fractions=(2 / 3, 1 / 3, 0.0))
+    cfg = SyntheticConfig(
+        seed=2, num_subjects=3, clips_per_subject=2, num_frames=6, size=16, split_fractions=(2 / 3, 1 / 3, 0.0)
+    )
     return ensure_synthetic_daisee(tmp_path_factory.mktemp("daisee"), cfg)
 
 
@@ -125,7 +127,9 @@ def emotiw(tmp_path, clip_bytes) -> Path:
 
 def test_emotiw_items_cut_videos_into_labelled_windows(emotiw):
     (emotiw / "Labels").mkdir()
-    (emotiw / "Labels" / "train_labels.csv").write_text("chunk,label\nsubject_1_Vid_1.avi,0.66\nsubject_2_Vid_3.wmv,1\n")
+    (emotiw / "Labels" / "train_labels.csv").write_text(
+        "chunk,label\nsubject_1_Vid_1.avi,0.66\nsubject_2_Vid_3.wmv,1\n"
+    )
     (emotiw / "validation_labels.txt").write_text("subject_7_Vid_2 0.33\n")
     items = emotiw_items(emotiw, "train", window=16, hop=8)
     first = emotiw / "Train" / "subject_1_Vid_1.avi"
@@ -133,7 +137,9 @@ def test_emotiw_items_cut_videos_into_labelled_windows(emotiw):
     # 40 frames, windows of 16 every 8: starts 0, 8, 16, 24; the 10-frame video is one short window.
     assert items == [ClipItem(first, 0.66, s, s + 16) for s in (0, 8, 16, 24)] + [ClipItem(second, 1.0, 0, 10)]
     assert all(isinstance(it.label, float) for it in items)
-    assert emotiw_items(emotiw, "validation", window=None) == [ClipItem(emotiw / "validation" / "subject_7_Vid_2.avi", 0.33)]
+    assert emotiw_items(emotiw, "validation", window=None) == [
+        ClipItem(emotiw / "validation" / "subject_7_Vid_2.avi", 0.33)
+    ]
     assert len(list_items("emotiw", emotiw, "val", window=20)) == 1
 
 
@@ -141,24 +147,43 @@ def test_emotiw_label_file_formats(tmp_path):
     xlsx = pytest.importorskip("openpyxl")
     book = xlsx.Workbook()
     sheet = book.active
-    for row in (["Video", "Label"], ["subject_1_Vid_1.mp4", 0], ["subject_3_Vid_5", 0.333], [None, None], ["subject_4_Vid_6", 1]):
+    for row in (
+        ["Video", "Label"],
+        ["subject_1_Vid_1.mp4", 0],
+        ["subject_3_Vid_5", 0.333],
+        [None, None],
+        ["subject_4_Vid_6", 1],
+    ):
         sheet.append(row)
     book.save(tmp_path / "labels_train.xlsx")
     want = {"subject_1_Vid_1": (0.0, 2), "subject_3_Vid_5": (0.33, 3), "subject_4_Vid_6": (1.0, 5)}
     assert read_emotiw_labels(tmp_path / "labels_train.xlsx") == want
     # pandas' to_csv keeps its index as a first column.
-    (tmp_path / "indexed.csv").write_text(",chunk,label\n0,subject_1_Vid_1.mp4,0.0\n1,subject_3_Vid_5.mp4,0.33\n\n2,subject_4_Vid_6.mp4,1.0\n")
+    (tmp_path / "indexed.csv").write_text(
+        ",chunk,label\n0,subject_1_Vid_1.mp4,0.0\n1,subject_3_Vid_5.mp4,0.33\n\n2,subject_4_Vid_6.mp4,1.0\n"
+    )
     assert read_emotiw_labels(tmp_path / "indexed.csv") == want
-    (tmp_path / "list.txt").write_text("name\tlevel\nsubject_1_Vid_1\t0\nsubject_3_Vid_5\t0.33\n\nsubject_4_Vid_6\t1.0\n")
+    (tmp_path / "list.txt").write_text(
+        "name\tlevel\nsubject_1_Vid_1\t0\nsubject_3_Vid_5\t0.33\n\nsubject_4_Vid_6\t1.0\n"
+    )
     assert read_emotiw_labels(tmp_path / "list.txt") == want
 
 
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("video,label\nsubject_1_Vid_1,0.66\nsubject_2_Vid_1,0.5\n", r"bad.csv:3: level 0.5 of subject_2_Vid_1 is not one of"),
-        ("video,label\nsubject_1_Vid_1,0.66\nsubject_2_Vid_1,high\n", r"bad.csv:3: level 'high' of subject_2_Vid_1 is not a number"),
-        ("subject_1_Vid_1,0.66\nsubject_1_Vid_1.mp4,1\n", r"bad.csv:2: subject_1_Vid_1.mp4 is listed twice \(first on line 1\)"),
+        (
+            "video,label\nsubject_1_Vid_1,0.66\nsubject_2_Vid_1,0.5\n",
+            r"bad.csv:3: level 0.5 of subject_2_Vid_1 is not one of",
+        ),
+        (
+            "video,label\nsubject_1_Vid_1,0.66\nsubject_2_Vid_1,high\n",
+            r"bad.csv:3: level 'high' of subject_2_Vid_1 is not a number",
+        ),
+        (
+            "subject_1_Vid_1,0.66\nsubject_1_Vid_1.mp4,1\n",
+            r"bad.csv:2: subject_1_Vid_1.mp4 is listed twice \(first on line 1\)",
+        ),
         ("video,label\nsubject_1_Vid_1\n", r"bad.csv:2: expected '<video>, <level>'"),
         ("video,label\n\n", r"bad.csv: no labelled videos"),
     ],
@@ -185,7 +210,10 @@ def test_emotiw_missing_rows_videos_and_layout_errors(emotiw, tmp_path):
         emotiw_items(emotiw, "train")
     shutil.rmtree(emotiw / "Labels")
     labels.unlink()
-    with pytest.raises(FileNotFoundError, match=r"no label file for split train: expected a .xlsx/.csv/.txt whose name holds 'label' and 'tra'"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no label file for split train: expected a .xlsx/.csv/.txt whose name holds 'label' and 'tra'",
+    ):
         emotiw_items(emotiw, "train")
     with pytest.raises(FileNotFoundError, match=r"no test folder .* expected one of \['Test', 'test'"):
         emotiw_items(emotiw, "test")
@@ -236,7 +264,12 @@ def test_windows(tmp_path, clip_bytes):
 
 def test_fer_items_label_by_class_folder(tmp_path, clip_bytes):
     root = tmp_path / "crema"
-    for split, cls, name in (("train", "happy", "1001.avi"), ("train", "angry", "1002.avi"), ("train", "angry", "1003.mp4"), ("val", "happy", "2001.avi")):
+    for split, cls, name in (
+        ("train", "happy", "1001.avi"),
+        ("train", "angry", "1002.avi"),
+        ("train", "angry", "1003.mp4"),
+        ("val", "happy", "2001.avi"),
+    ):
         put(root / split / cls / name, clip_bytes[5])
     put(root / "train" / "angry" / "list.csv", b"")
     (root / "train" / "sad").mkdir()

@@ -46,8 +46,20 @@ def _index(out):
 
 
 def _args(encoder_file, out, *extra):
-    return ["--weights", str(encoder_file), "--out-dir", str(out), "--temporal-stride", str(STRIDE),
-            "--device", "cpu", "--dtype", "fp32", "--no-progress", *extra]
+    return [
+        "--weights",
+        str(encoder_file),
+        "--out-dir",
+        str(out),
+        "--temporal-stride",
+        str(STRIDE),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_features_of_a_folder_with_a_broken_file(videos, encoder_file, tmp_path, capsys):
@@ -83,8 +95,15 @@ def test_features_equal_the_encoder_on_the_same_clips(videos, encoder_file):
 
 def test_reruns_skip_finished_videos_and_shards_share_one_index(videos, encoder_file, tmp_path, monkeypatch):
     out = tmp_path / "feats"
-    config = dict(weights=str(encoder_file), out_dir=str(out), temporal_stride=STRIDE, cropped=True, device="cpu",
-                  dtype="fp32", world_size=2)
+    config = dict(
+        weights=str(encoder_file),
+        out_dir=str(out),
+        temporal_stride=STRIDE,
+        cropped=True,
+        device="cpu",
+        dtype="fp32",
+        world_size=2,
+    )
     first = run_extract([videos], ExtractConfig(rank=0, **config), progress=False)
     assert sum(first.values()) == 2  # videos 0 and 2 of the 4, in sorted order
     second = run_extract([videos], ExtractConfig(rank=1, **config), progress=False)

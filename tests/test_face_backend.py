@@ -100,7 +100,10 @@ def test_bisenet_eye_sides_follow_head_roll():
 
 def test_bisenet_class_table():
     expected = {
-        "background": FaceRegion.BACKGROUND, "skin": FaceRegion.SKIN, "l_brow": FaceRegion.SKIN, "r_brow": FaceRegion.SKIN,
+        "background": FaceRegion.BACKGROUND,
+        "skin": FaceRegion.SKIN,
+        "l_brow": FaceRegion.SKIN,
+        "r_brow": FaceRegion.SKIN,
         "eye_g": FaceRegion.SKIN, "l_ear": FaceRegion.SKIN, "r_ear": FaceRegion.SKIN, "ear_r": FaceRegion.SKIN,
         "nose": FaceRegion.NOSE, "mouth": FaceRegion.MOUTH, "u_lip": FaceRegion.MOUTH, "l_lip": FaceRegion.MOUTH,
         "neck": FaceRegion.SKIN, "neck_l": FaceRegion.SKIN, "cloth": FaceRegion.BACKGROUND, "hair": FaceRegion.HAIR,

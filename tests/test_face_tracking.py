@@ -108,4 +108,6 @@ def test_to_crop_coords_follows_image_content(size):
     centroid = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
     expected = to_crop_coords(point, window, size)[0]
     np.testing.assert_allclose(centroid, expected, atol=0.05 * size / 80 + 0.05)
-    np.testing.assert_allclose(to_crop_coords(np.array([[30, 20], [110, 100]]), window, size), [[0, 0], [size, size]], atol=1e-4)
+    np.testing.assert_allclose(
+        to_crop_coords(np.array([[30, 20], [110, 100]]), window, size), [[0, 0], [size, size]], atol=1e-4
+    )

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fmae.downstream.gradcam import grad_cam, token_relevance, upsample_tokens
-from fmae.model import FMAE, get_config
 from fmae.downstream.head import LinearProbe
+from fmae.model import FMAE, get_config
 
 
 def _tiny(seed=0):

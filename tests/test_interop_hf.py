@@ -18,18 +18,64 @@ transformers = pytest.importorskip("transformers")
 
 # Three sizes: tubelets 2×16² and 1×8², MLP ratios 4 and 2, with and without q/v biases; and ViT-B's width.
 SIZES = [
-    dict(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=64, num_hidden_layers=2,
-         num_attention_heads=2, intermediate_size=256, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-         decoder_num_attention_heads=2, decoder_intermediate_size=128),
-    dict(image_size=48, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=96, num_hidden_layers=3,
-         num_attention_heads=3, intermediate_size=384, layer_norm_eps=1e-6, decoder_hidden_size=48,
-         decoder_num_hidden_layers=2, decoder_num_attention_heads=3, decoder_intermediate_size=192),
-    dict(image_size=32, patch_size=8, num_frames=2, tubelet_size=1, hidden_size=192, num_hidden_layers=2,
-         num_attention_heads=4, intermediate_size=384, qv_bias=False, decoder_hidden_size=64,
-         decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=128),
-    dict(image_size=32, patch_size=16, num_frames=2, tubelet_size=2, hidden_size=768, num_hidden_layers=1,
-         num_attention_heads=12, intermediate_size=3072, decoder_hidden_size=384, decoder_num_hidden_layers=1,
-         decoder_num_attention_heads=6, decoder_intermediate_size=1536),
+    dict(
+        image_size=32,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        decoder_hidden_size=32,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=128,
+    ),
+    dict(
+        image_size=48,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        intermediate_size=384,
+        layer_norm_eps=1e-6,
+        decoder_hidden_size=48,
+        decoder_num_hidden_layers=2,
+        decoder_num_attention_heads=3,
+        decoder_intermediate_size=192,
+    ),
+    dict(
+        image_size=32,
+        patch_size=8,
+        num_frames=2,
+        tubelet_size=1,
+        hidden_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=384,
+        qv_bias=False,
+        decoder_hidden_size=64,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=128,
+    ),
+    dict(
+        image_size=32,
+        patch_size=16,
+        num_frames=2,
+        tubelet_size=2,
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        decoder_hidden_size=384,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=6,
+        decoder_intermediate_size=1536,
+    ),
 ]
 IDS = ["64w-2x16", "96w-eps1e-6", "192w-1x8-nobias", "768w-vitb"]
 
@@ -142,8 +188,10 @@ def test_transformers4_folder_names(tmp_path):
     hf = hf_model(transformers.VideoMAEModel, size)
     folder = saved(hf, tmp_path)
     state = load_file(folder / "model.safetensors")
-    save_file({k.replace("query.bias", "q_bias").replace("value.bias", "v_bias"): v for k, v in state.items()},
-              folder / "model.safetensors")
+    save_file(
+        {k.replace("query.bias", "q_bias").replace("value.bias", "v_bias"): v for k, v in state.items()},
+        folder / "model.safetensors",
+    )
     cfg = json.loads((folder / "config.json").read_text())
     cfg["qkv_bias"] = cfg.pop("qv_bias")
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -155,8 +203,16 @@ def test_transformers4_folder_names(tmp_path):
 
 def _representable(**overrides):
     # An FMAE model that HF can hold exactly: q/v biases, no decoder_embed bias, HF's 1e-5 decoder norm.
-    config = get_config("fmae_vit_tiny", img_size=32, num_frames=4, qkv_bias="qv", decoder_embed_bias=False,
-                        norm_pix_loss=True, decoder_norm_eps=1e-5, **overrides)
+    config = get_config(
+        "fmae_vit_tiny",
+        img_size=32,
+        num_frames=4,
+        qkv_bias="qv",
+        decoder_embed_bias=False,
+        norm_pix_loss=True,
+        decoder_norm_eps=1e-5,
+        **overrides,
+    )
     torch.manual_seed(3)
     return perturb(FMAE(config), seed=3)
 

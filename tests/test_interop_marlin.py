@@ -21,8 +21,9 @@ from fmae.weights import load_model
 pytest.importorskip("einops")
 _SPEC = importlib.util.find_spec("marlin_pytorch")
 if _SPEC is None:
-    pytest.skip("marlin-pytorch is not installed (pip install --no-deps marlin-pytorch einops)",
-                allow_module_level=True)
+    pytest.skip(
+        "marlin-pytorch is not installed (pip install --no-deps marlin-pytorch einops)", allow_module_level=True
+    )
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
@@ -62,9 +63,17 @@ ENCODERS = {
 def _encoder(name, seed=0):
     img, patch, frames, tubelet, width, heads, depth, bias, init = ENCODERS[name]
     torch.manual_seed(seed)
-    encoder = _marlin("encoder").MarlinEncoder(img_size=img, patch_size=patch, n_frames=frames, embed_dim=width,
-                                               depth=depth, num_heads=heads, qkv_bias=bias, init_values=init,
-                                               tubelet_size=tubelet)
+    encoder = _marlin("encoder").MarlinEncoder(
+        img_size=img,
+        patch_size=patch,
+        n_frames=frames,
+        embed_dim=width,
+        depth=depth,
+        num_heads=heads,
+        qkv_bias=bias,
+        init_values=init,
+        tubelet_size=tubelet,
+    )
     return perturb(encoder, seed)
 
 
@@ -79,8 +88,13 @@ def test_encoder_features(name, tmp_path):
     converted = read_source(path, overrides=Overrides(**over))
     c = converted.model.config
     assert converted.source["format"] == "marlin" and not converted.has_decoder
-    assert (c.img_size, c.num_frames, c.num_heads, c.pooling, c.position_embedding) == (img, frames, heads, "mean_norm",
-                                                                                           "fixed")
+    assert (c.img_size, c.num_frames, c.num_heads, c.pooling, c.position_embedding) == (
+        img,
+        frames,
+        heads,
+        "mean_norm",
+        "fixed",
+    )
     as_given = read_source(path, overrides=Overrides(**over, input_norm="source")).model
     pixels = torch.rand(2, 3, frames, img, img, generator=torch.Generator().manual_seed(1))  # MARLIN's [0, 1] input
     with torch.no_grad():
@@ -95,16 +109,38 @@ def test_full_model_lightning_checkpoint(tmp_path):
     img, patch, frames = 32, 16, 4
     encoder = _encoder("64w")
     torch.manual_seed(5)
-    decoder = perturb(_marlin("decoder").MarlinDecoder(img_size=img, patch_size=patch, n_frames=frames, embed_dim=64,
-                                                       depth=2, num_heads=1, qkv_bias=True, init_values=1.0), seed=5)
+    decoder = perturb(
+        _marlin("decoder").MarlinDecoder(
+            img_size=img,
+            patch_size=patch,
+            n_frames=frames,
+            embed_dim=64,
+            depth=2,
+            num_heads=1,
+            qkv_bias=True,
+            init_values=1.0,
+        ),
+        seed=5,
+    )
     proj = perturb(torch.nn.Linear(64, 64, bias=False), seed=6)
     disc = torch.nn.Sequential(torch.nn.Linear(1536, 8), torch.nn.LeakyReLU(), torch.nn.Linear(8, 1))
-    state = {**{f"encoder.{k}": v for k, v in encoder.state_dict().items()},
-             **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}, "enc_dec_proj.weight": proj.weight,
-             **{f"discriminator.{k}": v for k, v in disc.state_dict().items()}}
+    state = {
+        **{f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+        **{f"decoder.{k}": v for k, v in decoder.state_dict().items()},
+        "enc_dec_proj.weight": proj.weight,
+        **{f"discriminator.{k}": v for k, v in disc.state_dict().items()},
+    }
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": state, "epoch": 3, "global_step": 100, "pytorch-lightning_version": "1.7.7",
-                "hyper_parameters": {"img_size": img, "adv_weight": 0.1}}, path)
+    torch.save(
+        {
+            "state_dict": state,
+            "epoch": 3,
+            "global_step": 100,
+            "pytorch-lightning_version": "1.7.7",
+            "hyper_parameters": {"img_size": img, "adv_weight": 0.1},
+        },
+        path,
+    )
     converted = read_source(path, overrides=Overrides(num_frames=frames))
     model = converted.model
     assert converted.has_decoder and converted.source["found_under"] == "state_dict"

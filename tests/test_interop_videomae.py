@@ -24,12 +24,36 @@ from fmae.model import sinusoid_table
 
 transformers = pytest.importorskip("transformers")
 
-SIZE = dict(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=128, num_hidden_layers=2,
-            num_attention_heads=2, intermediate_size=512, layer_norm_eps=1e-6, decoder_hidden_size=64,
-            decoder_num_hidden_layers=2, decoder_num_attention_heads=1, decoder_intermediate_size=256)
-SIZES = {"128w": SIZE, "192w-1x8": dict(SIZE, hidden_size=192, num_attention_heads=3, intermediate_size=768,
-                                       patch_size=8, tubelet_size=1, num_frames=2, decoder_hidden_size=128,
-                                       decoder_num_attention_heads=2, decoder_intermediate_size=512)}
+SIZE = dict(
+    image_size=32,
+    patch_size=16,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=512,
+    layer_norm_eps=1e-6,
+    decoder_hidden_size=64,
+    decoder_num_hidden_layers=2,
+    decoder_num_attention_heads=1,
+    decoder_intermediate_size=256,
+)
+SIZES = {
+    "128w": SIZE,
+    "192w-1x8": dict(
+        SIZE,
+        hidden_size=192,
+        num_attention_heads=3,
+        intermediate_size=768,
+        patch_size=8,
+        tubelet_size=1,
+        num_frames=2,
+        decoder_hidden_size=128,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=512,
+    ),
+}
 FLAGS = dict(img_size=32, num_frames=4)
 
 
@@ -46,10 +70,18 @@ def check(ours, theirs, rel=1e-4):
     assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} × mean |output| {scale:.3g}"
 
 
-_NAMES = [("embeddings.patch_embeddings.projection", "patch_embed.proj"), ("encoder.layer.", "blocks."),
-          ("decoder.decoder_layers.", "decoder.blocks."), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-          ("attention.output.dense", "attn.proj"), ("intermediate.dense", "mlp.fc1"), ("output.dense", "mlp.fc2"),
-          ("attention.attention.query.bias", "attn.q_bias"), ("attention.attention.value.bias", "attn.v_bias")]
+_NAMES = [
+    ("embeddings.patch_embeddings.projection", "patch_embed.proj"),
+    ("encoder.layer.", "blocks."),
+    ("decoder.decoder_layers.", "decoder.blocks."),
+    ("layernorm_before", "norm1"),
+    ("layernorm_after", "norm2"),
+    ("attention.output.dense", "attn.proj"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+    ("attention.attention.query.bias", "attn.q_bias"),
+    ("attention.attention.value.bias", "attn.v_bias"),
+]
 
 
 def original_layout(hf_state, encoder_prefix):
@@ -67,8 +99,9 @@ def original_layout(hf_state, encoder_prefix):
         out[key] = value
     for key in [k for k in out if k.endswith("attention.attention.query.weight")]:
         stem = key[: -len("attention.attention.query.weight")]
-        out[stem + "attn.qkv.weight"] = torch.cat([out.pop(f"{stem}attention.attention.{n}.weight")
-                                                   for n in ("query", "key", "value")])
+        out[stem + "attn.qkv.weight"] = torch.cat(
+            [out.pop(f"{stem}attention.attention.{n}.weight") for n in ("query", "key", "value")]
+        )
     return out
 
 
@@ -86,10 +119,21 @@ def test_pretraining_checkpoint(name, tmp_path):
     assert "encoder.blocks.0.attn.q_bias" in state and "encoder_to_decoder.weight" in state
     # As the original training code saves it: under "model", beside its argparse arguments and more.
     path = tmp_path / "checkpoint-799.pth"
-    torch.save({"model": state, "args": argparse.Namespace(model="pretrain_videomae_base_patch16_224", lr=1.5e-4),
-                "epoch": 799, "scaler": {"scale": 65536.0}}, path)
-    over = Overrides(num_heads=size["num_attention_heads"], decoder_num_heads=size["decoder_num_attention_heads"],
-                     img_size=size["image_size"], num_frames=size["num_frames"])
+    torch.save(
+        {
+            "model": state,
+            "args": argparse.Namespace(model="pretrain_videomae_base_patch16_224", lr=1.5e-4),
+            "epoch": 799,
+            "scaler": {"scale": 65536.0},
+        },
+        path,
+    )
+    over = Overrides(
+        num_heads=size["num_attention_heads"],
+        decoder_num_heads=size["decoder_num_attention_heads"],
+        img_size=size["image_size"],
+        num_frames=size["num_frames"],
+    )
     converted = read_source(path, overrides=over)
     assert converted.source["format"] == "videomae" and converted.source["found_under"] == "model"
     assert converted.has_decoder and converted.model.config.norm_pix_loss  # VideoMAE's default targets
@@ -163,8 +207,9 @@ def test_layer_scale_checkpoint(tmp_path):
     torch.manual_seed(3)
     dim, heads, depth = 96, 3, 2
     norm = partial(torch.nn.LayerNorm, eps=1e-6)
-    blocks = torch.nn.ModuleList(modules.Block(dim, heads, qkv_bias=True, init_values=0.1, norm_layer=norm)
-                                 for _ in range(depth))
+    blocks = torch.nn.ModuleList(
+        modules.Block(dim, heads, qkv_bias=True, init_values=0.1, norm_layer=norm) for _ in range(depth)
+    )
     proj, final = torch.nn.Conv3d(3, dim, (2, 16, 16), (2, 16, 16)), norm(dim)
     for m in (blocks, proj, final):
         perturb(m)

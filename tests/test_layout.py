@@ -26,7 +26,8 @@ def _stem(name: str) -> str:
 
 def _modules() -> list[Path]:
     return [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"] + [
-        p for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").is_file() and p != PACKAGE]
+        p for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").is_file() and p != PACKAGE
+    ]
 
 
 def test_the_readme_names_the_commands():

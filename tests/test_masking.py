@@ -3,16 +3,20 @@ import torch
 
 from fmae.face import FaceRegion
 from fmae.masking import (
+    DECODER_STRATEGIES,
     STRATEGIES,
+    decoder_targets,
     facial_mask,
     frame_mask,
     make_mask,
+    num_decoder_targets,
     num_masked,
     random_mask,
+    running_cell_order,
     token_grid,
     tube_mask,
 )
-from fmae.ops import region_histogram, token_labels
+from fmae.ops import region_histogram, token_labels, visible_index
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TUBELET = (2, 4, 4)  # small cubes keep the maps small; the logic does not depend on the size
@@ -118,7 +122,7 @@ def test_facial_follows_a_moving_eye():
     maps = torch.full((1, T, H, W), FaceRegion.SKIN, dtype=torch.uint8)
     maps[..., :4, :] = FaceRegion.BACKGROUND
     for ti in range(4):
-        maps[0, 2 * ti:2 * ti + 2, 4 * ti:4 * ti + 4, 4 * ti:4 * ti + 4] = FaceRegion.LEFT_EYE
+        maps[0, 2 * ti : 2 * ti + 2, 4 * ti : 4 * ti + 4, 4 * ti : 4 * ti + 4] = FaceRegion.LEFT_EYE
     mask = facial_mask(maps, 4 / 64, TUBELET, torch.Generator().manual_seed(0)).view(4, 4, 4)
     expected = torch.zeros(4, 4, 4, dtype=torch.bool)
     for ti in range(4):
@@ -214,3 +218,210 @@ def test_bad_input_raises():
         make_mask("facial", 0.5, batch=1, grid=(2, 2, 1), region_maps=maps, tubelet=TUBELET)
     with pytest.raises(ValueError, match="divide"):
         token_grid((3, 8, 8), TUBELET)
+
+
+# Decoder masking: which masked tokens the decoder reconstructs.
+
+KEEPS = [0.25, 0.5, 0.75, 1.0]
+
+
+def _cell_pattern(grid, keep, phase):
+    """VideoMAE V2's RunningCellMaskingGenerator, written out: a 2 x 2 cell queue of
+    ``round(4 * (1 - keep))`` ones (dropped by the decoder) then zeros (kept), rotated by
+    one place per time slice; bool [N], True = reconstructed."""
+    t, h, w = grid
+    dropped = round(4 * (1 - keep))
+    queue = [1] * dropped + [0] * (4 - dropped)
+    rows = []
+    for ti in range(t):
+        ptr = phase + ti + 1
+        cell = [queue[(j + ptr) % 4] for j in range(4)]
+        rows.append([[cell[2 * (hi % 2) + wi % 2] == 0 for wi in range(w)] for hi in range(h)])
+    return torch.tensor(rows).reshape(-1)
+
+
+def test_num_decoder_targets():
+    assert num_decoder_targets(1411, 1.0) == 1411 and num_decoder_targets(1411, 0.5) == 706  # round(705.5): even
+    assert num_decoder_targets(1411, 0.25) == 353 and num_decoder_targets(7, 0.5) == 4
+    assert num_decoder_targets(1, 0.25) == 0  # callers refuse it
+    for bad in (0.0, 1.5, -0.5):
+        with pytest.raises(ValueError, match="keep"):
+            num_decoder_targets(10, bad)
+    with pytest.raises(TypeError, match="keep"):
+        num_decoder_targets(10, "0.5")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("strategy", DECODER_STRATEGIES)
+@pytest.mark.parametrize("grid", [(2, 3, 5), (4, 4, 4), (8, 14, 14)], ids=str)
+def test_decoder_target_counts(device, strategy, grid):
+    g = torch.Generator(device).manual_seed(0)
+    maps = _blocky_maps(3, grid, torch.Generator().manual_seed(1)).to(device)
+    for enc in ("random", "facial"):
+        for ratio in (0.5, 0.9):
+            mask = make_mask(
+                enc, ratio, batch=3, grid=grid, region_maps=maps, tubelet=TUBELET, generator=g, device=device
+            )
+            m = num_masked(enc, grid, ratio)
+            for keep in KEEPS:
+                k = num_decoder_targets(m, keep)
+                targets = decoder_targets(mask, keep, strategy, grid, maps, g, m, tubelet=TUBELET)
+                assert targets.shape == (3, k) and targets.dtype == torch.int64 and targets.device == mask.device
+                assert mask.gather(1, targets).all()  # masked tokens only
+                assert (targets.diff(dim=1) > 0).all()  # ascending, distinct
+                if keep == 1.0:
+                    assert torch.equal(targets, visible_index(mask, m)[1])
+    # num_masked read from the mask when not given.
+    assert torch.equal(
+        decoder_targets(mask, 0.5, strategy, grid, maps, torch.Generator(device).manual_seed(3), tubelet=TUBELET),
+        decoder_targets(mask, 0.5, strategy, grid, maps, torch.Generator(device).manual_seed(3), m, tubelet=TUBELET),
+    )
+
+
+def test_keep_one_draws_nothing():
+    grid = (4, 4, 4)
+    mask = random_mask(2, grid, 0.75, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(7)
+    state = g.get_state()
+    for strategy in DECODER_STRATEGIES:
+        decoder_targets(mask, 1.0, strategy, grid, generator=g, num_masked=48)
+    assert torch.equal(g.get_state(), state)
+
+
+@pytest.mark.parametrize("strategy", DECODER_STRATEGIES)
+def test_decoder_targets_reproduce_and_differ(strategy):
+    grid = (4, 6, 6)
+    maps = _blocky_maps(2, grid, torch.Generator().manual_seed(1))
+    mask = random_mask(2, grid, 0.9, torch.Generator().manual_seed(0))
+    m = num_masked("random", grid, 0.9)
+
+    def draw(seed):
+        return decoder_targets(mask, 0.5, strategy, grid, maps, torch.Generator().manual_seed(seed), m, tubelet=TUBELET)
+
+    assert torch.equal(draw(0), draw(0))
+    assert any(not torch.equal(draw(0), draw(s)) for s in range(1, 5))
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.75])
+def test_running_cell_is_videomae_v2s_pattern(keep):
+    # Every token masked: the decoder's targets are exactly one of V2's running-cell maps.
+    grid = (8, 4, 6)
+    mask = torch.ones(4, 8 * 4 * 6, dtype=torch.bool)
+    targets = decoder_targets(mask, keep, "running_cell", grid, generator=torch.Generator().manual_seed(0))
+    patterns = [_cell_pattern(grid, keep, phase) for phase in range(4)]
+    seen = set()
+    for row in targets:
+        chosen = torch.zeros(mask.shape[1], dtype=torch.bool)
+        chosen[row] = True
+        matches = [p for p, pattern in enumerate(patterns) if torch.equal(chosen, pattern)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) > 1  # the phase is drawn per clip
+    # Each slice keeps keep·4 places of every 2 x 2 cell, shifted by one place from the slice before.
+    order = running_cell_order(grid).view(8, 4, 6)
+    assert torch.equal(order[1], (order[0] + 1) % 4) and sorted(order[0, :2, :2].reshape(-1).tolist()) == [0, 1, 2, 3]
+
+
+def test_running_cell_cuts_the_pattern_to_k():
+    # With a random encoder mask, the targets are the masked tokens of the lowest cell orders
+    # (one phase per clip), exactly K of them: lower orders whole, the crossing one at random.
+    grid = (8, 14, 14)
+    g = torch.Generator().manual_seed(0)
+    mask = random_mask(6, grid, 0.9, g)
+    m = num_masked("random", grid, 0.9)
+    order = running_cell_order(grid)
+    for keep in (0.25, 0.5):
+        targets = decoder_targets(mask, keep, "running_cell", grid, generator=g, num_masked=m)
+        for row_mask, row in zip(mask, targets):
+            chosen = torch.zeros_like(row_mask)
+            chosen[row] = True
+            ok = []
+            for phase in range(4):
+                prio = (order + phase) % 4
+                picked, left = prio[chosen], prio[row_mask & ~chosen]
+                if picked.max() <= left.min():
+                    crossing = picked.max()
+                    ok.append(bool((picked < crossing).sum() == (row_mask & (prio < crossing)).sum()))
+            assert any(ok)
+
+
+def test_facial_decoder_targets_take_eyes_nose_mouth_first():
+    # One slice of 8 x 8 tokens: 4 eye, 3 nose, 2 mouth tokens, 6 hair, the rest skin, one row background.
+    T, H, W = 2, 32, 32
+    maps = torch.full((1, T, H, W), FaceRegion.SKIN, dtype=torch.uint8)
+    maps[0, :, 28:32, :] = FaceRegion.BACKGROUND
+    maps[0, :, 0:4, 0:24] = FaceRegion.HAIR
+    maps[0, :, 8:12, 0:8] = FaceRegion.LEFT_EYE
+    maps[0, :, 8:12, 16:24] = FaceRegion.RIGHT_EYE
+    maps[0, :, 16:20, 8:20] = FaceRegion.NOSE
+    maps[0, :, 24:28, 8:16] = FaceRegion.MOUTH
+    grid = (1, 8, 8)
+    labels = token_labels(region_histogram(maps, TUBELET))[0]
+    counts = labels.bincount(minlength=7).tolist()
+    assert counts == [2, 2, 3, 2, 6, 41, 8]
+    mask = torch.ones(1, 64, dtype=torch.bool)
+    parts = labels <= FaceRegion.MOUTH
+    for k, want in ((5, "parts"), (9, "parts"), (12, "hair"), (64 - 8 + 3, "background")):
+        for seed in range(4):
+            row = decoder_targets(
+                mask, k / 64, "facial", grid, maps, torch.Generator().manual_seed(seed), tubelet=TUBELET
+            )[0]
+            got = labels[row]
+            assert len(row) == k
+            if want == "parts":  # only eye, nose and mouth tokens, drawn among them all
+                assert (got <= FaceRegion.MOUTH).all()
+            else:
+                assert parts[row].sum() == 9  # every facial part first
+                assert (got == FaceRegion.HAIR).sum() == min(6, k - 9)
+                assert (got == FaceRegion.BACKGROUND).sum() == max(0, k - 9 - 6 - 41)
+    # Below the facial parts' count they are drawn at random among all four, not eyes first.
+    picks = {
+        tuple(
+            decoder_targets(mask, 3 / 64, "facial", grid, maps, torch.Generator().manual_seed(s), tubelet=TUBELET)[
+                0
+            ].tolist()
+        )
+        for s in range(16)
+    }
+    assert any(FaceRegion.MOUTH in labels[list(p)].tolist() for p in picks)
+    # With an encoder mask, only masked facial parts count.
+    enc = facial_mask(maps, 20 / 64, TUBELET, torch.Generator().manual_seed(0))
+    row = decoder_targets(enc, 0.5, "facial", grid, maps, torch.Generator().manual_seed(0), 20, tubelet=TUBELET)[0]
+    assert enc[0, row].all() and parts[row].sum() == 9 and len(row) == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("strategy", DECODER_STRATEGIES)
+def test_decoder_targets_no_host_sync_on_cuda(strategy):
+    grid = (8, 14, 14)
+    maps = _blocky_maps(2, grid, torch.Generator().manual_seed(0), (2, 16, 16)).cuda()
+    g = torch.Generator("cuda").manual_seed(0)
+    mask = make_mask("facial", 0.9, batch=2, grid=grid, region_maps=maps, tubelet=(2, 16, 16), generator=g)
+    decoder_targets(mask, 0.5, strategy, grid, maps, g, 1411)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        decoder_targets(mask, 0.5, strategy, grid, maps, g, 1411)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_decoder_targets_bad_input_raises():
+    grid = (2, 2, 2)
+    mask = random_mask(1, grid, 0.5, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="keep"):
+        decoder_targets(mask, 0.0, "random", grid)
+    with pytest.raises(ValueError, match="decoder strategy"):
+        decoder_targets(mask, 0.5, "checkerboard", grid)
+    with pytest.raises(ValueError, match="grid"):
+        decoder_targets(mask, 0.5, "random", (2, 2, 1))
+    with pytest.raises(ValueError, match="grid"):
+        decoder_targets(mask, 0.5, "random")
+    with pytest.raises(TypeError, match="mask"):
+        decoder_targets(mask.long(), 0.5, "random", grid)
+    with pytest.raises(ValueError, match="region_maps"):
+        decoder_targets(mask, 0.5, "facial", grid)
+    with pytest.raises(ValueError, match="do not match"):
+        decoder_targets(mask, 0.5, "facial", grid, torch.zeros(2, 4, 8, 8, dtype=torch.uint8), tubelet=TUBELET)
+    with pytest.raises(ValueError, match="generator"):
+        decoder_targets(mask.to("meta"), 0.5, "random", grid, generator=torch.Generator(), num_masked=4)

@@ -6,7 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fmae.downstream.metrics import classification_metrics, regression_metrics, save_confusion_png, report_markdown, write_report
+from fmae.downstream.metrics import (
+    classification_metrics,
+    regression_metrics,
+    report_markdown,
+    save_confusion_png,
+    write_report,
+)
 
 # 8 samples, 3 classes; worked out by hand below.
 TRUE = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -49,15 +55,18 @@ def test_regression_against_hand_computed_values():
     assert m["support"] == 4
 
 
-@pytest.mark.parametrize("bad, err", [
-    (dict(y_true=[0, 1], y_pred=[0]), ValueError),
-    (dict(y_true=[], y_pred=[]), ValueError),
-    (dict(y_true=[0, 5], y_pred=[0, 1], num_classes=4), ValueError),
-    (dict(y_true=[0, -1], y_pred=[0, 1]), ValueError),
-    (dict(y_true=[0.5, 1.0], y_pred=[0, 1]), TypeError),
-    (dict(y_true=[0, 1], y_pred=[0, 1], class_names=["x"]), ValueError),
-    (dict(y_true=[[0, 1]], y_pred=[[0, 1]]), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad, err",
+    [
+        (dict(y_true=[0, 1], y_pred=[0]), ValueError),
+        (dict(y_true=[], y_pred=[]), ValueError),
+        (dict(y_true=[0, 5], y_pred=[0, 1], num_classes=4), ValueError),
+        (dict(y_true=[0, -1], y_pred=[0, 1]), ValueError),
+        (dict(y_true=[0.5, 1.0], y_pred=[0, 1]), TypeError),
+        (dict(y_true=[0, 1], y_pred=[0, 1], class_names=["x"]), ValueError),
+        (dict(y_true=[[0, 1]], y_pred=[[0, 1]]), ValueError),
+    ],
+)
 def test_classification_rejects_bad_input(bad, err):
     with pytest.raises(err):
         classification_metrics(**bad)
@@ -86,3 +95,28 @@ def test_confusion_png_and_reports(tmp_path):
     assert "| accuracy | 0.6250 |" in md and "| f1 (macro) |" in md and "| task | demo |" in md
     assert "| a | 2 | 1 | 0 |" in md  # the confusion matrix's first row
     assert not math.isnan(report["f1"]["weighted"])
+
+
+def test_report_shows_the_random_init_metrics_beside():
+    mine = classification_metrics(TRUE, PRED, class_names=["a", "b", "c"])
+    theirs = classification_metrics(TRUE, [0] * 8, num_classes=3, class_names=["a", "b", "c"])
+    md = report_markdown(
+        {
+            "task": "demo",
+            **mine,
+            "majority_accuracy": 0.375,
+            "random_init": {"encoder": "random init, seed 0", **theirs},
+        },
+        "Demo",
+    )
+    assert "| metric | value | random init |" in md
+    assert "| accuracy | 0.6250 | 0.3750 |" in md
+    assert f"| f1 (macro) | {mine['f1']['macro']:.4f} | {theirs['f1']['macro']:.4f} |" in md
+    assert "| task | demo |  |" in md and "| majority_accuracy | 0.3750 |  |" in md  # only the probe's own
+    assert "random init, seed 0" in md
+    # Regression reports compare their MSE the same way; without the entry the table keeps two columns.
+    md = report_markdown(
+        {**regression_metrics([0.0, 1.0], [0.5, 0.5]), "random_init": regression_metrics([0.0, 1.0], [0.0, 0.0])}
+    )
+    assert "| mse | 0.2500 | 0.5000 |" in md
+    assert "| metric | value |\n" in report_markdown(regression_metrics([0.0, 1.0], [0.5, 0.5]))

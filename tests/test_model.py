@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmae.masking import num_masked, random_mask
+from fmae.masking import decoder_targets, num_decoder_targets, num_masked, random_mask
 from fmae.model import (
     FMAE,
     MODEL_CONFIGS,
@@ -15,7 +15,7 @@ from fmae.model import (
     sinusoid_table,
     unpatchify,
 )
-from fmae.ops import visible_index
+from fmae.ops import gather_tokens, visible_index
 
 # Tiny model on 4 frames of 32 x 32: a token grid of 2 x 2 x 2.
 SMALL = dict(img_size=32, num_frames=4)
@@ -82,8 +82,9 @@ def test_patch_embedding_equals_conv3d():
     c = model.config
     clip = torch.randn(2, 3, c.num_frames, c.img_size, c.img_size)
     conv = F.conv3d(clip, model.patch_embed_conv3d_weight(), model.patch_embed.bias, stride=c.tubelet)
-    torch.testing.assert_close(model.patch_embed(patchify(clip, c.tubelet)), conv.flatten(2).transpose(1, 2),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        model.patch_embed(patchify(clip, c.tubelet)), conv.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_targets():
@@ -182,9 +183,24 @@ def test_bad_input_raises():
 
 # Architecture options for converted models (fmae.interop): defaults are FMAE's own.
 
-NATIVE_KEYS = {"img_size", "num_frames", "tubelet", "in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim",
-               "decoder_depth", "decoder_num_heads", "mlp_ratio", "norm_pix_loss", "disc_dim", "disc_depth", "backend",
-               "attention_backend"}
+NATIVE_KEYS = {
+    "img_size",
+    "num_frames",
+    "tubelet",
+    "in_chans",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "decoder_embed_dim",
+    "decoder_depth",
+    "decoder_num_heads",
+    "mlp_ratio",
+    "norm_pix_loss",
+    "disc_dim",
+    "disc_depth",
+    "backend",
+    "attention_backend",
+}
 
 
 def test_default_config_reads_and_writes_as_before():
@@ -231,7 +247,7 @@ def test_qv_bias_keeps_the_key_bias_at_zero():
         ref = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, D))
         torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-6)
         # A key bias changes nothing: the softmax ignores a shift of a query's scores.
-        full.bias[D:2 * D] = torch.randn(D)
+        full.bias[D : 2 * D] = torch.randn(D)
         q, k, v = full(x).reshape(2, 5, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
         shifted = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, D))
         torch.testing.assert_close(shifted, ref, rtol=1e-5, atol=1e-5)
@@ -267,8 +283,12 @@ def test_pooling(pooling):
         for block in model.blocks:
             x = block(x)
     want_tokens = {"norm_mean": model.norm, "mean_norm": model.norm}.get(pooling, lambda t: t)(x)
-    want_pooled = {"norm_mean": lambda: model.norm(x).mean(1), "mean_norm": lambda: model.norm(x.mean(1)),
-                   "mean_fc_norm": lambda: model.fc_norm(x.mean(1)), "mean": lambda: x.mean(1)}[pooling]()
+    want_pooled = {
+        "norm_mean": lambda: model.norm(x).mean(1),
+        "mean_norm": lambda: model.norm(x.mean(1)),
+        "mean_fc_norm": lambda: model.fc_norm(x.mean(1)),
+        "mean": lambda: x.mean(1),
+    }[pooling]()
     torch.testing.assert_close(tokens, want_tokens)
     torch.testing.assert_close(pooled, want_pooled)
     assert ("fc_norm.weight" in model.state_dict()) == (pooling == "mean_fc_norm")
@@ -290,3 +310,114 @@ def test_position_embedding_kinds():
     assert model.decoder_embed.bias is None
     clip, mask, k = _batch(model)
     assert model(clip, mask, k).pred.shape == (2, k, model.config.cube_dim)
+
+
+# Decoder masking: the decoder on the visible tokens plus the chosen masked ones.
+
+
+def _decoder_before_decoder_input(model, latent, visible, mask, masked):
+    """The decoder as it was before fmae.ops.decoder_input: every token on the grid
+    (scatter, mask token where masked, position table), gather the masked ones."""
+    from fmae.ops import scatter_tokens
+
+    x = model.decoder_embed(latent)
+    x = scatter_tokens(x, visible, mask.shape[1])
+    x = torch.where(mask.unsqueeze(-1), model.mask_token.to(x.dtype), x) + model.decoder_pos_embed.to(x.dtype)
+    for block in model.decoder_blocks:
+        x = block(x)
+    x = gather_tokens(x, masked)
+    return model.decoder_pred(model.decoder_norm(x))
+
+
+def _decoder_by_hand(model, latent, visible, targets):
+    """The decoder on the visible tokens and the targets, in plain torch (targets first: the order is free)."""
+    x = model.decoder_embed(latent) + model.decoder_pos_embed[visible]
+    masked = model.mask_token + model.decoder_pos_embed[targets]
+    x = torch.cat([masked, x], dim=1)
+    for block in model.decoder_blocks:
+        x = block(x)
+    return model.decoder_pred(model.decoder_norm(x[:, : targets.shape[1]]))
+
+
+def test_keep_one_equals_the_full_decoder_of_before():
+    model = _model()
+    clip, mask, k = _batch(model, B=3, ratio=0.75, seed=8)
+    out = model(clip, mask, k)
+    visible, masked = visible_index(mask, k)
+    cubes = patchify(clip, model.config.tubelet)
+    latent = model.forward_encoder(cubes, visible)
+    before = _decoder_before_decoder_input(model, latent, visible, mask, masked)
+    torch.testing.assert_close(out.pred, before, rtol=1e-4, atol=1e-5)
+    assert torch.equal(out.masked_index, masked)
+    # Gradients too: every parameter, the mask token included.
+    ((out.pred - out.target) ** 2).mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ((before - out.target) ** 2).mean().backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[n], p.grad, rtol=1e-3, atol=1e-6, msg=n)
+    assert grads["mask_token"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5])
+@pytest.mark.parametrize("strategy", ["running_cell", "random"])
+def test_decoder_keep_predicts_exactly_the_chosen_positions(keep, strategy):
+    torch.manual_seed(0)
+    model = create("fmae_vit_tiny", img_size=64, num_frames=4)  # a 2 x 4 x 4 grid
+    c = model.config
+    clip, mask, m = _batch(model, B=2, ratio=0.75, seed=3)
+    targets = decoder_targets(mask, keep, strategy, c.grid, generator=torch.Generator().manual_seed(1), num_masked=m)
+    k = num_decoder_targets(m, keep)
+    out = model(clip, mask, m, targets)
+    assert out.pred.shape == out.target.shape == (2, k, c.cube_dim)
+    assert torch.equal(out.masked_index, targets)
+    assert torch.equal(out.target, gather_tokens(patchify(clip, c.tubelet), targets))
+    visible = visible_index(mask, m)[0]
+    latent = model.forward_encoder(patchify(clip, c.tubelet), visible)
+    torch.testing.assert_close(out.pred, _decoder_by_hand(model, latent, visible, targets), rtol=1e-4, atol=1e-5)
+    # The gradient reaches the mask token, the decoder and the encoder.
+    ((out.pred - out.target) ** 2).mean().backward()
+    assert model.mask_token.grad.abs().sum() > 0
+    assert model.decoder_blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.patch_embed.weight.grad.abs().sum() > 0
+    # reconstruct() replaces only those cubes.
+    rec = patchify(model.reconstruct(clip, mask, m, targets), c.tubelet)
+    replaced = torch.zeros_like(mask).scatter_(1, targets, True)
+    cubes = patchify(clip, c.tubelet)
+    assert torch.equal(rec[~replaced], cubes[~replaced])
+    assert not torch.equal(rec[replaced], cubes[replaced])
+
+
+def test_decoder_keep_with_reference_ops_and_bf16():
+    fast = _model()
+    ref = FMAE(get_config("fmae_vit_tiny", **SMALL, backend="reference", attention_backend="reference"))
+    ref.load_state_dict(fast.state_dict())
+    clip, mask, m = _batch(fast, B=2, ratio=0.5, seed=5)
+    targets = decoder_targets(
+        mask, 0.5, "random", fast.config.grid, generator=torch.Generator().manual_seed(0), num_masked=m
+    )
+    torch.testing.assert_close(
+        fast(clip, mask, m, targets).pred, ref(clip, mask, m, targets).pred, rtol=1e-4, atol=1e-5
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(clip, mask, m, targets)
+    assert out.pred.dtype == torch.bfloat16 and out.pred.shape == (2, 2, fast.config.cube_dim)
+    ((out.pred.float() - out.target) ** 2).mean().backward()
+    assert fast.mask_token.grad is not None and torch.isfinite(fast.mask_token.grad).all()
+
+
+def test_bad_targets_raise():
+    model = _model()
+    clip, mask, m = _batch(model)
+    visible, masked = visible_index(mask, m)
+    with pytest.raises(ValueError, match="masked tokens"):
+        model(clip, mask, m, visible[:, :1])
+    with pytest.raises(ValueError, match="distinct"):
+        model(clip, mask, m, masked[:, :1].expand(-1, 2).contiguous())
+    with pytest.raises(ValueError, match="targets must be int64"):
+        model(clip, mask, m, masked.int())
+    with pytest.raises(ValueError, match="targets must be int64"):
+        model(clip, mask, m, torch.cat([masked, masked], dim=1))
+    with pytest.raises(ValueError, match="lie in"):
+        model(clip, mask, m, masked + 100)

@@ -4,8 +4,8 @@ hostile or broken one cannot reach outside the data root."""
 import numpy as np
 
 from fmae.data import list_clips
-from fmae.data.video_writer import write_video
 from fmae.data.face_cache import find_videos
+from fmae.data.video_writer import write_video
 
 
 def _video(path):
@@ -22,7 +22,8 @@ def test_label_rows_cannot_point_outside_the_root(tmp_path):
         "ClipID,Boredom,Engagement,Confusion,Frustration \n"
         "c1.avi,0,2,0,0\n"
         "../../../outside/secret.avi,0,3,0,0\n"
-        "/etc/passwd,0,1,0,0\n")
+        "/etc/passwd,0,1,0,0\n"
+    )
     items = list_clips(root, "Train")
     assert [(p.name, level) for p, level in items] == [("c1.avi", 2)]
     assert all(p.resolve().is_relative_to(root.resolve()) for p, _ in items)

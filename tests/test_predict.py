@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from fmae.downstream import timeline
 from fmae.data import ClipItem, make_loader
 from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
-from fmae.model import FMAE, get_config
-from fmae.predict import main
+from fmae.downstream import timeline
+from fmae.downstream.features import extract_features
+from fmae.downstream.fit import train_probe
+from fmae.downstream.head import LinearProbe, save_probe
+from fmae.downstream.probe_run import TASKS
 from fmae.downstream.timeline import (
     NO_FACE,
     PredictConfig,
@@ -25,10 +27,8 @@ from fmae.downstream.timeline import (
     write_timeline_csv,
 )
 from fmae.downstream.windows import Faces, encode_windows, find_faces, window_clips, window_starts
-from fmae.downstream.features import extract_features
-from fmae.downstream.fit import train_probe
-from fmae.downstream.head import LinearProbe, save_probe
-from fmae.downstream.probe_run import TASKS
+from fmae.model import FMAE, get_config
+from fmae.predict import main
 from fmae.weights import fingerprint, save_encoder
 
 pytest.importorskip("mediapipe")
@@ -57,19 +57,37 @@ def predictor(tmp_path_factory):
     torch.manual_seed(0)
     encoder = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4)).eval()
     encoder_path = save_encoder(encoder, d / "encoder.safetensors")
-    meta = {"task": "daisee", "kind": "classification", "class_names": CLASSES, "img_size": 32, "num_frames": 4,
-            "temporal_stride": 2, "encoder": str(encoder_path), "encoder_fingerprint": fingerprint(encoder)}
+    meta = {
+        "task": "daisee",
+        "kind": "classification",
+        "class_names": CLASSES,
+        "img_size": 32,
+        "num_frames": 4,
+        "temporal_stride": 2,
+        "encoder": str(encoder_path),
+        "encoder_fingerprint": fingerprint(encoder),
+    }
     truth = render_segments([3, 0, 3], SECONDS, size=SIZE, seed=9)
     write_video(d / "talk.avi", truth.rendered.frames, truth.fps)
     faces = find_faces(d / "talk.avi", d, 32)
     span = 8
-    items = [ClipItem(faces.crops, int(truth.levels[s]), s, s + span) for s in range(1, len(truth.levels) - span + 1, 2)
-             if truth.levels[s] == truth.levels[s + span - 1]]
+    items = [
+        ClipItem(faces.crops, int(truth.levels[s]), s, s + span)
+        for s in range(1, len(truth.levels) - span + 1, 2)
+        if truth.levels[s] == truth.levels[s + span - 1]
+    ]
     train = extract_features(encoder, items, stride=2)
     probe = train_probe(train.features[:, 0], train.labels, len(CLASSES), epochs=50, batch_size=16, lr=1e-3)
     probe_path = save_probe(probe, d / "probe.safetensors", meta)
-    return {"probe": str(probe_path), "encoder": str(encoder_path), "dir": d, "video": d / "talk.avi",
-            "encoder_model": encoder, "faces": faces, "meta": meta}
+    return {
+        "probe": str(probe_path),
+        "encoder": str(encoder_path),
+        "dir": d,
+        "video": d / "talk.avi",
+        "encoder_model": encoder,
+        "faces": faces,
+        "meta": meta,
+    }
 
 
 def test_windows_are_the_probe_pipelines_clips(predictor):
@@ -80,8 +98,16 @@ def test_windows_are_the_probe_pipelines_clips(predictor):
     assert span == 8 and offsets.tolist() == [0, 2, 4, 6] and starts[:3].tolist() == [0, 4, 8]
     picked = starts[[0, 5, -1]]
     items = [ClipItem(faces.crops, 0, int(s), int(s) + span) for s in picked]
-    loader = make_loader(items=items, batch_size=len(items), num_frames=4, stride=2, random_start=False, shuffle=False,
-                         with_regions=False, backend="torch")
+    loader = make_loader(
+        items=items,
+        batch_size=len(items),
+        num_frames=4,
+        stride=2,
+        random_start=False,
+        shuffle=False,
+        with_regions=False,
+        backend="torch",
+    )
     theirs = next(iter(loader))["clip"]
     ours = torch.stack([normalise_clip(torch.from_numpy(c)) for c in window_clips(faces.crops, picked, offsets)])
     torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
@@ -158,8 +184,22 @@ def test_frames_without_a_face_are_reported_not_guessed(predictor, tmp_path):
 def test_demo_recording_by_default(predictor, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(timeline, "DEMO_SECONDS", 1.0)  # 60 frames instead of 240: the test's time
     out = tmp_path / "demo"
-    assert main(["--probe", predictor["probe"], "--checkpoint", predictor["encoder"], "--out-dir", str(out),
-                 "--hop", "1.0", *CPU]) == 0
+    assert (
+        main(
+            [
+                "--probe",
+                predictor["probe"],
+                "--checkpoint",
+                predictor["encoder"],
+                "--out-dir",
+                str(out),
+                "--hop",
+                "1.0",
+                *CPU,
+            ]
+        )
+        == 0
+    )
     assert "true segments of the demo recording" in capsys.readouterr().out
     for name in ("demo.avi", "timeline.csv", "timeline.png", "summary.json", "config.yaml"):
         assert (out / name).is_file(), name
@@ -211,8 +251,10 @@ def test_window_starts():
         window_starts(7, 8, 4)
 
 
-@pytest.mark.parametrize("field, value, message", [("hop", -1.0, "hop"), ("min_face", 0.0, "min_face"),
-                                                   ("batch_size", 0, "batch_size"), ("dtype", "fp16", "dtype")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("hop", -1.0, "hop"), ("min_face", 0.0, "min_face"), ("batch_size", 0, "batch_size"), ("dtype", "fp16", "dtype")],
+)
 def test_bad_settings(field, value, message):
     with pytest.raises(ValueError, match=message):
         PredictConfig(**{field: value})

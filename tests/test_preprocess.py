@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from fmae.data import VideoClipDataset, load_region_maps, region_map_path
+from fmae.data.face_cache import PreprocessConfig, process_video, read_manifest
 from fmae.data.video_writer import write_video
 from fmae.face import FaceRegion
 from fmae.preprocess import main
-from fmae.data.face_cache import PreprocessConfig, process_video, read_manifest
 
 pytest.importorskip("mediapipe")
 
@@ -102,7 +102,9 @@ def run(tmp_path_factory):
     (bad / "zero_bytes.avi").write_bytes(b"")
     write_no_frames(bad / "no_frames.avi")
     write_video(bad / "no_face.avi", no_face(), 15)
-    write_video(bad / "tiny.avi", np.stack([cv2.resize(f, (16, 12), interpolation=cv2.INTER_AREA) for f in frames[:6]]), 15)
+    write_video(
+        bad / "tiny.avi", np.stack([cv2.resize(f, (16, 12), interpolation=cv2.INTER_AREA) for f in frames[:6]]), 15
+    )
     write_gray(bad / "gray.mkv", frames[:6])
     # Face in frames 0-5 only; then a wall without a face.
     write_video(bad / "face_then_none.avi", np.concatenate([frames[:6], no_face(6)]), 15)
@@ -134,7 +136,9 @@ def test_statuses_of_every_input(run):
     assert status["bad/gray.mkv"][0] == "ok"
     assert status["bad/face_then_none.avi"][0] == "ok"
     assert status["bad/cut.mp4"][0] == "ok" and status["bad/cut.mp4"][1].startswith("truncated: decoding stopped")
-    assert status["bad/cut_mjpeg.avi"][0] == "ok" and status["bad/cut_mjpeg.avi"][1].startswith("truncated: the header says 12 frames")
+    assert status["bad/cut_mjpeg.avi"][0] == "ok" and status["bad/cut_mjpeg.avi"][1].startswith(
+        "truncated: the header says 12 frames"
+    )
     for name in ("random", "zero_bytes", "no_frames", "no_face", "tiny"):
         assert not any((out / "bad").glob(f"{name}.*")), f"nothing is cached for {name}"
     assert not list(out.rglob(".*.tmp")), "no temporary file is left behind"
@@ -142,7 +146,10 @@ def test_statuses_of_every_input(run):
 
 def test_crop_follows_the_moving_face(run):
     _, out, _ = run
-    for rel, shift in (("DataSet/Train/100000/1000001/1000001.avi", SHIFT), ("DataSet/Train/100000/1000002/1000002.avi", (-2.0, 0.5))):
+    for rel, shift in (
+        ("DataSet/Train/100000/1000001/1000001.avi", SHIFT),
+        ("DataSet/Train/100000/1000002/1000002.avi", (-2.0, 0.5)),
+    ):
         z = _npz(out, rel)
         assert z["has_face"].all()
         boxes = z["boxes"]
@@ -164,7 +171,13 @@ def test_cache_is_a_daisee_folder_that_the_dataset_reads(run):
         assert item["clip"].shape == (3, 4, CONFIG.size, CONFIG.size)
         assert item["region_map"].shape == (4, CONFIG.size, CONFIG.size)
         present = set(np.unique(item["region_map"].numpy()).tolist())
-        assert {FaceRegion.LEFT_EYE, FaceRegion.RIGHT_EYE, FaceRegion.NOSE, FaceRegion.MOUTH, FaceRegion.SKIN} <= present
+        assert {
+            FaceRegion.LEFT_EYE,
+            FaceRegion.RIGHT_EYE,
+            FaceRegion.NOSE,
+            FaceRegion.MOUTH,
+            FaceRegion.SKIN,
+        } <= present
     z = _npz(out, "DataSet/Train/100000/1000001/1000001.avi")
     assert z["regions"].shape == (12, CONFIG.size, CONFIG.size) and z["regions"].dtype == np.uint8
     assert z["boxes"].shape == (12, 4) and z["boxes"].dtype == np.float32 and z["has_face"].dtype == bool
@@ -180,12 +193,16 @@ def test_cache_feeds_the_clip_loader(run, backend):
     if backend == "dali" and not dali_available():
         pytest.skip("nvidia-dali is not installed")
     _, out, _ = run
-    loader = make_loader(out, "Train", batch_size=2, num_frames=4, stride=2, shuffle=False, random_start=False, backend=backend)
+    loader = make_loader(
+        out, "Train", batch_size=2, num_frames=4, stride=2, shuffle=False, random_start=False, backend=backend
+    )
     batch = next(iter(loader))
     assert batch["clip"].shape == (2, 3, 4, CONFIG.size, CONFIG.size)
     assert batch["region_map"].shape == (2, 4, CONFIG.size, CONFIG.size)
     for b, i in enumerate(batch["index"].tolist()):
-        np.testing.assert_array_equal(batch["region_map"][b].numpy(), load_region_maps(loader.items[i][0], batch["frame_index"][b].numpy()))
+        np.testing.assert_array_equal(
+            batch["region_map"][b].numpy(), load_region_maps(loader.items[i][0], batch["frame_index"][b].numpy())
+        )
 
 
 def test_face_in_some_frames_follows_the_gap_rule(run):

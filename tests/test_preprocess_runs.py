@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from fmae.data import load_region_maps, region_map_path
-from fmae.data.video_writer import write_video
-from fmae.face import Detection, FaceBackend, FaceRegion
-from fmae.face import backend as backend_mod
-from fmae.face import register_backend
 from fmae.data.face_cache import PreprocessConfig, find_videos, manifest_path, preprocess, read_manifest, shard
+from fmae.data.video_writer import write_video
+from fmae.face import Detection, FaceBackend, FaceRegion, register_backend
+from fmae.face import backend as backend_mod
 
 H, W = 48, 64
 
@@ -34,7 +33,9 @@ class FakeBackend(FaceBackend):
     def parse(self, crop, landmarks):
         if (crop[..., 1] > 150).all():  # an all-green crop: a "file" that breaks the parser
             raise RuntimeError("parser exploded")
-        return np.where((crop[..., 0] > 150) & (crop[..., 2] < 100), FaceRegion.SKIN, FaceRegion.BACKGROUND).astype(np.uint8)
+        return np.where((crop[..., 0] > 150) & (crop[..., 2] < 100), FaceRegion.SKIN, FaceRegion.BACKGROUND).astype(
+            np.uint8
+        )
 
 
 class CrashingBackend(FakeBackend):

@@ -12,7 +12,16 @@ import torch
 
 from fmae.data import clips as clips_mod
 from fmae.data import synthetic
-from fmae.data.clips import IMAGENET_MEAN, IMAGENET_STD, LABEL_COLUMNS, SPLITS, VideoClipDataset, list_clips, read_frames, read_labels
+from fmae.data.clips import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LABEL_COLUMNS,
+    SPLITS,
+    VideoClipDataset,
+    list_clips,
+    read_frames,
+    read_labels,
+)
 from fmae.data.region_maps import load_region_maps, region_map_path
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, generate_clip
 from fmae.face import NUM_REGIONS, FaceRegion
@@ -46,7 +55,11 @@ def test_daisee_layout_and_label_files(tiny):
         assert labels == want
     subjects = {split: {c["subject"] for c in clips if c["split"] == split} for split in SPLITS}
     assert all(subjects[split] for split in SPLITS)
-    assert not (subjects["Train"] & subjects["Validation"] or subjects["Train"] & subjects["Test"] or subjects["Validation"] & subjects["Test"])
+    assert not (
+        subjects["Train"] & subjects["Validation"]
+        or subjects["Train"] & subjects["Test"]
+        or subjects["Validation"] & subjects["Test"]
+    )
     assert sorted(c["engagement"] for c in clips) == [0, 1, 2, 3]
 
 
@@ -55,7 +68,12 @@ def test_default_config_balances_levels_across_splits():
     splits = cfg.subject_splits()
     assert (splits.count("Train"), splits.count("Validation"), splits.count("Test")) == (6, 2, 2)
     for split in SPLITS:
-        levels = [cfg.engagement(s, c) for s in range(cfg.num_subjects) if splits[s] == split for c in range(cfg.clips_per_subject)]
+        levels = [
+            cfg.engagement(s, c)
+            for s in range(cfg.num_subjects)
+            if splits[s] == split
+            for c in range(cfg.clips_per_subject)
+        ]
         assert set(levels) == {0, 1, 2, 3}
 
 
@@ -117,7 +135,9 @@ def test_same_seed_same_bytes_other_seed_other_faces(tiny, tmp_path):
             for key in ("landmarks", "boxes"):
                 np.testing.assert_array_equal(a[key], b[key])
     for split in SPLITS:
-        assert (again / "Labels" / f"{split}Labels.csv").read_bytes() == (tiny / "Labels" / f"{split}Labels.csv").read_bytes()
+        assert (again / "Labels" / f"{split}Labels.csv").read_bytes() == (
+            tiny / "Labels" / f"{split}Labels.csv"
+        ).read_bytes()
     other = dataclasses.replace(TINY, seed=TINY.seed + 1)
     assert other.digest() != TINY.digest()
     assert not np.array_equal(generate_clip(other, 0, 0).rendered.frames, generate_clip(TINY, 0, 0).rendered.frames)
@@ -260,7 +280,9 @@ def test_label_csv_errors(tmp_path, tiny):
         VideoClipDataset(root, "Train")[0]
 
 
-@pytest.mark.parametrize("bad", [{"size": 15}, {"size": 8}, {"num_frames": 0}, {"qscale": 1}, {"split_fractions": (0.5, 0.5, 0.5)}])
+@pytest.mark.parametrize(
+    "bad", [{"size": 15}, {"size": 8}, {"num_frames": 0}, {"qscale": 1}, {"split_fractions": (0.5, 0.5, 0.5)}]
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         SyntheticConfig(**bad)

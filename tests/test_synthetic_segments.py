@@ -33,14 +33,17 @@ def test_same_seed_same_video_other_seed_other_subject():
     assert np.abs(a.rendered.frames.astype(int) - c.rendered.frames.astype(int)).mean() > 5
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(levels=[]), "at least one segment"),
-    (dict(levels=[4]), "levels must be in"),
-    (dict(levels=[-1, 2]), "levels must be in"),
-    (dict(levels=[1], seconds_per_segment=0.01), "less than one frame"),
-    (dict(levels=[1], size=33), "size must be even"),
-    (dict(levels=[1], fps=0), "fps must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(levels=[]), "at least one segment"),
+        (dict(levels=[4]), "levels must be in"),
+        (dict(levels=[-1, 2]), "levels must be in"),
+        (dict(levels=[1], seconds_per_segment=0.01), "less than one frame"),
+        (dict(levels=[1], size=33), "size must be even"),
+        (dict(levels=[1], fps=0), "fps must be"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     args = dict(seconds_per_segment=1.0, size=32) | kwargs
     with pytest.raises(ValueError, match=message):

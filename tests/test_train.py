@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 import torch
+from train_helpers import train_args
 
 from fmae.checkpoint import load_checkpoint
 from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
@@ -10,7 +11,6 @@ from fmae.data.loader import dali_available
 from fmae.pretraining import run as trainer
 from fmae.pretraining.run import TrainConfig
 from fmae.train import main
-from train_helpers import train_args
 
 LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
 
@@ -26,13 +26,15 @@ def _metrics(out):
 def test_cli_writes_checkpoints_logs_and_images(small_set, tmp_path):
     out = tmp_path / "run"
     assert main(_args(small_set, out, 6)) == 0
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000003.safetensors", "ckpt-00000006.safetensors"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "ckpt-00000003.safetensors",
+        "ckpt-00000006.safetensors",
+    ]
     assert (out / "recon-00000006.png").is_file() and any((out / "tb").iterdir())
     rows = _metrics(out)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["clips_per_s"] > 0 and set(LOSS_KEYS) <= set(r) for r in rows)
     assert TrainConfig(**__import__("yaml").safe_load((out / "config.yaml").read_text())).steps == 6
-
 
 
 def test_compile_and_threads_settings_reach_the_run(small_set, tmp_path, monkeypatch):
@@ -46,8 +48,14 @@ def test_compile_and_threads_settings_reach_the_run(small_set, tmp_path, monkeyp
     assert compiled == ["threads=1", "FMAE"] and torch.get_num_threads() == threads
     assert (tmp_path / "run" / "checkpoints" / "ckpt-00000002.safetensors").is_file()
 
-@pytest.mark.parametrize("loader", ["torch", pytest.param("dali", marks=pytest.mark.skipif(
-    not dali_available(), reason="NVIDIA DALI is not installed"))])
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        "torch",
+        pytest.param("dali", marks=pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed")),
+    ],
+)
 def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypatch, loader):
     straight = tmp_path / "straight"
     # 6 clips, batches of 2 (3 an epoch), a checkpoint every 2 steps, a crash after step 5: the run
@@ -81,20 +89,27 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed"))]
+BACKENDS = [
+    "torch",
+    pytest.param("dali", marks=pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed")),
+]
 
 
 def _keys(loader, epochs):
     """``(epoch, item index, first frame)`` of every clip of ``epochs`` epochs, batch by batch."""
-    return [[(epoch, i, f[0]) for i, f in zip(b["index"].tolist(), b["frame_index"].tolist())]
-            for epoch in range(epochs) for b in loader]
+    return [
+        [(epoch, i, f[0]) for i, f in zip(b["index"].tolist(), b["frame_index"].tolist())]
+        for epoch in range(epochs)
+        for b in loader
+    ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_epoch_draws_fresh_clip_windows_and_resumes_mid_epoch(small_set, backend):
     items = trainer.train_items(TrainConfig(data_root=str(small_set)), small_set)
-    common = dict(items=items, batch_size=2, num_frames=4, stride=2, seed=0, drop_last=True, with_regions=False,
-                  backend=backend)
+    common = dict(
+        items=items, batch_size=2, num_frames=4, stride=2, seed=0, drop_last=True, with_regions=False, backend=backend
+    )
     batches = _keys(make_loader(**common), 2)
     per_epoch = len(items) // 2
     assert len(batches) == 2 * per_epoch
@@ -151,7 +166,9 @@ def test_train_items_read_daisee_or_any_folder(small_set, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         items = trainer.train_items(TrainConfig(window=0), plain)
     assert "1 videos have no region map" in caplog.text
-    assert [it.path.relative_to(plain).as_posix() for it in items] == [f"person{i % 2}/rec{i}.avi" for i in (2, 4, 1, 3, 5)]
+    assert [it.path.relative_to(plain).as_posix() for it in items] == [
+        f"person{i % 2}/rec{i}.avi" for i in (2, 4, 1, 3, 5)
+    ]
     assert all(it.label is None and it.stop is None for it in items)
     windowed = trainer.train_items(TrainConfig(window=10), plain)  # 24 frames: windows at 0 and 10
     assert [(it.start, it.stop) for it in windowed[:2]] == [(0, 10), (10, 20)] and len(windowed) == 10
@@ -191,7 +208,15 @@ def test_help_lists_the_settings(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--mask-strategy", "--mask-ratio", "--temporal-stride", "--adv-weight", "--model", "--resume", "--config"):
+    for flag in (
+        "--mask-strategy",
+        "--mask-ratio",
+        "--temporal-stride",
+        "--adv-weight",
+        "--model",
+        "--resume",
+        "--config",
+    ):
         assert flag in text
 
 
@@ -207,3 +232,34 @@ def test_default_data_is_the_synthetic_set_through_the_face_pipeline(tmp_path, m
     # The face pipeline found the face: eyes, nose and mouth are in the parsed maps.
     assert {0, 1, 2, 3} <= set(item["region_map"].unique().tolist())
     assert prepared_root("", 96, workers=0, progress=False, synthetic=small(96)) == root  # cached
+
+
+def test_init_starts_from_given_weights_not_a_resume(small_set, tmp_path):
+    first = tmp_path / "first"
+    assert main(_args(small_set, first, 2, "--num-frames", "4")) == 0
+    # A learning rate of ~0: the one step leaves the weights where --init put them.
+    second = tmp_path / "second"
+    assert (
+        main(
+            _args(
+                small_set,
+                second,
+                1,
+                "--num-frames",
+                "4",
+                "--init",
+                str(first),
+                "--base-lr",
+                "1e-20",
+                "--adv-weight",
+                "0",
+            )
+        )
+        == 0
+    )
+    a = load_checkpoint(first / "checkpoints" / "ckpt-00000002.safetensors")["trainer"]["model"]
+    b = load_checkpoint(second / "checkpoints" / "ckpt-00000001.safetensors")["trainer"]
+    assert b["step"] == 1  # steps start afresh
+    for k in a:
+        torch.testing.assert_close(b["model"][k], a[k], rtol=0, atol=1e-6)
+    assert main(_args(small_set, tmp_path / "third", 1, "--num-frames", "8", "--init", str(first))) == 2

@@ -9,19 +9,19 @@ import time
 
 import pytest
 import torch
+from train_helpers import train_args
 
-from fmae.pretraining import records, run
 from fmae.checkpoint import load_checkpoint
 from fmae.data import ClipDataset
 from fmae.distributed import Distributed
+from fmae.pretraining import records, run
 from fmae.train import main
-from train_helpers import train_args
 
 LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
 
 
 def _args(root, out, steps, *extra):
-    return train_args(root, out, steps, *extra, ckpt_every=4)
+    return train_args(root, out, steps, "--dtype", "fp32", *extra, ckpt_every=4)
 
 
 def _metrics(out):
@@ -35,8 +35,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(small_set, tmp_path)
     assert main(_args(small_set, straight, steps)) == 0
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "fmae.train", *_args(small_set, killed, steps)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmae.train", *_args(small_set, killed, steps)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = killed / "checkpoints" / "ckpt-00000004.safetensors"
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:

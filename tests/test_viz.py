@@ -1,4 +1,5 @@
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,18 @@ from PIL import Image
 
 import fmae.pictures as pictures
 from fmae.data import list_items
-from fmae.masking import STRATEGIES, num_masked
 from fmae.downstream.head import LinearProbe, save_probe
-from fmae.drawing import MASK_COLOUR, REGION_COLOURS, grid_size, mask_pixels, masks_panel, region_overlay, shown_frames, tile
+from fmae.drawing import (
+    MASK_COLOUR,
+    REGION_COLOURS,
+    grid_size,
+    mask_pixels,
+    masks_panel,
+    region_overlay,
+    shown_frames,
+    tile,
+)
+from fmae.masking import STRATEGIES, num_masked
 from fmae.pictures import Sample, VizConfig, draw_masks, run_viz
 from fmae.pretraining.run import TrainConfig, pretrain
 from fmae.viz import main
@@ -23,20 +33,54 @@ CLASSES = ["very low", "low", "high", "very high"]
 def checkpoint(small_set, tmp_path_factory):
     """A real one-step pre-training checkpoint of the tiny model on 32×32×4 clips."""
     out = tmp_path_factory.mktemp("pretrain")
-    return pretrain(TrainConfig(img_size=32, num_frames=4, batch_size=2, steps=1, warmup_steps=0, data_root=str(small_set),
-                                out_dir=str(out), num_workers=0, device="cpu", dtype="fp32"), progress=False)
+    return pretrain(
+        TrainConfig(
+            img_size=32,
+            num_frames=4,
+            batch_size=2,
+            steps=1,
+            warmup_steps=0,
+            data_root=str(small_set),
+            out_dir=str(out),
+            num_workers=0,
+            device="cpu",
+            dtype="fp32",
+        ),
+        progress=False,
+    )
 
 
 def _probe(path, model_fingerprint, **meta):
     torch.manual_seed(0)
     probe = LinearProbe(192, len(CLASSES), "batchnorm")
-    return save_probe(probe, path, {"task": "daisee", "kind": "classification", "class_names": CLASSES,
-                                    "encoder_fingerprint": model_fingerprint, **meta})
+    return save_probe(
+        probe,
+        path,
+        {
+            "task": "daisee",
+            "kind": "classification",
+            "class_names": CLASSES,
+            "encoder_fingerprint": model_fingerprint,
+            **meta,
+        },
+    )
 
 
 def _args(checkpoint, small_set, out, *extra):
-    return ["--checkpoint", str(checkpoint), "--data-root", str(small_set), "--out-dir", str(out), "--ratio", "0.5",
-            "--device", "cpu", "--no-progress", *extra]
+    return [
+        "--checkpoint",
+        str(checkpoint),
+        "--data-root",
+        str(small_set),
+        "--out-dir",
+        str(out),
+        "--ratio",
+        "0.5",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _png_size(path):
@@ -53,8 +97,12 @@ def test_cli_writes_every_picture_at_its_grid_size(checkpoint, small_set, tmp_pa
     printed = capsys.readouterr().out
     assert list_items("daisee", small_set, "Test")[1].path.name in printed
     frames = 4  # every frame of a 4-frame clip
-    expected = {"regions.png": grid_size(2, frames, legend=True), "masks.png": grid_size(len(STRATEGIES), frames),
-                "reconstruction.png": grid_size(3, frames), "gradcam.png": grid_size(2, frames)}
+    expected = {
+        "regions.png": grid_size(2, frames, legend=True),
+        "masks.png": grid_size(len(STRATEGIES), frames),
+        "reconstruction.png": grid_size(3, frames),
+        "gradcam.png": grid_size(2, frames),
+    }
     for name, size in expected.items():
         assert _png_size(out / name) == size, name
         assert f"wrote {out / name}" in printed
@@ -76,8 +124,9 @@ def test_default_data_is_the_pretraining_set_at_the_models_size(checkpoint, smal
 
 def test_clips_are_sampled_as_the_probe_was_trained(checkpoint, small_set, tmp_path):
     probe = _probe(tmp_path / "probe.safetensors", fingerprint(load_model(checkpoint).model), temporal_stride=5)
-    config = VizConfig(checkpoint=str(checkpoint), probe=str(probe), data_root=str(small_set), out_dir=str(tmp_path),
-                       device="cpu")
+    config = VizConfig(
+        checkpoint=str(checkpoint), probe=str(probe), data_root=str(small_set), out_dir=str(tmp_path), device="cpu"
+    )
     assert run_viz(config, progress=False)["stride"] == 5
 
 
@@ -131,15 +180,49 @@ def test_exported_encoder_and_video_without_regions_skip_what_they_cannot_draw(c
     out = tmp_path / "b"
     (out / "regions.png").parent.mkdir()
     (out / "regions.png").write_bytes(b"an earlier run's picture")
-    assert main(["--checkpoint", str(checkpoint), "--video", str(video), "--out-dir", str(out), "--strategy", "tube",
-                 "--ratio", "0.5", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--video",
+                str(video),
+                "--out-dir",
+                str(out),
+                "--strategy",
+                "tube",
+                "--ratio",
+                "0.5",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "no regions.png" in printed and not (out / "regions.png").exists()
     assert _png_size(out / "masks.png") == grid_size(3, 4)  # no facial row
     assert (out / "reconstruction.png").is_file()
     # The frame mask at 0.9 hides both time slices of a 4-frame clip: nothing to encode.
-    assert main(["--checkpoint", str(checkpoint), "--video", str(video), "--out-dir", str(tmp_path / "c"), "--strategy",
-                 "frame", "--ratio", "0.9", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--video",
+                str(video),
+                "--out-dir",
+                str(tmp_path / "c"),
+                "--strategy",
+                "frame",
+                "--ratio",
+                "0.9",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "hides every token" in capsys.readouterr().out
 
 
@@ -165,3 +248,25 @@ def test_help_has_examples(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert "Examples:" in text and "--probe" in text and "--ratio" in text
+
+
+def test_reconstruction_video_is_written_beside_the_picture(checkpoint, small_set, tmp_path, capsys):
+    import av
+
+    out = tmp_path / "viz"
+    assert main(_args(checkpoint, small_set, out)) == 0
+    video = out / "reconstruction.mp4"
+    assert f"wrote {video}" in capsys.readouterr().out
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name in ("h264", "mpeg4")
+        assert stream.average_rate == Fraction(15, 2)  # the synthetic videos' 15 fps at temporal stride 2
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    side, gap = 32, pictures.VIDEO_GAP
+    assert len(frames) == 4 and all(f.shape == (side, 3 * side + 2 * gap, 3) for f in frames)
+    # The panels: original | masked input (grey where masked) | reconstruction, white between them.
+    assert frames[0][:, side : side + gap].mean() > 200
+    # An exported encoder has no decoder: no reconstruction, and an earlier run's video goes too.
+    encoder = save_encoder(load_model(checkpoint).model, tmp_path / "encoder.safetensors")
+    assert main(_args(encoder, small_set, out)) == 0
+    assert not video.exists() and not (out / "reconstruction.png").exists()

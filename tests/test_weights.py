@@ -50,18 +50,21 @@ def test_encoder_round_trip_gives_identical_features(model, tmp_path):
 
 
 def test_encoder_from_a_pretraining_checkpoint(model, tmp_path):
-    ckpt = save_checkpoint(tmp_path / "ckpt-00000001.safetensors", {
-        "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
+    ckpt = save_checkpoint(
+        tmp_path / "ckpt-00000001.safetensors",
+        {"trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}},
+    )
     loaded = load_encoder(ckpt)
     with torch.no_grad():
         assert torch.equal(loaded.forward_features(_clip()), model.forward_features(_clip()))
 
 
-
 def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_path, monkeypatch):
     folder = tmp_path / "run" / "checkpoints"
-    save_checkpoint(folder / "ckpt-00000001.safetensors", {
-        "trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}})
+    save_checkpoint(
+        folder / "ckpt-00000001.safetensors",
+        {"trainer": {"model": model.state_dict(), "step": 1}, "model_config": model.config.to_dict(), "config": {}},
+    )
     (folder / "ckpt-00000002.safetensors").write_bytes(b"torn")  # newer, but corrupt: skipped
     for path in (tmp_path / "run", folder):
         assert load_model(path).path == folder / "ckpt-00000001.safetensors"
@@ -75,6 +78,7 @@ def test_encoder_from_a_run_folder_takes_the_newest_valid_checkpoint(model, tmp_
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no valid pre-training checkpoint"):
         load_encoder(tmp_path / "empty")
+
 
 def test_fingerprint_follows_encoder_weights_only(model):
     before = fingerprint(model)
@@ -149,8 +153,16 @@ def test_whole_model_round_trip(model, tmp_path):
 def test_converted_architectures_round_trip(tmp_path):
     # The options of converted models (fc_norm, a saved position table, q/v biases, layer scale) survive export.
     torch.manual_seed(0)
-    model = create("fmae_vit_tiny", img_size=32, num_frames=4, qkv_bias="qv", pooling="mean_fc_norm",
-                   position_embedding="fixed", init_values=0.1, layer_norm_eps=1e-5).eval()
+    model = create(
+        "fmae_vit_tiny",
+        img_size=32,
+        num_frames=4,
+        qkv_bias="qv",
+        pooling="mean_fc_norm",
+        position_embedding="fixed",
+        init_values=0.1,
+        layer_norm_eps=1e-5,
+    ).eval()
     with torch.no_grad():
         model.pos_embed.add_(0.01)
         model.fc_norm.weight.mul_(2.0)

@@ -3,6 +3,27 @@
 
 def train_args(root, out, steps, *extra, batch_size=2, ckpt_every=3):
     """``python -m fmae.train`` arguments for a fast, deterministic run on ``root``."""
-    return ["--data-root", str(root), "--out-dir", str(out), "--img-size", "32", "--batch-size", str(batch_size),
-            "--steps", str(steps), "--log-every", "1", "--ckpt-every", str(ckpt_every), "--image-every", "1000",
-            "--num-workers", "0", "--warmup-steps", "2", "--no-progress", *extra]
+    return [
+        "--data-root",
+        str(root),
+        "--out-dir",
+        str(out),
+        "--img-size",
+        "32",
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+        "--log-every",
+        "1",
+        "--ckpt-every",
+        str(ckpt_every),
+        "--image-every",
+        "1000",
+        "--num-workers",
+        "0",
+        "--warmup-steps",
+        "2",
+        "--no-progress",
+        *extra,
+    ]

@@ -28,10 +28,10 @@ from fmae.data.clips import (
     read_frames,
     read_labels,
 )
-from fmae.data.face_cache import PreprocessConfig, prepared_root, preprocess
 from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_items, folder_items, list_items
-from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
+from fmae.data.face_cache import PreprocessConfig, prepared_root, preprocess
 from fmae.data.loader import TorchClipLoader, dali_available, make_loader
+from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
 from fmae.data.synthetic import SyntheticConfig, default_root, ensure_synthetic_daisee, generate_clip
 
 __all__ = [

@@ -63,7 +63,9 @@ def label_dtype(items: Sequence[ClipItem]) -> np.dtype:
     :data:`NO_LABEL`), ``float32`` when every label is a float; ``ValueError`` when mixed."""
     kinds = {None if it.label is None else float if isinstance(it.label, float) else int for it in items}
     if len(kinds) > 1:
-        raise ValueError(f"items mix label kinds {sorted(k.__name__ if k else 'None' for k in kinds)}; a loader needs one")
+        raise ValueError(
+            f"items mix label kinds {sorted(k.__name__ if k else 'None' for k in kinds)}; a loader needs one"
+        )
     return np.dtype(np.float32) if kinds == {float} else np.dtype(np.int64)
 
 
@@ -79,7 +81,9 @@ def label_file(root: str | Path, split: str) -> Path:
     return Path(root) / "Labels" / f"{split}Labels.csv"
 
 
-def read_labels(csv_path: str | Path, column: str = "Engagement", levels: Sequence[int] | None = None) -> dict[str, int]:
+def read_labels(
+    csv_path: str | Path, column: str = "Engagement", levels: Sequence[int] | None = None
+) -> dict[str, int]:
     """``{ClipID: level}`` from a DAiSEE label CSV, in file order.
 
     Header names are compared without surrounding spaces, so ``"Frustration "`` and
@@ -111,7 +115,9 @@ def read_labels(csv_path: str | Path, column: str = "Engagement", levels: Sequen
     return labels
 
 
-def list_clips(root: str | Path, split: str, column: str = "Engagement", levels: Sequence[int] | None = None) -> list[tuple[Path, int]]:
+def list_clips(
+    root: str | Path, split: str, column: str = "Engagement", levels: Sequence[int] | None = None
+) -> list[tuple[Path, int]]:
     """``(video path, level)`` for every labelled clip of a split that exists on disk.
 
     Videos are matched to ClipIDs by file stem, so a ``.mp4`` on disk matches an
@@ -124,7 +130,14 @@ def list_clips(root: str | Path, split: str, column: str = "Engagement", levels:
     videos = {p.stem: p for p in split_dir.glob("*/*/*") if p.suffix.lower() in VIDEO_SUFFIXES}
     unlabelled = sorted(set(videos) - {Path(c).stem for c in labels})
     if unlabelled:
-        log.warning("%s: %d videos under %s have no row in %s (e.g. %s); skipped", split, len(unlabelled), split_dir, label_file(root, split), unlabelled[0])
+        log.warning(
+            "%s: %d videos under %s have no row in %s (e.g. %s); skipped",
+            split,
+            len(unlabelled),
+            split_dir,
+            label_file(root, split),
+            unlabelled[0],
+        )
     items, missing = [], []
     for clip_id, level in labels.items():
         video = videos.get(Path(clip_id).stem)
@@ -133,7 +146,13 @@ def list_clips(root: str | Path, split: str, column: str = "Engagement", levels:
         else:
             items.append((video, level))
     if missing:
-        log.warning("%s: %d labelled clips have no video under %s (e.g. %s); skipped", split, len(missing), split_dir, missing[0])
+        log.warning(
+            "%s: %d labelled clips have no video under %s (e.g. %s); skipped",
+            split,
+            len(missing),
+            split_dir,
+            missing[0],
+        )
     if not items:
         raise FileNotFoundError(f"no labelled videos of split {split} under {split_dir}")
     return items
@@ -163,7 +182,9 @@ class ClipSampler:
         """Frames from a clip's first to its last, inclusive."""
         return (self.num_frames - 1) * self.stride + 1
 
-    def indices(self, index: int, epoch: int, num_available: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    def indices(
+        self, index: int, epoch: int, num_available: int, start: int = 0, stop: int | None = None
+    ) -> np.ndarray:
         """``int64 [num_frames]``: the video frames of item ``index``'s clip in ``epoch``.
 
         The window is ``[start, stop)`` cut to the video's ``num_available`` frames;
@@ -182,8 +203,16 @@ class ClipSampler:
         return start + frame_indices(stop - start, self.num_frames, self.stride, first)
 
 
-def epoch_order(num_items: int, epoch: int, shuffle: bool, seed: int = 0, shard_id: int = 0, num_shards: int = 1,
-                batch_size: int = 1, drop_last: bool = False) -> np.ndarray:
+def epoch_order(
+    num_items: int,
+    epoch: int,
+    shuffle: bool,
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    batch_size: int = 1,
+    drop_last: bool = False,
+) -> np.ndarray:
     """``int64``: the items shard ``shard_id`` visits in ``epoch``, batch by batch.
 
     Every shard draws the same order (a permutation seeded with ``(seed, epoch)`` when

@@ -58,8 +58,20 @@ class ClipSource:
     ``with_regions``, ``uint8 [T, H, W]`` region maps of those frames.
     """
 
-    def __init__(self, items: Sequence[ClipItem], sampler: ClipSampler, batch_size: int, *, shuffle: bool, drop_last: bool,
-                 shard_id: int, num_shards: int, with_regions: bool, first_epoch: int, first_batch: int = 0) -> None:
+    def __init__(
+        self,
+        items: Sequence[ClipItem],
+        sampler: ClipSampler,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        shard_id: int,
+        num_shards: int,
+        with_regions: bool,
+        first_epoch: int,
+        first_batch: int = 0,
+    ) -> None:
         self.items, self.sampler, self.batch_size = list(items), sampler, batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
         self.shard_id, self.num_shards = shard_id, num_shards
@@ -67,8 +79,16 @@ class ClipSource:
         self.label_dtype = label_dtype(self.items)
 
     def order(self, epoch: int) -> np.ndarray:
-        return epoch_order(len(self.items), epoch, self.shuffle, self.sampler.seed, self.shard_id, self.num_shards,
-                           self.batch_size, self.drop_last)
+        return epoch_order(
+            len(self.items),
+            epoch,
+            self.shuffle,
+            self.sampler.seed,
+            self.shard_id,
+            self.num_shards,
+            self.batch_size,
+            self.drop_last,
+        )
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray | None:
         """The item indices of batch ``iteration`` of ``epoch`` (counted from ``first_batch``
@@ -106,8 +126,13 @@ def _device(device_id: int | None) -> torch.device:
     return torch.device("cuda", device_id)
 
 
-def build_pipeline(source: ClipSource, device_id: int | None = None, num_threads: int | None = None,
-                   num_workers: int = 0, prefetch: int = 2) -> Pipeline:
+def build_pipeline(
+    source: ClipSource,
+    device_id: int | None = None,
+    num_threads: int | None = None,
+    num_workers: int = 0,
+    prefetch: int = 2,
+) -> Pipeline:
     """The DALI pipeline over ``source``; outputs ``clip``, ``frame_index``, ``label``,
     ``index`` and, when ``source.with_regions``, ``region_map`` (see :data:`OUTPUTS`).
 
@@ -157,7 +182,6 @@ def build_pipeline(source: ClipSource, device_id: int | None = None, num_threads
     return pipe
 
 
-
 class DaliClipLoader:
     """Batches of clips from ``items`` through a DALI pipeline (see the module docstring).
 
@@ -172,7 +196,8 @@ class DaliClipLoader:
     ``clip``, ``region_map`` and ``label`` are on GPU ``device_id`` (CPU when ``None``),
     the two index tensors on the CPU. Each ``iter()`` runs the next epoch (:attr:`epoch`,
     starting at ``epoch``, the first from its batch ``start_batch``; :meth:`set_epoch`
-    jumps); leaving an epoch early costs a pipeline rebuild at the next ``iter()``. A shard (``shard_id`` of ``num_shards``)
+    jumps); leaving an epoch early costs a pipeline rebuild at the next ``iter()``. A shard
+    (``shard_id`` of ``num_shards``)
     gets the ``shard_id``-th ``batch_size`` items of every global batch (:func:`epoch_order`).
     """
 
@@ -206,8 +231,12 @@ class DaliClipLoader:
         self._per_shard = len(epoch_order(len(self.items), 0, False, 0, shard_id, num_shards, batch_size, drop_last))
         self.sampler = ClipSampler(num_frames, stride, random_start, seed)
         self.batch_size, self.epoch, self._start_batch = batch_size, epoch, start_batch
-        self._options = dict(shuffle=shuffle, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards, with_regions=with_regions)
-        self._build_args = dict(device_id=device_id, num_threads=num_threads, num_workers=num_workers, prefetch=prefetch)
+        self._options = dict(
+            shuffle=shuffle, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards, with_regions=with_regions
+        )
+        self._build_args = dict(
+            device_id=device_id, num_threads=num_threads, num_workers=num_workers, prefetch=prefetch
+        )
         label_dtype(self.items)  # fails now on mixed labels, not in a worker
         self.device = _device(device_id)
         self._iterator: DALIGenericIterator | None = None
@@ -223,8 +252,14 @@ class DaliClipLoader:
 
     def _build(self) -> None:
         self._close()
-        self._source = ClipSource(self.items, self.sampler, self.batch_size, first_epoch=self.epoch,
-                                  first_batch=self._start_batch, **self._options)
+        self._source = ClipSource(
+            self.items,
+            self.sampler,
+            self.batch_size,
+            first_epoch=self.epoch,
+            first_batch=self._start_batch,
+            **self._options,
+        )
         self._start_batch = 0  # a later rebuild starts its epoch at the beginning
         pipe = build_pipeline(self._source, **self._build_args)
         names = list(OUTPUTS if self._options["with_regions"] else OUTPUTS[:-1])
@@ -258,11 +293,18 @@ class DaliClipLoader:
         self._ready_for = self.epoch
 
     def _batch(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        batch = {"clip": out["clip"], "label": out["label"], "frame_index": out["frame_index"].long(), "index": out["index"]}
+        batch = {
+            "clip": out["clip"],
+            "label": out["label"],
+            "frame_index": out["frame_index"].long(),
+            "index": out["index"],
+        }
         if "region_map" in out:
             if out["region_map"].shape[-2:] != out["clip"].shape[-2:]:
                 paths = sorted({str(self.items[i].path) for i in out["index"].tolist()})
-                raise ValueError(f"region maps {tuple(out['region_map'].shape)} do not fit the frames {tuple(out['clip'].shape)} in {paths}")
+                raise ValueError(
+                    f"region maps {tuple(out['region_map'].shape)} do not fit the frames "
+                    f"{tuple(out['clip'].shape)} in {paths}"
+                )
             batch["region_map"] = out["region_map"]
         return batch
-

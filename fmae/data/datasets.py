@@ -123,7 +123,9 @@ def fer_items(root: str | Path, split: str, classes: Sequence[str] | None = None
     unknown = [c for c in found if c not in classes]
     if unknown:
         raise ValueError(f"{Path(root) / split}: class folders {unknown} are not among the classes {classes}")
-    items = [ClipItem(p, classes.index(c)) for c in found for p in sorted((Path(root) / split / c).iterdir()) if is_video(p)]
+    items = [
+        ClipItem(p, classes.index(c)) for c in found for p in sorted((Path(root) / split / c).iterdir()) if is_video(p)
+    ]
     if not items:
         raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in the class folders of {Path(root) / split}")
     return items
@@ -144,8 +146,9 @@ def emotiw_split_dir(root: str | Path, split: str) -> Path:
         if (root / name).is_dir():
             return root / name
     raise FileNotFoundError(
-        f"no {key} folder in {root}: expected one of {list(EMOTIW_SPLITS[key])} holding subject_<n>_Vid_<k>.wmv/.mp4/.avi "
-        f"(the EmotiW 2018-2020 engagement layout), found {sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'}"
+        f"no {key} folder in {root}: expected one of {list(EMOTIW_SPLITS[key])} holding "
+        "subject_<n>_Vid_<k>.wmv/.mp4/.avi (the EmotiW 2018-2020 engagement layout), found "
+        f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'}"
     )
 
 
@@ -164,7 +167,9 @@ def find_emotiw_label_file(root: str | Path, split: str) -> Path | None:
                 if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and "label" in name and key in name:
                     candidates.add(p)
     if len(candidates) > 1:
-        raise FileNotFoundError(f"several label files for split {split} in {root}: {sorted(map(str, candidates))}; pass label_file")
+        raise FileNotFoundError(
+            f"several label files for split {split} in {root}: {sorted(map(str, candidates))}; pass label_file"
+        )
     return candidates.pop() if candidates else None
 
 
@@ -263,7 +268,9 @@ def emotiw_items(
     split_dir = emotiw_split_dir(root, split)
     videos = sorted(p for p in split_dir.rglob("*") if is_video(p))
     if not videos:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {split_dir}; expected subject_<n>_Vid_<k>.wmv/.mp4/.avi")
+        raise FileNotFoundError(
+            f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {split_dir}; expected subject_<n>_Vid_<k>.wmv/.mp4/.avi"
+        )
     odd = [p.name for p in videos if not _EMOTIW_NAME.match(p.stem)]
     if odd:
         log.info("%s: %d videos not named subject_<n>_Vid_<k> (e.g. %s)", split_dir, len(odd), odd[0])
@@ -273,17 +280,27 @@ def emotiw_items(
             log.info("%s: no label file, the test items are unlabelled", split_dir)
             return _windowed([(p, None) for p in videos], window, hop)
         raise FileNotFoundError(
-            f"no label file for split {split}: expected a .xlsx/.csv/.txt whose name holds 'label' and '{split.lower()[:3]}' "
+            f"no label file for split {split}: expected a .xlsx/.csv/.txt whose name holds 'label' and "
+            f"'{split.lower()[:3]}' "
             f"in {Path(root)}, {Path(root) / 'Labels'} or {split_dir} (or pass label_file)"
         )
     labels = read_emotiw_labels(label_path)
     by_stem = {p.stem: p for p in videos}
     missing = [(stem, line) for stem, (_, line) in labels.items() if stem not in by_stem]
     if missing:
-        log.warning("%s: %d labelled videos are not in %s (e.g. line %d: %s); skipped", label_path, len(missing), split_dir, missing[0][1], missing[0][0])
+        log.warning(
+            "%s: %d labelled videos are not in %s (e.g. line %d: %s); skipped",
+            label_path,
+            len(missing),
+            split_dir,
+            missing[0][1],
+            missing[0][0],
+        )
     unlabelled = [p.name for p in videos if p.stem not in labels]
     if unlabelled:
-        log.warning("%s: %d videos have no row in %s (e.g. %s); skipped", split_dir, len(unlabelled), label_path, unlabelled[0])
+        log.warning(
+            "%s: %d videos have no row in %s (e.g. %s); skipped", split_dir, len(unlabelled), label_path, unlabelled[0]
+        )
     labelled = [(by_stem[stem], level) for stem, (level, _) in labels.items() if stem in by_stem]
     if not labelled:
         raise FileNotFoundError(f"none of the {len(labels)} videos in {label_path} is in {split_dir}")

@@ -116,12 +116,16 @@ class PreprocessConfig:
     margin: float = setting(0.25, "crop border around the face box, fraction of its size per side")
     smooth: int = setting(5, "frames in the centred box-smoothing window (odd)")
     max_gap: int = setting(15, "frames a face-less frame may borrow the last face's landmarks across (the gap rule)")
-    backend: str = setting("mediapipe", "face backend (fmae.face.create_backend): mediapipe ships its models; facexlib "
-                           "needs --weights")
+    backend: str = setting(
+        "mediapipe", "face backend (fmae.face.create_backend): mediapipe ships its models; facexlib needs --weights"
+    )
     weights: str = setting("", "model folder for the facexlib backend (it never downloads)")
     qscale: int = setting(3, "MJPEG quality, 2 best .. 31 worst")
-    regions: bool = setting(True, "parse the crops into region maps; false (--no-regions): crops only, about twice as "
-                            "fast, enough to probe or predict, but pre-training with the facial mask needs the maps")
+    regions: bool = setting(
+        True,
+        "parse the crops into region maps; false (--no-regions): crops only, about twice as "
+        "fast, enough to probe or predict, but pre-training with the facial mask needs the maps",
+    )
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -135,7 +139,9 @@ class PreprocessConfig:
         if not 2 <= self.qscale <= 31:
             raise ValueError(f"qscale must be in [2, 31], got {self.qscale}")
         if self.weights and self.backend == "mediapipe":
-            raise ValueError("the mediapipe backend ships its models; weights is for backends that load files (facexlib)")
+            raise ValueError(
+                "the mediapipe backend ships its models; weights is for backends that load files (facexlib)"
+            )
 
     def digest(self) -> str:
         """12 hex digits identifying the cache content this config produces."""
@@ -277,7 +283,11 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     T = len(boxes)
     record["frames"] = T
     if T == 0:
-        return finish("unreadable", f"no frame decodes: {decode_error}") if decode_error else finish("empty", "the video has no frames")
+        return (
+            finish("unreadable", f"no frame decodes: {decode_error}")
+            if decode_error
+            else finish("empty", "the video has no frames")
+        )
     notes = []
     if decode_error:
         notes.append(f"truncated: decoding stopped after frame {T - 1}: {decode_error}")
@@ -285,7 +295,11 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
         notes.append(f"truncated: the header says {declared} frames, {T} decode")
     record["truncated"] = bool(notes)
     has_face = np.array([lm is not None for lm in landmarks])
-    record.update(face_frames=int(has_face.sum()), frames_without_face=int(T - has_face.sum()), missing_face_ranges=_ranges(~has_face))
+    record.update(
+        face_frames=int(has_face.sum()),
+        frames_without_face=int(T - has_face.sum()),
+        missing_face_ranges=_ranges(~has_face),
+    )
     if not has_face.any():
         return finish("no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
 
@@ -294,7 +308,10 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     parsed = np.abs(np.arange(T) - source) <= config.max_gap
     sides = windows[:, 2] - windows[:, 0]
     mean_window = [round(float(v), 1) for v in windows.mean(0)]
-    record.update(unparsed_frames=int(T - parsed.sum()), boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())})
+    record.update(
+        unparsed_frames=int(T - parsed.sum()),
+        boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())},
+    )
 
     # Pass 2: crop and parse, streaming crops and maps to disk, so memory does not grow
     # with the video's length.
@@ -303,14 +320,20 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
 
     def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
         count = 0
-        with _Video(src) as video, VideoWriter(video_tmp, fps, (S, S), config.qscale) as crops, \
-                (RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext()) as maps:
+        with (
+            _Video(src) as video,
+            VideoWriter(video_tmp, fps, (S, S), config.qscale) as crops,
+            RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
+        ):
             for t, rgb in enumerate(_decode(video, limit=T)):
                 crop = crop_frame(rgb, windows[t], S)
                 crops.write(crop)
                 if maps is not None:
-                    maps.write(backend.parse(crop, to_crop_coords(landmarks[source[t]], windows[t], S))[None]
-                               if parsed[t] else background)
+                    maps.write(
+                        backend.parse(crop, to_crop_coords(landmarks[source[t]], windows[t], S))[None]
+                        if parsed[t]
+                        else background
+                    )
                 count = t + 1
             if count != T:
                 raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
@@ -341,7 +364,9 @@ def _walk(src: str | Path, suffixes: tuple[str, ...], exclude: str | Path | None
     skip = Path(exclude).resolve() if exclude is not None else None
     found = []
     for folder, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or (Path(folder) / d).resolve() != skip))
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (skip is None or (Path(folder) / d).resolve() != skip)
+        )
         for name in files:
             if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
                 found.append(PurePosixPath((Path(folder) / name).relative_to(src).as_posix()))
@@ -416,7 +441,11 @@ def _append(path: Path, record: dict) -> None:
 
 
 def _is_done(rec: dict | None, stat: os.stat_result, digest: str, out: Path, retry: bool) -> bool:
-    if rec is None or rec.get("config") != digest or (rec.get("source_size"), rec.get("source_mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+    if (
+        rec is None
+        or rec.get("config") != digest
+        or (rec.get("source_size"), rec.get("source_mtime_ns")) != (stat.st_size, stat.st_mtime_ns)
+    ):
         return False
     if rec["status"] == "ok":
         # A crops-only cache (regions off: part of the digest) records no region maps.
@@ -492,7 +521,9 @@ def preprocess(
         except OSError as e:
             problem = f"cannot stat: {_describe(e)}"
         else:
-            problem = f"its cache file {target.name} is also {owners[target]}'s; rename one" if target in owners else None
+            problem = (
+                f"its cache file {target.name} is also {owners[target]}'s; rename one" if target in owners else None
+            )
         if problem:
             counts["error"] += 1
             _append(manifest, {"source": rel.as_posix(), "status": "error", "message": problem, "time": time.time()})
@@ -504,7 +535,14 @@ def preprocess(
         else:
             tasks.append((rel, stat))
 
-    bar = tqdm(total=len(videos), initial=counts["skipped"], unit="video", desc="preprocess", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(videos),
+        initial=counts["skipped"],
+        unit="video",
+        desc="preprocess",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
 
     def record(rel: PurePosixPath, stat: os.stat_result, rec: dict) -> None:
         target = output_video_path(out, rel)
@@ -556,7 +594,12 @@ def _run_pool(tasks: deque, workers: int, config: PreprocessConfig, src: Path, o
     try:
         while tasks or suspects or inflight:
             if pool is None:
-                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config, backend_factory(config.backend)))
+                pool = ProcessPoolExecutor(
+                    workers,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(config, backend_factory(config.backend)),
+                )
             if suspects:
                 if not inflight:
                     submit(suspects.popleft(), alone=True)
@@ -572,7 +615,13 @@ def _run_pool(tasks: deque, workers: int, config: PreprocessConfig, src: Path, o
                 except BrokenProcessPool:
                     broken = True
                     if alone:
-                        record(*task, {"status": "error", "message": "the worker process died on this video (a crash in the decoder or a model)"})
+                        record(
+                            *task,
+                            {
+                                "status": "error",
+                                "message": "the worker process died on this video (a crash in the decoder or a model)",
+                            },
+                        )
                     else:
                         suspects.append(task)
             if broken:
@@ -585,8 +634,14 @@ def _run_pool(tasks: deque, workers: int, config: PreprocessConfig, src: Path, o
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def prepared_root(data_root: str | os.PathLike, img_size: int, *, workers: int = 1, progress: bool = True,
-                  synthetic: SyntheticConfig | None = None) -> Path:
+def prepared_root(
+    data_root: str | os.PathLike,
+    img_size: int,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    synthetic: SyntheticConfig | None = None,
+) -> Path:
     """The data set every command reads: ``data_root`` when given, else the built-in
     synthetic face videos, preprocessed like real data.
 

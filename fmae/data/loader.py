@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fmae.data.clips import ClipDataset, ClipItem, epoch_order
-from fmae.data.region_maps import region_map_path
 from fmae.data.datasets import list_items
+from fmae.data.region_maps import region_map_path
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def resolve_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
     if backend == "dali" and not dali_available():
-        raise ImportError("backend='dali' needs NVIDIA DALI: pip install nvidia-dali-cuda130 (or pip install fmae[dali])")
+        raise ImportError(
+            "backend='dali' needs NVIDIA DALI: pip install nvidia-dali-cuda130 (or pip install fmae[dali])"
+        )
     return backend
 
 
@@ -73,8 +75,9 @@ class _EpochSampler(Sampler[tuple[int, int]]):
     """``(epoch, item)`` for this shard's items in the order :func:`epoch_order` gives for
     :attr:`epoch`; the epoch travels with each index, so persistent workers need no update."""
 
-    def __init__(self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int, batch_size: int,
-                 drop_last: bool) -> None:
+    def __init__(
+        self, num_items: int, shuffle: bool, seed: int, shard_id: int, num_shards: int, batch_size: int, drop_last: bool
+    ) -> None:
         self.args = (num_items, shuffle, seed, shard_id, num_shards, batch_size, drop_last)
         self.epoch = self.skip = 0
         self._len = len(epoch_order(num_items, 0, False, 0, shard_id, num_shards, batch_size, drop_last))
@@ -139,9 +142,14 @@ class TorchClipLoader:
         self.device = torch.device(device)
         self._sampler = _EpochSampler(len(self.items), shuffle, seed, shard_id, num_shards, batch_size, drop_last)
         # The sampler yields whole batches only (epoch_order fills or drops the last one).
-        self._loader = DataLoader(EpochClips(self.dataset), batch_size=batch_size, sampler=self._sampler,
-                                  num_workers=num_workers, persistent_workers=num_workers > 0,
-                                  pin_memory=self.device.type == "cuda")
+        self._loader = DataLoader(
+            EpochClips(self.dataset),
+            batch_size=batch_size,
+            sampler=self._sampler,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def __len__(self) -> int:
         return len(self._loader)
@@ -165,10 +173,17 @@ def with_region_maps(items: list[ClipItem]) -> list[ClipItem]:
     kept = [it for it in items if region_map_path(it.path).is_file()]
     if len(kept) < len(items):
         lost = sorted({str(it.path) for it in items} - {str(it.path) for it in kept})
-        log.warning("%d videos have no region map (e.g. %s); skipped (build them with the face pipeline, or with_regions=False)", len(lost), lost[0])
+        log.warning(
+            "%d videos have no region map (e.g. %s); skipped (build them with the face pipeline, or "
+            "with_regions=False)",
+            len(lost),
+            lost[0],
+        )
     if not kept:
-        raise FileNotFoundError(f"none of the {len(items)} items has a region map (<stem>.regions.npz beside the video): "
-                                "make them with python -m fmae.preprocess SRC OUT (without --no-regions) and use OUT")
+        raise FileNotFoundError(
+            f"none of the {len(items)} items has a region map (<stem>.regions.npz beside the video): "
+            "make them with python -m fmae.preprocess SRC OUT (without --no-regions) and use OUT"
+        )
     return kept
 
 
@@ -231,9 +246,20 @@ def make_loader(
     if with_regions:
         items = with_region_maps(items)
     device = torch.device(device)
-    common = dict(num_frames=num_frames, stride=stride, random_start=random_start, shuffle=shuffle, seed=seed,
-                  with_regions=with_regions, drop_last=drop_last, shard_id=shard_id, num_shards=num_shards,
-                  num_workers=num_workers, epoch=epoch, start_batch=start_batch)
+    common = dict(
+        num_frames=num_frames,
+        stride=stride,
+        random_start=random_start,
+        shuffle=shuffle,
+        seed=seed,
+        with_regions=with_regions,
+        drop_last=drop_last,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        num_workers=num_workers,
+        epoch=epoch,
+        start_batch=start_batch,
+    )
     if resolve_backend(backend) == "dali":
         from fmae.data.dali import DaliClipLoader
 

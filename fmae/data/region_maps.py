@@ -65,7 +65,9 @@ class RegionMapWriter:
         """Append ``uint8 [n, H, W]`` maps (``H, W`` as given to the constructor)."""
         maps = np.asarray(maps)
         if maps.dtype != np.uint8 or maps.ndim != 3 or maps.shape[1:] != self.hw:
-            raise ValueError(f"region maps must be uint8 [n, {self.hw[0]}, {self.hw[1]}], got {maps.dtype} {maps.shape}")
+            raise ValueError(
+                f"region maps must be uint8 [n, {self.hw[0]}, {self.hw[1]}], got {maps.dtype} {maps.shape}"
+            )
         i = 0
         while i < len(maps):
             take = min(CHUNK - self._held, len(maps) - i)
@@ -110,8 +112,12 @@ def save_region_maps(path: str | os.PathLike, regions: np.ndarray, **arrays: np.
         writer.add(**arrays)
 
 
-def load_region_maps(video: str | os.PathLike, indices: np.ndarray | None = None, num_frames: int | None = None,
-                     hw: tuple[int, int] | None = None) -> np.ndarray:
+def load_region_maps(
+    video: str | os.PathLike,
+    indices: np.ndarray | None = None,
+    num_frames: int | None = None,
+    hw: tuple[int, int] | None = None,
+) -> np.ndarray:
     """``uint8 [len(indices), H, W]``: the region maps of ``video``'s frames ``indices``
     (all of them when ``None``), inflating only the chunks that hold them.
 
@@ -121,7 +127,9 @@ def load_region_maps(video: str | os.PathLike, indices: np.ndarray | None = None
     """
     sidecar = region_map_path(video)
     if not sidecar.exists():
-        raise FileNotFoundError(f"{video} has no region map {sidecar.name}; build one with the face pipeline or pass with_regions=False")
+        raise FileNotFoundError(
+            f"{video} has no region map {sidecar.name}; build one with the face pipeline or pass with_regions=False"
+        )
     with np.load(sidecar) as npz:
         if _LEGACY in npz.files:
             regions = npz[_LEGACY]
@@ -131,7 +139,9 @@ def load_region_maps(video: str | os.PathLike, indices: np.ndarray | None = None
         T = shape[0]
         want = (T if num_frames is None else num_frames, *(shape[1:] if hw is None else hw))
         if dtype != np.uint8 or len(shape) != 3 or tuple(shape) != tuple(want):
-            raise ValueError(f"{sidecar}: expected uint8 {tuple(want)} (one map per video frame), got {dtype} {tuple(shape)}")
+            raise ValueError(
+                f"{sidecar}: expected uint8 {tuple(want)} (one map per video frame), got {dtype} {tuple(shape)}"
+            )
         indices = np.arange(T) if indices is None else np.asarray(indices, np.int64)
         if indices.size and (indices.min() < -T or indices.max() >= T):
             raise ValueError(f"{sidecar}: frame indices {indices.min()}..{indices.max()} outside its {T} frames")

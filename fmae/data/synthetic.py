@@ -49,6 +49,9 @@ GENERATOR_VERSION = 1
 """Part of the cache key: bump it whenever the drawing or the behaviour changes."""
 NUM_LEVELS = 4
 MANIFEST = "manifest.json"
+DYNAMICS_VERSION = 2
+"""Part of the dynamics set's cache key (:meth:`SyntheticConfig.digest`): bump it whenever
+:func:`sample_dynamics` changes."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class SyntheticConfig:
     ``s`` has engagement level ``(s + j) % 4``, so the levels are balanced and every
     subject with four or more clips shows all of them. ``qscale`` is MJPEG's quantiser
     (2 best … 31 worst).
+
+    ``dynamics`` (off by default) makes the *dynamics set* instead (:func:`sample_dynamics`):
+    a clip's level decides only how fast its eyelids, gaze and mouth move, with every
+    frame, pose, scale, light and look drawn from one distribution for all levels, so the
+    level is in no single frame and in no time average. Off, the set is the same as before
+    the option existed, byte for byte, under the same :meth:`digest`.
     """
 
     seed: int = 0
@@ -70,6 +79,7 @@ class SyntheticConfig:
     size: int = 112
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     qscale: int = 3
+    dynamics: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_subjects", "clips_per_subject", "num_frames", "fps"):
@@ -80,11 +90,18 @@ class SyntheticConfig:
         if not 2 <= self.qscale <= 31:
             raise ValueError(f"qscale must be in [2, 31], got {self.qscale}")
         if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {self.split_fractions}")
+            raise ValueError(
+                f"split_fractions must be three non-negative numbers summing to 1, got {self.split_fractions}"
+            )
 
     def digest(self) -> str:
         """12 hex digits of a hash of the fields and :data:`GENERATOR_VERSION`."""
-        key = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if not self.dynamics:  # the sets made before the option keep their digest (and cache folder)
+            del fields["dynamics"]
+        else:
+            fields["dynamics_version"] = DYNAMICS_VERSION
+        key = json.dumps({"version": GENERATOR_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def subject_splits(self) -> list[str]:
@@ -282,7 +299,9 @@ def sample_behaviour(level: int, num_frames: int, fps: float, rng: np.random.Gen
         pitch -= 0.15 * env  # the head tips back
 
     roll_side = rng.choice([-1.0, 1.0])
-    roll = roll_side * rng.uniform(*p.roll) + 0.03 * np.sin(2 * np.pi * t / (rng.uniform(3, 6) * fps) + rng.uniform(0, 2 * np.pi))
+    roll = roll_side * rng.uniform(*p.roll) + 0.03 * np.sin(
+        2 * np.pi * t / (rng.uniform(3, 6) * fps) + rng.uniform(0, 2 * np.pi)
+    )
     pitch += p.droop
     sway = p.sway * np.sin(2 * np.pi * t / (rng.uniform(2, 5) * fps) + rng.uniform(0, 2 * np.pi))
     dx = dx + rng.normal(0, 0.04) + sway
@@ -295,6 +314,100 @@ def sample_behaviour(level: int, num_frames: int, fps: float, rng: np.random.Gen
         eye_open=f32(np.clip(eye_open, 0, 1)), mouth_open=f32(np.clip(mouth_open, 0, 1)),
         gaze_x=f32(np.clip(gaze_x, -1, 1)), gaze_y=f32(np.clip(gaze_y, -1, 1)),
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------- dynamics set
+
+DYNAMICS_WIDTHS_S: tuple[float, ...] = (0.2, 0.4, 0.8, 1.6)
+"""Level ``k``'s time scale in seconds (the dynamics set): the width of the window that
+smooths the eyelid, gaze and mouth processes. Level 0 is restless (blinks, glances and
+mouth movements come about eight times as often as at level 3), level 3 is steady."""
+DYNAMICS_HEAD_WIDTHS_S: tuple[float, float] = (0.8, 1.6)
+"""Range (log-uniform) of the head sway's time scale, the same for every level: the head
+drifts slowly at every level, so how much the whole image changes says little about the
+level (a head sway as fast as the fast levels hides their faces' motion even from a probe
+told where the eyes and mouth are)."""
+DYNAMICS_SWAY = 0.5
+"""Amplitude of the head sway (1: about ±6° of yaw and a pixel or two of drift at 64²)."""
+
+
+def smoothing_taps(width: int) -> np.ndarray:
+    """A Hann window of ``width`` taps scaled to unit L2 norm: white N(0, 1) noise filtered
+    with it is N(0, 1) in every frame, whatever the width."""
+    w = np.hanning(width + 2)[1:-1]
+    return w / np.sqrt(np.sum(w * w))
+
+
+def unit_process(noise: np.ndarray, width: int, num_frames: int) -> np.ndarray:
+    """``[..., num_frames]`` stationary Gaussian process with an N(0, 1) marginal in every
+    frame and a time scale of ``width`` frames: the last ``num_frames + width - 1`` samples
+    of ``noise`` (white, N(0, 1), ``[..., L]``) filtered with :func:`smoothing_taps`
+    (``valid`` convolution: every frame sees a full window)."""
+    taps = smoothing_taps(width)
+    tail = noise[..., noise.shape[-1] - (num_frames + width - 1) :]
+    return np.apply_along_axis(lambda x: np.convolve(x, taps, mode="valid"), -1, tail)
+
+
+def sample_dynamics(
+    level: int, num_frames: int, fps: float, pose_rng: np.random.Generator, face_rng: np.random.Generator
+) -> Behaviour:
+    """A clip's motion for tempo ``level`` (0–3) of the dynamics set.
+
+    The level sets one thing: the time scale (:data:`DYNAMICS_WIDTHS_S`) of four facial
+    processes, each an N(0, 1) Gaussian process (:func:`unit_process`) mapped through a
+    fixed function that does not depend on the level:
+
+    - eyelids: they open wide where the eyelid process is low and shut where it passes 1.3
+      (about 10 % of the frames), squinting in between, times a resting opening;
+    - gaze: the irises follow two processes sideways and up/down;
+    - mouth: it opens (as in speaking) where its process passes -0.5.
+
+    So every frame's eyelid, gaze and mouth values have the same distribution at every
+    level (and so do time averages); only how fast they change differs: short blinks and
+    darting glances at level 0, slow closures and drifts at level 3. The head's pose,
+    place, size and slow sway, and the resting eyelid opening, come from ``pose_rng`` and do
+    not depend on the level; the sway's time scale is drawn from
+    :data:`DYNAMICS_HEAD_WIDTHS_S` at every level. Both generators are consumed the same way
+    at every level.
+    """
+    if not 0 <= level < len(DYNAMICS_WIDTHS_S):
+        raise ValueError(f"level must be in [0, {len(DYNAMICS_WIDTHS_S)}), got {level}")
+    T = num_frames
+    widest = max(2, round(max(DYNAMICS_WIDTHS_S + DYNAMICS_HEAD_WIDTHS_S) * fps))
+
+    # Pose: a static offset per clip plus a slow sway, none of it tied to the level.
+    lo, hi = (np.log(max(1.0, s * fps)) for s in DYNAMICS_HEAD_WIDTHS_S)
+    head_width = int(round(np.exp(pose_rng.uniform(lo, hi))))
+    sway = unit_process(pose_rng.standard_normal((5, T + widest - 1)), max(1, head_width), T)
+    a = DYNAMICS_SWAY
+    yaw = pose_rng.uniform(-0.15, 0.15) + 0.1 * a * sway[0]
+    pitch = pose_rng.uniform(-0.08, 0.08) + 0.05 * a * sway[1]
+    roll = pose_rng.uniform(-0.1, 0.1) + 0.03 * a * sway[2]
+    # Framed like a face crop (the face fills most of the frame), at a place and size of its own.
+    dx = pose_rng.uniform(-0.12, 0.12) + 0.03 * a * sway[3]
+    dy = pose_rng.uniform(-0.08, 0.06) + 0.02 * a * sway[4]
+    scale = pose_rng.uniform(1.1, 1.35) * np.ones(T)
+    rest = pose_rng.uniform(0.75, 1.0)
+
+    # Face: the level's time scale, the same per-frame distribution at every level.
+    width = max(1, round(DYNAMICS_WIDTHS_S[level] * fps))
+    blink, gx, gy, mouth = unit_process(face_rng.standard_normal((4, T + widest - 1)), width, T)
+    eye_open = rest * np.clip(1 - 0.5 * (blink + 0.6), 0.05, 1)
+    mouth_open = np.clip(0.3 * (mouth + 0.5), 0, 1)
+
+    f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    return Behaviour(
+        yaw=f32(yaw),
+        pitch=f32(pitch),
+        roll=f32(roll),
+        dx=f32(dx),
+        dy=f32(dy),
+        scale=f32(scale),
+        eye_open=f32(eye_open),
+        mouth_open=f32(mouth_open),
+        gaze_x=f32(np.clip(0.8 * gx, -1, 1)),
+        gaze_y=f32(np.clip(0.6 * gy, -1, 1)),
+    )
 
 
 # ------------------------------------------------------------------------- drawing
@@ -474,11 +587,24 @@ def render_clip(look: Appearance, motion: Behaviour, size: int, rng: np.random.G
     ut, vt, fu, _ = place(0.0, 0.3, depth=1.25)
     nw = 0.17 * A * (0.7 + 0.3 * fu)
     nu, nv = u - col(ut), v - col(vt)
-    wedge = _polygon(u, v, [(col(ub - 0.05 * A), col(vb)), (col(ub + 0.05 * A), col(vb)), (col(ut + nw), col(vt)), (col(ut - nw), col(vt))], px)
+    wedge = _polygon(
+        u,
+        v,
+        [
+            (col(ub - 0.05 * A), col(vb)),
+            (col(ub + 0.05 * A), col(vb)),
+            (col(ut + nw), col(vt)),
+            (col(ut - nw), col(vt)),
+        ],
+        px,
+    )
     tip = _ellipse(nu, nv, col(nw), col(0.5 * nw), px)
     paint(np.maximum(wedge, tip) * head, (look.skin * 0.88 * shade[..., None]).clip(0, 255), FaceRegion.NOSE)
     for side in (-1.0, 1.0):
-        paint(_ellipse(nu - col(side * 0.45 * nw), nv - col(0.2 * nw), col(0.22 * nw), col(0.14 * nw), px) * head, look.skin * 0.4)
+        paint(
+            _ellipse(nu - col(side * 0.45 * nw), nv - col(0.2 * nw), col(0.22 * nw), col(0.14 * nw), px) * head,
+            look.skin * 0.4,
+        )
     landmarks[:, 2] = np.stack([ut, vt], -1)
 
     # Mouth: lips, and a dark opening from a closed line to a yawn.
@@ -505,7 +631,9 @@ def render_clip(look: Appearance, motion: Behaviour, size: int, rng: np.random.G
     landmarks = np.stack([to_px(cx[:, None] + cr * lu - sr * lv), to_px(cy[:, None] + sr * lu + cr * lv)], -1)
     ex, ey = np.hypot(A * cos_r, B * sin_r), np.hypot(A * sin_r, B * cos_r)
     boxes = np.stack([to_px(cx - ex), to_px(cy - ey), to_px(cx + ex), to_px(cy + ey)], -1)
-    return RenderedClip(np.clip(img + 0.5, 0, 255).astype(np.uint8), reg, landmarks.astype(np.float32), boxes.astype(np.float32))
+    return RenderedClip(
+        np.clip(img + 0.5, 0, 255).astype(np.uint8), reg, landmarks.astype(np.float32), boxes.astype(np.float32)
+    )
 
 
 # ------------------------------------------------------------------------ data set
@@ -526,11 +654,22 @@ def generate_clip(config: SyntheticConfig, subject: int, clip: int) -> Generated
     """Clip ``clip`` of subject ``subject``, the same for the same config on any machine
     with the same numpy."""
     if not (0 <= subject < config.num_subjects and 0 <= clip < config.clips_per_subject):
-        raise IndexError(f"no clip ({subject}, {clip}) in {config.num_subjects} subjects × {config.clips_per_subject} clips")
+        raise IndexError(
+            f"no clip ({subject}, {clip}) in {config.num_subjects} subjects × {config.clips_per_subject} clips"
+        )
     look = sample_appearance(np.random.default_rng([config.seed, 0, subject]))
     rng = np.random.default_rng([config.seed, 1, subject, clip])
     level = config.engagement(subject, clip)
-    motion = sample_behaviour(level, config.num_frames, config.fps, rng)
+    if config.dynamics:  # pose and face motion from streams of their own: rng (light, noise) never sees the level
+        motion = sample_dynamics(
+            level,
+            config.num_frames,
+            config.fps,
+            np.random.default_rng([config.seed, 3, subject, clip]),
+            np.random.default_rng([config.seed, 4, subject, clip]),
+        )
+    else:
+        motion = sample_behaviour(level, config.num_frames, config.fps, rng)
     rendered = render_clip(look, motion, config.size, rng)
     split = config.subject_splits()[subject]
     return GeneratedClip(subject_id(subject), clip_id(subject, clip), split, level, motion, rendered)
@@ -545,8 +684,9 @@ class SegmentedVideo(NamedTuple):
     fps: int
 
 
-def render_segments(levels: Sequence[int], seconds_per_segment: float, size: int = 112, seed: int = 0,
-                    fps: int = 15) -> SegmentedVideo:
+def render_segments(
+    levels: Sequence[int], seconds_per_segment: float, size: int = 112, seed: int = 0, fps: int = 15
+) -> SegmentedVideo:
     """One long video of one subject acting out engagement ``levels[0]``, then ``levels[1]``, …,
     each for ``seconds_per_segment`` seconds (rounded to whole frames): a recording whose
     ground truth over time is known, for :mod:`fmae.predict` and its tests.
@@ -570,8 +710,9 @@ def render_segments(levels: Sequence[int], seconds_per_segment: float, size: int
     look = sample_appearance(np.random.default_rng([seed, 0]))
     rng = np.random.default_rng([seed, 1])
     parts = [sample_behaviour(int(level), frames_per_segment, fps, rng) for level in levels]
-    motion = Behaviour(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                          for f in dataclasses.fields(Behaviour)})
+    motion = Behaviour(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Behaviour)}
+    )
     per_frame = np.repeat(np.asarray(levels, np.int64), frames_per_segment)
     return SegmentedVideo(render_clip(look, motion, size, rng), per_frame, fps)
 
@@ -600,16 +741,31 @@ def write_dataset(out: str | Path, config: SyntheticConfig) -> dict:
             folder.mkdir(parents=True)
             video = folder / f"{g.clip_id}.avi"
             write_video(video, g.rendered.frames, config.fps, config.qscale)
-            save_region_maps(region_map_path(video), g.rendered.regions, landmarks=g.rendered.landmarks, boxes=g.rendered.boxes)
+            save_region_maps(
+                region_map_path(video), g.rendered.regions, landmarks=g.rendered.landmarks, boxes=g.rendered.boxes
+            )
             rows[g.split].append(_label_row(g, np.random.default_rng([config.seed, 2, subject, c])))
-            clips.append({"split": g.split, "subject": g.subject_id, "clip": g.clip_id, "engagement": g.engagement, "video": video.relative_to(out).as_posix()})
+            clips.append(
+                {
+                    "split": g.split,
+                    "subject": g.subject_id,
+                    "clip": g.clip_id,
+                    "engagement": g.engagement,
+                    "video": video.relative_to(out).as_posix(),
+                }
+            )
     (out / "Labels").mkdir()
     for split in SPLITS:
         with label_file(out, split).open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(LABEL_COLUMNS)
             writer.writerows(rows[split])
-    manifest = {"generator_version": GENERATOR_VERSION, "digest": config.digest(), "config": dataclasses.asdict(config), "clips": clips}
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "digest": config.digest(),
+        "config": dataclasses.asdict(config),
+        "clips": clips,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -632,7 +788,9 @@ def is_complete(path: str | Path, config: SyntheticConfig) -> bool:
         return False
     if manifest.get("digest") != config.digest():
         return False
-    return all((path / c["video"]).is_file() and region_map_path(path / c["video"]).is_file() for c in manifest["clips"])
+    return all(
+        (path / c["video"]).is_file() and region_map_path(path / c["video"]).is_file() for c in manifest["clips"]
+    )
 
 
 def _partial_prefix(final: Path) -> str:
@@ -674,12 +832,21 @@ def ensure_synthetic_daisee(root: str | Path | None = None, config: SyntheticCon
     if is_complete(final, config):
         return final
     if final.exists():
-        raise FileExistsError(f"{final} exists but is not a complete synthetic set for this config; delete it to regenerate")
+        raise FileExistsError(
+            f"{final} exists but is not a complete synthetic set for this config; delete it to regenerate"
+        )
     base.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(final)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(final)}{os.getpid()}-", dir=base))
     n = config.num_subjects * config.clips_per_subject
-    log.info("generating %d synthetic clips (%d frames, %dx%d) into %s", n, config.num_frames, config.size, config.size, final)
+    log.info(
+        "generating %d synthetic clips (%d frames, %dx%d) into %s",
+        n,
+        config.num_frames,
+        config.size,
+        config.size,
+        final,
+    )
     try:
         write_dataset(tmp, config)
         try:

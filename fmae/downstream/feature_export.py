@@ -74,8 +74,11 @@ class VideoFeatures(NamedTuple):
 class ExtractConfig:
     """Features of whole videos from an FMAE encoder (or converted weights)."""
 
-    weights: str = setting("", "the encoder: FMAE weights, a pre-training checkpoint or run folder, or weights "
-                           "converted with python -m fmae.convert")
+    weights: str = setting(
+        "",
+        "the encoder: FMAE weights, a pre-training checkpoint or run folder, or weights "
+        "converted with python -m fmae.convert",
+    )
     out_dir: str = setting("runs/features", "where the .features.safetensors files and index.csv go")
     hop: float = setting(0.0, "seconds between window starts; 0: the window's own length (windows tile the video)")
     temporal_stride: int = setting(2, "take every k-th frame: a window is num_frames × stride source frames")
@@ -85,8 +88,9 @@ class ExtractConfig:
     workers: int = setting(1, "processes running the face pipeline (decoding and tracking) beside the encoder")
     rank: int = setting(0, "this machine's shard: video i goes to rank i % world_size")
     world_size: int = setting(1, "number of shards")
-    dtype: str = setting("auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32",
-                         DTYPES)
+    dtype: str = setting(
+        "auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES
+    )
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
 
     def __post_init__(self) -> None:
@@ -100,8 +104,9 @@ class ExtractConfig:
             raise ValueError(f"need 0 <= rank < world_size, got rank {self.rank}, world_size {self.world_size}")
 
 
-def window_frames(encoder: FMAE, num_video_frames: int, fps: float, temporal_stride: int,
-                  hop_s: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+def window_frames(
+    encoder: FMAE, num_video_frames: int, fps: float, temporal_stride: int, hop_s: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, int]:
     """``(starts int64 [W], offsets int64 [num_frames], span)`` of a video of
     ``num_video_frames`` frames at ``fps``: windows of ``span = num_frames ×
     temporal_stride`` frames every ``hop_s`` seconds (0: every ``span`` frames)."""
@@ -111,8 +116,17 @@ def window_frames(encoder: FMAE, num_video_frames: int, fps: float, temporal_str
     return window_starts(num_video_frames, span, hop), offsets, span
 
 
-def features_of(encoder: FMAE, faces: Faces, *, temporal_stride: int = 2, hop_s: float = 0.0, pool: bool = True,
-                batch_size: int = 16, dtype: torch.dtype = torch.float32, progress: bool = False) -> VideoFeatures:
+def features_of(
+    encoder: FMAE,
+    faces: Faces,
+    *,
+    temporal_stride: int = 2,
+    hop_s: float = 0.0,
+    pool: bool = True,
+    batch_size: int = 16,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> VideoFeatures:
     """The windows' features of a video after the face pass (``faces``); ``ValueError``
     when the video has no face or is shorter than one window."""
     if faces.crops is None:
@@ -120,22 +134,44 @@ def features_of(encoder: FMAE, faces: Faces, *, temporal_stride: int = 2, hop_s:
     starts, offsets, span = window_frames(encoder, len(faces.has_face), faces.fps, temporal_stride, hop_s)
     cumulative = np.concatenate([[0], np.cumsum(faces.has_face)])
     fraction = (cumulative[starts + span] - cumulative[starts]) / span
-    feats = encode_windows(encoder, faces.crops, starts, offsets, batch_size=batch_size, dtype=dtype, pool=pool,
-                           progress=progress)
-    return VideoFeatures(feats, torch.from_numpy(starts / faces.fps), torch.from_numpy((starts + span) / faces.fps),
-                         torch.from_numpy(fraction.astype(np.float32)))
+    feats = encode_windows(
+        encoder, faces.crops, starts, offsets, batch_size=batch_size, dtype=dtype, pool=pool, progress=progress
+    )
+    return VideoFeatures(
+        feats,
+        torch.from_numpy(starts / faces.fps),
+        torch.from_numpy((starts + span) / faces.fps),
+        torch.from_numpy(fraction.astype(np.float32)),
+    )
 
 
-def extract_video(encoder: FMAE, video: str | os.PathLike, *, hop_s: float = 0.0, temporal_stride: int = 2,
-                  pool: bool = True, cropped: bool = False, batch_size: int = 16,
-                  dtype: torch.dtype = torch.float32, progress: bool = False) -> VideoFeatures:
+def extract_video(
+    encoder: FMAE,
+    video: str | os.PathLike,
+    *,
+    hop_s: float = 0.0,
+    temporal_stride: int = 2,
+    pool: bool = True,
+    cropped: bool = False,
+    batch_size: int = 16,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> VideoFeatures:
     """Features of a whole video: the face pipeline (unless ``cropped``), then windows of
     ``num_frames × temporal_stride`` frames every ``hop_s`` seconds (0: tiled) through
     ``encoder`` (on its device). See :class:`VideoFeatures` for the shapes."""
     with tempfile.TemporaryDirectory(prefix="fmae-extract-") as work:
         faces = find_faces(video, work, encoder.config.img_size, cropped=cropped)
-        return features_of(encoder, faces, temporal_stride=temporal_stride, hop_s=hop_s, pool=pool,
-                           batch_size=batch_size, dtype=dtype, progress=progress)
+        return features_of(
+            encoder,
+            faces,
+            temporal_stride=temporal_stride,
+            hop_s=hop_s,
+            pool=pool,
+            batch_size=batch_size,
+            dtype=dtype,
+            progress=progress,
+        )
 
 
 # ---------------------------------------------------------------------------- the run
@@ -169,8 +205,13 @@ def output_path(out_dir: str | os.PathLike, rel: PurePosixPath, suffix: str) -> 
 
 
 def _settings(config: ExtractConfig, encoder_id: str) -> dict[str, Any]:
-    return {"encoder": encoder_id, "hop": config.hop, "temporal_stride": config.temporal_stride, "pool": config.pool,
-            "cropped": config.cropped}
+    return {
+        "encoder": encoder_id,
+        "hop": config.hop,
+        "temporal_stride": config.temporal_stride,
+        "pool": config.pool,
+        "cropped": config.cropped,
+    }
 
 
 def _is_done(record_file: Path, settings: dict[str, Any]) -> bool:
@@ -191,8 +232,9 @@ def _face_pass(source: Path, work_dir: str, img_size: int, cropped: bool) -> Fac
         return e
 
 
-def _face_passes(videos: list[_Video], work_dir: str, img_size: int, cropped: bool,
-                 workers: int) -> Iterator[tuple[_Video, Faces | BaseException]]:
+def _face_passes(
+    videos: list[_Video], work_dir: str, img_size: int, cropped: bool, workers: int
+) -> Iterator[tuple[_Video, Faces | BaseException]]:
     """Each video's face pass, in order; with ``workers > 1`` up to ``2 × workers`` run ahead."""
     if workers <= 1:
         for video in videos:
@@ -230,8 +272,9 @@ def run_extract(inputs: Sequence[str | os.PathLike], config: ExtractConfig, prog
     videos = shard(list_videos(inputs), config.rank, config.world_size)
     todo = [v for v in videos if not _is_done(output_path(out, v.rel, ".json"), settings)]
     counts = {"skipped": len(videos) - len(todo)}
-    log.info("features of %d videos (%d done before) with %s into %s", len(videos), counts["skipped"],
-             config.weights, out)
+    log.info(
+        "features of %d videos (%d done before) with %s into %s", len(videos), counts["skipped"], config.weights, out
+    )
     work = tempfile.mkdtemp(prefix="fmae-extract-")
     try:
         bar = tqdm(total=len(todo), disable=not progress, desc="extract", unit="video", dynamic_ncols=True)
@@ -241,15 +284,33 @@ def run_extract(inputs: Sequence[str | os.PathLike], config: ExtractConfig, prog
             try:
                 if isinstance(faces, BaseException):
                     raise faces
-                got = features_of(encoder, faces, temporal_stride=config.temporal_stride, hop_s=config.hop,
-                                  pool=config.pool == "mean", batch_size=config.batch_size, dtype=dtype)
-                tensors = {"features": got.features.contiguous(), "start_s": got.start_s, "end_s": got.end_s,
-                           "face_fraction": got.face_fraction}
-                write_atomically(output_path(out, video.rel, ".safetensors"),
-                                 lambda tmp, t=tensors: save_file(t, str(tmp)))
-                record.update(status="ok", message="", fps=faces.fps, frames=len(faces.has_face),
-                              windows=[[float(s), float(e), float(f)] for s, e, f in
-                                       zip(got.start_s, got.end_s, got.face_fraction)])
+                got = features_of(
+                    encoder,
+                    faces,
+                    temporal_stride=config.temporal_stride,
+                    hop_s=config.hop,
+                    pool=config.pool == "mean",
+                    batch_size=config.batch_size,
+                    dtype=dtype,
+                )
+                tensors = {
+                    "features": got.features.contiguous(),
+                    "start_s": got.start_s,
+                    "end_s": got.end_s,
+                    "face_fraction": got.face_fraction,
+                }
+                write_atomically(
+                    output_path(out, video.rel, ".safetensors"), lambda tmp, t=tensors: save_file(t, str(tmp))
+                )
+                record.update(
+                    status="ok",
+                    message="",
+                    fps=faces.fps,
+                    frames=len(faces.has_face),
+                    windows=[
+                        [float(s), float(e), float(f)] for s, e, f in zip(got.start_s, got.end_s, got.face_fraction)
+                    ],
+                )
             except Exception as e:  # noqa: BLE001 - a bad video is recorded and the run goes on
                 record["status"], record["message"] = _describe(e)
                 log.warning("%s: %s", video.source, record["message"])
@@ -257,8 +318,9 @@ def run_extract(inputs: Sequence[str | os.PathLike], config: ExtractConfig, prog
                 if not isinstance(faces, BaseException) and faces.crops is not None and not config.cropped:
                     faces.crops.unlink(missing_ok=True)
             record["seconds"] = round(time.perf_counter() - tick, 3)
-            write_atomically(output_path(out, video.rel, ".json"),
-                             lambda tmp, r=record: tmp.write_text(json.dumps(r) + "\n"))
+            write_atomically(
+                output_path(out, video.rel, ".json"), lambda tmp, r=record: tmp.write_text(json.dumps(r) + "\n")
+            )
             counts[record["status"]] = counts.get(record["status"], 0) + 1
             bar.update(1)
         bar.close()
@@ -279,8 +341,9 @@ def write_index(out_dir: str | os.PathLike) -> Path:
             continue
         video = record_file.relative_to(out).as_posix().removesuffix(f"{_SUFFIX}.json")
         if record.get("status") == "ok" and record.get("windows"):
-            rows += [[video, w, f"{s:.4f}", f"{e:.4f}", f"{f:.4f}", "ok"] for w, (s, e, f) in
-                     enumerate(record["windows"])]
+            rows += [
+                [video, w, f"{s:.4f}", f"{e:.4f}", f"{f:.4f}", "ok"] for w, (s, e, f) in enumerate(record["windows"])
+            ]
         else:
             rows.append([video, "", "", "", "", record.get("status", "error")])
 

@@ -27,10 +27,24 @@ def _oversampled(items: list[ClipItem]) -> list[ClipItem]:
     return [group[i % len(group)] for _, group in sorted(by_class.items()) for i in range(most)]
 
 
-def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, epochs: int, batch_size: int,
-             lr: float, weight_decay: float = 0.0, balance: str = "none", stride: int = 2, seed: int = 0,
-             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, num_workers: int = 0,
-             progress: bool = False, env: Distributed | None = None) -> None:
+def finetune(
+    encoder: FMAE,
+    probe: LinearProbe,
+    items: Sequence[ClipItem],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    balance: str = "none",
+    stride: int = 2,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    num_workers: int = 0,
+    progress: bool = False,
+    env: Distributed | None = None,
+) -> None:
     """Train ``encoder`` and ``probe`` (both on ``device``) end to end, in place, on
     labelled ``items``: a seeded random clip per item and epoch, Adam with β =
     :data:`BETAS`. ``balance`` as in :func:`train_probe`, except that ``"sampler"``
@@ -47,10 +61,22 @@ def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, ep
     world, rank = (env.world, env.rank) if env is not None else (1, 0)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must split evenly over {world} processes")
-    loader = make_loader(items=items, batch_size=batch_size // world, num_frames=encoder.config.num_frames,
-                         stride=stride, random_start=True, shuffle=True, seed=seed, with_regions=False, device=device,
-                         num_workers=num_workers, shard_id=rank, num_shards=world, drop_last=world > 1,
-                         backend=CLIP_LOADER)
+    loader = make_loader(
+        items=items,
+        batch_size=batch_size // world,
+        num_frames=encoder.config.num_frames,
+        stride=stride,
+        random_start=True,
+        shuffle=True,
+        seed=seed,
+        with_regions=False,
+        device=device,
+        num_workers=num_workers,
+        shard_id=rank,
+        num_shards=world,
+        drop_last=world > 1,
+        backend=CLIP_LOADER,
+    )
     # The decoder takes no part in forward_features: only the encoder and the probe learn
     # (and DDP must not wait for gradients of parameters that get none).
     for name, p in encoder.named_parameters():
@@ -62,7 +88,9 @@ def finetune(encoder: FMAE, probe: LinearProbe, items: Sequence[ClipItem], *, ep
     optimizer = torch.optim.Adam(trainable, lr=lr, betas=BETAS, weight_decay=weight_decay)
     encoder.train()
     probe.train()
-    with tqdm(total=epochs * len(loader), disable=not progress, desc="finetune", unit="batch", dynamic_ncols=True) as bar:
+    with tqdm(
+        total=epochs * len(loader), disable=not progress, desc="finetune", unit="batch", dynamic_ncols=True
+    ) as bar:
         for epoch in range(epochs):
             loader.set_epoch(epoch)
             for batch in loader:

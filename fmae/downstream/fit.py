@@ -40,9 +40,20 @@ def probe_loss(out: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | 
     return F.cross_entropy(out, targets, weight=weight)
 
 
-def train_probe(features: torch.Tensor, targets: torch.Tensor, out_dim: int, *, norm: str = "batchnorm",
-                epochs: int = 100, batch_size: int = 32, lr: float = 1e-4, weight_decay: float = 0.0,
-                balance: str = "none", seed: int = 0, progress: bool = False) -> LinearProbe:
+def train_probe(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    out_dim: int,
+    *,
+    norm: str = "batchnorm",
+    epochs: int = 100,
+    batch_size: int = 32,
+    lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    balance: str = "none",
+    seed: int = 0,
+    progress: bool = False,
+) -> LinearProbe:
     """Train a :class:`LinearProbe` on frozen features with Adam, β = :data:`BETAS`.
 
     Args:
@@ -56,7 +67,9 @@ def train_probe(features: torch.Tensor, targets: torch.Tensor, out_dim: int, *, 
     Returns the probe in eval mode, on the CPU. Deterministic for a given ``seed``.
     """
     if features.dim() != 2 or targets.shape != features.shape[:1]:
-        raise ValueError(f"features must be [N, D] and targets [N], got {tuple(features.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"features must be [N, D] and targets [N], got {tuple(features.shape)} and {tuple(targets.shape)}"
+        )
     classify = not targets.is_floating_point()
     if not classify and out_dim != 1:
         raise ValueError(f"a regression probe has one output, got out_dim {out_dim}")
@@ -75,7 +88,11 @@ def train_probe(features: torch.Tensor, targets: torch.Tensor, out_dim: int, *, 
     probe.train()
     with _one_thread():
         for _ in tqdm(range(epochs), disable=not progress, desc="probe", unit="epoch", dynamic_ncols=True):
-            order = torch.randperm(n, generator=generator) if draw is None else torch.multinomial(draw, n, True, generator=generator)
+            order = (
+                torch.randperm(n, generator=generator)
+                if draw is None
+                else torch.multinomial(draw, n, True, generator=generator)
+            )
             for idx in order.split(batch_size):
                 if idx.numel() < 2 and norm == "batchnorm":
                     continue  # BatchNorm cannot normalise a batch of one

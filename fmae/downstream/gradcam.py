@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fmae.downstream.features import encode_clips
 from fmae.model import FMAE
 
 
@@ -68,8 +69,9 @@ def upsample_tokens(tokens: torch.Tensor, tubelet: tuple[int, int, int]) -> torc
         raise ValueError(f"tokens must be [B, T', Hp, Wp], got {tuple(tokens.shape)}")
     B, t, h, w = tokens.shape
     tt, th, tw = tubelet
-    frames = F.interpolate(tokens.float().reshape(B * t, 1, h, w), size=(h * th, w * tw), mode="bilinear",
-                           align_corners=False)
+    frames = F.interpolate(
+        tokens.float().reshape(B * t, 1, h, w), size=(h * th, w * tw), mode="bilinear", align_corners=False
+    )
     return frames.reshape(B, t, h * th, w * tw).repeat_interleave(tt, dim=1)
 
 
@@ -85,8 +87,13 @@ def _capture(module: nn.Module, store: list[torch.Tensor]) -> Callable:
     return module.register_forward_hook(hook)
 
 
-def grad_cam(encoder: FMAE, probe: nn.Module, clip: torch.Tensor, target: int | torch.Tensor | None = None) -> GradCAM:
-    """Grad-CAM of ``probe(encoder.forward_features(clip))`` over the encoder's tokens.
+def grad_cam(
+    encoder: FMAE, probe: nn.Module, clip: torch.Tensor, target: int | torch.Tensor | None = None, pool: str = "mean"
+) -> GradCAM:
+    """Grad-CAM of ``probe(encode_clips(encoder, clip, pool))`` over the encoder's tokens
+    (``pool`` ``"mean"``: ``probe(encoder.forward_features(clip))``; see
+    :data:`fmae.downstream.features.POOLS`: with ``mean_std`` the probe is no longer linear
+    in the tokens, and the map is the usual first-order Grad-CAM of it).
 
     Args:
         encoder: an :class:`fmae.model.FMAE` (its encoder half is used).
@@ -105,7 +112,7 @@ def grad_cam(encoder: FMAE, probe: nn.Module, clip: torch.Tensor, target: int | 
     handle = _capture(encoder.norm, store)
     try:
         with torch.enable_grad():
-            logits = probe(encoder.forward_features(clip)).float()
+            logits = probe(encode_clips(encoder, clip, pool)).float()
             if logits.dim() != 2 or logits.shape[0] != clip.shape[0]:
                 raise ValueError(f"the probe must give [B, K] outputs, got {tuple(logits.shape)}")
             B, K = logits.shape

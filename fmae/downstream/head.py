@@ -53,8 +53,12 @@ def save_probe(probe: LinearProbe, path: str | os.PathLike, meta: dict[str, Any]
     """Write ``probe`` to ``path`` (``.safetensors``), and its shape plus ``meta`` (what a
     user of the probe needs: task, class names, clip sampling, encoder fingerprint) to
     the JSON beside it (:func:`fmae.weights.save_weights`)."""
-    return save_weights(path, probe, PROBE_KIND, {"in_dim": probe.in_dim, "out_dim": probe.out_dim,
-                                                  "norm": probe.norm_kind, "meta": meta})
+    return save_weights(
+        path,
+        probe,
+        PROBE_KIND,
+        {"in_dim": probe.in_dim, "out_dim": probe.out_dim, "norm": probe.norm_kind, "meta": meta},
+    )
 
 
 def load_probe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LinearProbe, dict[str, Any]]:

@@ -42,8 +42,12 @@ def _check_pair(y_true: np.ndarray, y_pred: np.ndarray) -> None:
         raise ValueError(f"y_true and y_pred differ in length: {y_true.shape[0]} vs {y_pred.shape[0]}")
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int | None = None,
-                           class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Classification metrics of predicted class ids against the truth.
 
     Args:
@@ -73,12 +77,16 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_cla
     labels = list(range(k))
     result: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
     for average in ("weighted", "macro"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
         for key, value in (("precision", p), ("recall", r), ("f1", f)):
             result.setdefault(key, {})[average] = float(value)
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    result["per_class"] = [{"name": names[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                            "support": int(s[i])} for i in labels]
+    result["per_class"] = [
+        {"name": names[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i in labels
+    ]
     result["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
     result.update(support=int(y_true.size), num_classes=k, class_names=names)
     return result
@@ -88,12 +96,16 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
     """``{"mse", "mae", "support"}`` of float ``[N]`` predictions against the truth."""
     y_true, y_pred = _as_1d(y_true, "y_true", "float"), _as_1d(y_pred, "y_pred", "float")
     _check_pair(y_true, y_pred)
-    return {"mse": float(skm.mean_squared_error(y_true, y_pred)), "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-            "support": int(y_true.size)}
+    return {
+        "mse": float(skm.mean_squared_error(y_true, y_pred)),
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "support": int(y_true.size),
+    }
 
 
-def save_confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path,
-                       title: str = "Confusion matrix") -> Path:
+def save_confusion_png(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path, title: str = "Confusion matrix"
+) -> Path:
     """Draw a ``K×K`` confusion matrix (rows true, columns predicted) with counts in the
     cells and colours by row share, so a rare class is as readable as a common one."""
     import matplotlib
@@ -111,7 +123,9 @@ def save_confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[st
         ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j, i, str(counts[i, j]), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black"
+                )
         ax.set_xticks(range(k), class_names, rotation=30, ha="right")
         ax.set_yticks(range(k), class_names)
         ax.set_xlabel("predicted")
@@ -130,30 +144,69 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+COMPARED = "random_init"
+"""The report entry that :func:`report_markdown` shows as a second column: the same
+metrics of the same probe on a randomly initialised encoder."""
+
+
 def report_markdown(report: dict[str, Any], title: str = "Results") -> str:
     """A Markdown summary of a report: its scalar entries (and ``{"weighted", "macro"}``
-    pairs) in one table, then the per-class table and confusion matrix when present."""
-    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    pairs) in one table, then the per-class table and confusion matrix when present.
+
+    When the report holds :data:`COMPARED` (a dict of the same metrics), the table gets
+    a ``random init`` column beside the values, filled where that dict has the entry."""
+    other = report.get(COMPARED) if isinstance(report.get(COMPARED), dict) else None
+    if other is None:
+        head = ["| metric | value |", "|---|---|"]
+    else:
+        head = ["| metric | value | random init |", "|---|---|---|"]
+    lines = [f"# {title}", "", *head]
+
+    def row(name: str, value: Any, beside: Any) -> str:
+        if other is None:
+            return f"| {name} | {_number(value)} |"
+        return f"| {name} | {_number(value)} | {'' if beside is None else _number(beside)} |"
+
     for key, value in report.items():
+        theirs = other.get(key) if other is not None else None
         if isinstance(value, dict) and set(value) == {"weighted", "macro"}:
             for average in ("weighted", "macro"):
-                lines.append(f"| {key} ({average}) | {_number(value[average])} |")
+                lines.append(
+                    row(f"{key} ({average})", value[average], theirs.get(average) if isinstance(theirs, dict) else None)
+                )
         elif isinstance(value, (int, float, str)):
-            lines.append(f"| {key} | {_number(value)} |")
+            lines.append(row(key, value, theirs if isinstance(theirs, (int, float, str)) else None))
+    if other is not None:
+        lines += [
+            "",
+            "random init: the same probe on the same clips, from an encoder of the same architecture that saw "
+            f"no pre-training ({other.get('encoder', 'randomly initialised')}).",
+        ]
     if "per_class" in report:
         lines += ["", "## Per class", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {c['name']} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
-                  for c in report["per_class"]]
+        lines += [
+            f"| {c['name']} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+            for c in report["per_class"]
+        ]
     if "confusion_matrix" in report:
         names = report.get("class_names") or [str(i) for i in range(len(report["confusion_matrix"]))]
-        lines += ["", "## Confusion matrix (rows true, columns predicted)", "",
-                  "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-                  for name, row in zip(names, report["confusion_matrix"])]
+        lines += [
+            "",
+            "## Confusion matrix (rows true, columns predicted)",
+            "",
+            "| true \\ predicted | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+            for name, row in zip(names, report["confusion_matrix"])
+        ]
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out_dir: str | Path, name: str = "metrics", title: str = "Results") -> tuple[Path, Path]:
+def write_report(
+    report: dict[str, Any], out_dir: str | Path, name: str = "metrics", title: str = "Results"
+) -> tuple[Path, Path]:
     """Write ``out_dir/<name>.json`` (the whole report) and ``out_dir/<name>.md``
     (:func:`report_markdown`); returns both paths."""
     out_dir = Path(out_dir)
@@ -164,8 +217,9 @@ def write_report(report: dict[str, Any], out_dir: str | Path, name: str = "metri
     return json_path, md_path
 
 
-def write_predictions(path: Path, videos: list[str], labels: torch.Tensor, scores: torch.Tensor,
-                       class_names: list[str]) -> None:
+def write_predictions(
+    path: Path, videos: list[str], labels: torch.Tensor, scores: torch.Tensor, class_names: list[str]
+) -> None:
     """One row per video: its label and the prediction with every class's probability
     (``class_names`` given), or its score."""
     with path.open("w", newline="") as f:
@@ -177,4 +231,6 @@ def write_predictions(path: Path, videos: list[str], labels: torch.Tensor, score
                 w.writerow([video, y, best, f"{probs[best]:.4f}", *[f"{q:.4f}" for q in probs]])
         else:
             w.writerow(["video", "label", "score"])
-            w.writerows([video, f"{y:.4f}", f"{s:.4f}"] for video, y, s in zip(videos, labels.tolist(), scores.tolist()))
+            w.writerows(
+                [video, f"{y:.4f}", f"{s:.4f}"] for video, y, s in zip(videos, labels.tolist(), scores.tolist())
+            )

@@ -22,7 +22,9 @@ def score_items(probe: LinearProbe, features: torch.Tensor, kind: str) -> torch.
     return out.squeeze(-1).mean(1).clamp(0, 1).cpu()
 
 
-def per_video(paths: Sequence[str], labels: torch.Tensor, scores: torch.Tensor) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def per_video(
+    paths: Sequence[str], labels: torch.Tensor, scores: torch.Tensor
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Average the scores of items that share a video (EmotiW's windows), in first-seen
     order; ``ValueError`` if one video's items disagree on the label."""
     order: dict[str, list[int]] = {}

@@ -42,14 +42,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from fmae.config import setting, check_choices, to_yaml
+from fmae.config import check_choices, setting, to_yaml
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
 from fmae.device import DTYPES, resolve_device, resolve_dtype
-from fmae.model import FMAE
 from fmae.downstream.head import LinearProbe, load_probe
 from fmae.downstream.scores import score_items
 from fmae.downstream.windows import Faces, encode_windows, find_faces, window_starts
+from fmae.model import FMAE
 from fmae.weights import fingerprint, load_encoder
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,17 @@ class PredictConfig:
     """Engagement over time for one recording, with a trained probe."""
 
     probe: str = setting("runs/probe/probe.safetensors", "probe written by python -m fmae.probe (with its .json)")
-    checkpoint: str = setting("", "the encoder the probe was trained on: pre-training checkpoint or exported encoder; "
-                             "empty: the file the probe names")
+    checkpoint: str = setting(
+        "",
+        "the encoder the probe was trained on: pre-training checkpoint or exported encoder; "
+        "empty: the file the probe names",
+    )
     hop: float = setting(0.0, "seconds between window starts; 0: half a window")
     min_face: float = setting(0.5, "fraction of a window's frames that must show a face; fewer: the window is no_face")
     batch_size: int = setting(16, "windows per encoder batch")
-    dtype: str = setting("auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32",
-                        DTYPES)
+    dtype: str = setting(
+        "auto", "compute dtype of the encoder: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES
+    )
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
     work_dir: str = setting("", "where the face crops are kept; empty: a temporary folder, deleted after")
     out_dir: str = setting("runs/predict", "where timeline.csv, timeline.png and summary.json go")
@@ -91,8 +95,9 @@ class PredictConfig:
 # ------------------------------------------------------------------------- predictor
 
 
-def load_predictor(probe_path: str | Path, checkpoint: str | Path = "",
-                   device: torch.device | str = "cpu") -> tuple[FMAE, LinearProbe, dict[str, Any]]:
+def load_predictor(
+    probe_path: str | Path, checkpoint: str | Path = "", device: torch.device | str = "cpu"
+) -> tuple[FMAE, LinearProbe, dict[str, Any]]:
     """``(encoder, probe, probe meta)`` in eval mode on ``device``.
 
     ``checkpoint`` empty takes the encoder file the probe's meta names. Raises
@@ -108,15 +113,19 @@ def load_predictor(probe_path: str | Path, checkpoint: str | Path = "",
     if not checkpoint:
         named = Path(str(meta.get("encoder", "")))
         if not named.is_file():
-            raise ValueError(f"{probe_path} was trained on {meta.get('encoder')!r}, which is not a file here: "
-                             "give the encoder with --checkpoint")
+            raise ValueError(
+                f"{probe_path} was trained on {meta.get('encoder')!r}, which is not a file here: "
+                "give the encoder with --checkpoint"
+            )
         checkpoint = named
     encoder = load_encoder(checkpoint, device)
     found = fingerprint(encoder)
     if found != meta["encoder_fingerprint"]:
-        raise ValueError(f"{checkpoint} is encoder {found}, but {probe_path} was trained on encoder "
-                         f"{meta['encoder_fingerprint']} ({meta.get('encoder')}): give the encoder the probe was "
-                         "trained on")
+        raise ValueError(
+            f"{checkpoint} is encoder {found}, but {probe_path} was trained on encoder "
+            f"{meta['encoder_fingerprint']} ({meta.get('encoder')}): give the encoder the probe was "
+            "trained on"
+        )
     return encoder, probe, meta
 
 
@@ -158,8 +167,9 @@ class Timeline:
         return out
 
 
-def window_plan(meta: dict[str, Any], num_frames: int, fps: float,
-                hop: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+def window_plan(
+    meta: dict[str, Any], num_frames: int, fps: float, hop: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, int]:
     """``(starts int64 [W], offsets int64 [num_frames of a clip], span)``: windows of
     ``span = clip frames × temporal_stride`` source frames every ``hop`` seconds (0: half
     a window) over a video of ``num_frames`` frames at ``fps``; a clip takes frames
@@ -170,9 +180,18 @@ def window_plan(meta: dict[str, Any], num_frames: int, fps: float,
     return window_starts(num_frames, span, hop_frames), stride * np.arange(n, dtype=np.int64), span
 
 
-def score_windows(encoder: FMAE, probe: LinearProbe, meta: dict[str, Any], faces: Faces, *, hop: float = 0.0,
-                  min_face: float = 0.5, batch_size: int = 16, dtype: torch.dtype = torch.float32,
-                  progress: bool = False) -> Timeline:
+def score_windows(
+    encoder: FMAE,
+    probe: LinearProbe,
+    meta: dict[str, Any],
+    faces: Faces,
+    *,
+    hop: float = 0.0,
+    min_face: float = 0.5,
+    batch_size: int = 16,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> Timeline:
     """Slide the probe's clip window over ``faces`` and score every window that shows a face.
 
     Windows come from :func:`window_plan`. A window with a face in fewer than
@@ -187,11 +206,20 @@ def score_windows(encoder: FMAE, probe: LinearProbe, meta: dict[str, Any], faces
     shape = (len(starts), len(meta["class_names"])) if meta["kind"] == "classification" else (len(starts),)
     scores = np.full(shape, np.nan, np.float32)
     if len(rows):
-        features = encode_windows(encoder, faces.crops, starts[rows], offsets, batch_size=batch_size, dtype=dtype,
-                                  progress=progress)
+        features = encode_windows(
+            encoder,
+            faces.crops,
+            starts[rows],
+            offsets,
+            batch_size=batch_size,
+            dtype=dtype,
+            pool=meta.get("pool", "mean"),
+            progress=progress,
+        )
         scores[rows] = score_items(probe, features[:, None], meta["kind"]).numpy()
-    return Timeline(starts / faces.fps, (starts + span) / faces.fps, fraction, scores, meta["kind"],
-                    list(meta["class_names"]))
+    return Timeline(
+        starts / faces.fps, (starts + span) / faces.fps, fraction, scores, meta["kind"], list(meta["class_names"])
+    )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -206,8 +234,14 @@ def write_timeline_csv(timeline: Timeline, path: str | Path) -> None:
         w = csv.writer(f, lineterminator="\n")
         scores = ["level", "confidence", *[f"p_{c}" for c in timeline.class_names]] if classify else ["score"]
         w.writerow(["start_s", "end_s", "face_fraction", *scores])
-        for start, end, frac, level, scored, s in zip(timeline.start_s, timeline.end_s, timeline.face_fraction,
-                                                      timeline.levels(), timeline.scored, timeline.scores):
+        for start, end, frac, level, scored, s in zip(
+            timeline.start_s,
+            timeline.end_s,
+            timeline.face_fraction,
+            timeline.levels(),
+            timeline.scored,
+            timeline.scores,
+        ):
             row = [f"{start:.3f}", f"{end:.3f}", f"{frac:.3f}"]
             if classify:
                 row += [level, f"{s.max():.4f}", *[f"{q:.4f}" for q in s]] if scored else [NO_FACE, "", *[""] * len(s)]
@@ -230,8 +264,9 @@ def _spans(mask: np.ndarray, start_s: np.ndarray, end_s: np.ndarray) -> list[tup
     return spans
 
 
-def save_timeline_png(timeline: Timeline, path: str | Path, title: str = "",
-                      truth: Sequence[tuple[float, float, int]] | None = None) -> None:
+def save_timeline_png(
+    timeline: Timeline, path: str | Path, title: str = "", truth: Sequence[tuple[float, float, int]] | None = None
+) -> None:
     """Plot the level (class index, named on the axis) or score of each window over time,
     each at its centre; spans of ``no_face`` windows shaded grey; ``truth`` segments
     ``(start_s, end_s, level)`` as a dashed line when known (classification only: a
@@ -275,13 +310,17 @@ def timeline_summary(timeline: Timeline) -> dict[str, Any]:
     (``[start_s, end_s, level]``, overlapping where windows overlap)."""
     levels = timeline.levels()
     scored = timeline.scored
-    out: dict[str, Any] = {"windows": len(levels), "scored_windows": int(scored.sum()),
-                           "no_face_windows": int((~scored).sum()),
-                           "duration_s": round(float(timeline.end_s.max()), 3) if len(levels) else 0.0}
+    out: dict[str, Any] = {
+        "windows": len(levels),
+        "scored_windows": int(scored.sum()),
+        "no_face_windows": int((~scored).sum()),
+        "duration_s": round(float(timeline.end_s.max()), 3) if len(levels) else 0.0,
+    }
     if timeline.kind == "classification":
         picked = [lv for lv, s in zip(levels, scored) if s]
-        out["level_share"] = {c: round(picked.count(c) / len(picked), 4) if picked else 0.0
-                              for c in timeline.class_names}
+        out["level_share"] = {
+            c: round(picked.count(c) / len(picked), 4) if picked else 0.0 for c in timeline.class_names
+        }
         runs = levels
     else:
         out["mean_score"] = round(float(np.nanmean(timeline.scores)), 4) if scored.any() else None
@@ -330,14 +369,30 @@ def run_predict(video: str | Path | None, config: PredictConfig, progress: bool 
     try:
         log.info("finding faces in %s", video)
         faces = find_faces(video, work, encoder.config.img_size)
-        timeline = score_windows(encoder, probe, meta, faces, hop=config.hop, min_face=config.min_face,
-                                 batch_size=config.batch_size, dtype=dtype, progress=progress)
+        timeline = score_windows(
+            encoder,
+            probe,
+            meta,
+            faces,
+            hop=config.hop,
+            min_face=config.min_face,
+            batch_size=config.batch_size,
+            dtype=dtype,
+            progress=progress,
+        )
     finally:
         if not config.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    summary = {"video": str(video), "probe": str(config.probe), "task": meta.get("task"), "kind": meta["kind"],
-               "fps": round(float(faces.fps), 3), "frames": len(faces.has_face),
-               "frames_with_face": int(faces.has_face.sum()), **timeline_summary(timeline)}
+    summary = {
+        "video": str(video),
+        "probe": str(config.probe),
+        "task": meta.get("task"),
+        "kind": meta["kind"],
+        "fps": round(float(faces.fps), 3),
+        "frames": len(faces.has_face),
+        "frames_with_face": int(faces.has_face.sum()),
+        **timeline_summary(timeline),
+    }
     if truth is not None:
         summary["truth"] = [list(t) for t in truth]
     write_timeline_csv(timeline, out / "timeline.csv")

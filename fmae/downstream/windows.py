@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fmae.data.clips import normalise_clip
 from fmae.data.face_cache import PreprocessConfig, process_video
 from fmae.device import autocast
+from fmae.downstream.features import encode_clips, pooled_dim
 from fmae.model import FMAE
 
 log = logging.getLogger(__name__)
@@ -116,16 +117,29 @@ def window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterato
 
 
 @torch.no_grad()
-def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.ndarray, *, batch_size: int = 16,
-                   dtype: torch.dtype = torch.float32, pool: bool = True, progress: bool = False) -> torch.Tensor:
-    """float32 ``[W, D]`` (``pool``) or ``[W, N, D]``: the encoder features
+def encode_windows(
+    encoder: FMAE,
+    crops: Path,
+    starts: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    batch_size: int = 16,
+    dtype: torch.dtype = torch.float32,
+    pool: bool | str = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """float32 ``[W, D]`` (``pool`` True), ``[W, pooled_dim]`` (``pool`` one of
+    :data:`fmae.downstream.features.POOLS`, :func:`~fmae.downstream.features.encode_clips`)
+    or ``[W, N, D]`` (``pool`` False): the encoder features
     (:meth:`fmae.model.FMAE.forward_features`) of the clips made of frames
     ``start + offsets`` of the face-crop video ``crops``, for each of the sorted
     ``starts`` (``int64 [W]``). Frames of another size than the encoder's are resized."""
     encoder.eval()
     device = next(encoder.parameters()).device
     c = encoder.config
-    out = torch.empty(len(starts), c.embed_dim) if pool else torch.empty(len(starts), c.num_tokens, c.embed_dim)
+    kind = "mean" if pool is True else (pool or None)  # a POOLS name, or None: every token
+    shape = (pooled_dim(encoder, kind),) if kind else (c.num_tokens, c.embed_dim)
+    out = torch.empty(len(starts), *shape)
     batch: list[torch.Tensor] = []
     done = 0
     with tqdm(total=len(starts), disable=not progress, desc="windows", unit="window", dynamic_ncols=True) as bar:
@@ -136,7 +150,8 @@ def encode_windows(encoder: FMAE, crops: Path, starts: np.ndarray, offsets: np.n
                 if clips.shape[-1] != c.img_size or clips.shape[-2] != c.img_size:
                     clips = _resize(clips, c.img_size)
                 with autocast(device, dtype):
-                    out[done : done + len(batch)] = encoder.forward_features(clips, pool=pool).float().cpu()
+                    feats = encode_clips(encoder, clips, kind) if kind else encoder.forward_features(clips, pool=False)
+                    out[done : done + len(batch)] = feats.float().cpu()
                 done += len(batch)
                 bar.update(len(batch))
                 batch.clear()
@@ -147,6 +162,7 @@ def _resize(clips: torch.Tensor, size: int) -> torch.Tensor:
     """``[B, C, T, H, W]`` → ``[B, C, T, size, size]``, bilinear with antialiasing."""
     B, C, T, H, W = clips.shape
     frames = clips.permute(0, 2, 1, 3, 4).reshape(B * T, C, H, W)
-    frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear", antialias=True,
-                                             align_corners=False)
+    frames = torch.nn.functional.interpolate(
+        frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return frames.reshape(B, T, C, size, size).permute(0, 2, 1, 3, 4)

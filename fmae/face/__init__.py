@@ -8,4 +8,12 @@ neither MediaPipe nor torchvision.
 from fmae.face.backend import Detection, FaceBackend, available_backends, create_backend, register_backend
 from fmae.face.regions import NUM_REGIONS, FaceRegion
 
-__all__ = ["Detection", "FaceBackend", "FaceRegion", "NUM_REGIONS", "available_backends", "create_backend", "register_backend"]
+__all__ = [
+    "Detection",
+    "FaceBackend",
+    "FaceRegion",
+    "NUM_REGIONS",
+    "available_backends",
+    "create_backend",
+    "register_backend",
+]

@@ -93,7 +93,10 @@ def _import_facexlib():
         from facexlib.detection import init_detection_model
         from facexlib.parsing import init_parsing_model
     except Exception as e:  # torchvision built for another torch fails with RuntimeError/OSError too
-        raise ImportError(f"the facexlib face backend cannot import facexlib and torchvision ({type(e).__name__}: {e}); {INSTALL_HINT}") from e
+        raise ImportError(
+            f"the facexlib face backend cannot import facexlib and torchvision ({type(e).__name__}: {e}); "
+            f"{INSTALL_HINT}"
+        ) from e
     return torch, init_detection_model, init_parsing_model
 
 
@@ -110,16 +113,28 @@ class FacexlibBackend(FaceBackend):
 
     name = "facexlib"
 
-    def __init__(self, weights: str | Path | None = None, device: str | None = None, detector: str = "retinaface_resnet50", conf_threshold: float = 0.8, half: bool = False) -> None:
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str | None = None,
+        detector: str = "retinaface_resnet50",
+        conf_threshold: float = 0.8,
+        half: bool = False,
+    ) -> None:
         torch, init_detection_model, init_parsing_model = _import_facexlib()
         if weights is None:
-            raise ValueError("the facexlib backend needs weights=<folder> (--weights DIR) holding its model files; it never downloads")
+            raise ValueError(
+                "the facexlib backend needs weights=<folder> (--weights DIR) holding its model files; "
+                "it never downloads"
+            )
         if detector not in ("retinaface_resnet50", "retinaface_mobile0.25"):
             raise ValueError(f"detector must be retinaface_resnet50 or retinaface_mobile0.25, got {detector!r}")
         weights = Path(weights).expanduser()
         missing = [name for name in (WEIGHT_FILES[detector], WEIGHT_FILES["bisenet"]) if not (weights / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{weights} lacks {', '.join(missing)} (facexlib would download them; FMAE does not)")
+            raise FileNotFoundError(
+                f"{weights} lacks {', '.join(missing)} (facexlib would download them; FMAE does not)"
+            )
         self._torch = torch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.conf_threshold = conf_threshold
@@ -136,7 +151,9 @@ class FacexlibBackend(FaceBackend):
         frame = check_frame(frame)
         with self._torch.inference_mode():
             # [N, 15]: x0, y0, x1, y1, score, then five (x, y) landmarks; it wants BGR.
-            faces = self._detector.detect_faces(np.ascontiguousarray(frame[..., ::-1]), conf_threshold=self.conf_threshold)
+            faces = self._detector.detect_faces(
+                np.ascontiguousarray(frame[..., ::-1]), conf_threshold=self.conf_threshold
+            )
         if len(faces) == 0:
             self._previous = None
             return None

@@ -27,11 +27,94 @@ import numpy as np
 from fmae.face.regions import FaceRegion
 
 NUM_MESH_LANDMARKS = 468
-FACE_OVAL: tuple[int, ...] = (10, 109, 67, 103, 54, 21, 162, 127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356, 389, 251, 284, 332, 297, 338)
+FACE_OVAL: tuple[int, ...] = (
+    10,
+    109,
+    67,
+    103,
+    54,
+    21,
+    162,
+    127,
+    234,
+    93,
+    132,
+    58,
+    172,
+    136,
+    150,
+    149,
+    176,
+    148,
+    152,
+    377,
+    400,
+    378,
+    379,
+    365,
+    397,
+    288,
+    361,
+    323,
+    454,
+    356,
+    389,
+    251,
+    284,
+    332,
+    297,
+    338,
+)
 LEFT_EYE: tuple[int, ...] = (249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466, 263)
 RIGHT_EYE: tuple[int, ...] = (7, 33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163)
-LIPS_OUTER: tuple[int, ...] = (0, 37, 39, 40, 185, 61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267)
-NOSE: tuple[int, ...] = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
+LIPS_OUTER: tuple[int, ...] = (
+    0,
+    37,
+    39,
+    40,
+    185,
+    61,
+    146,
+    91,
+    181,
+    84,
+    17,
+    314,
+    405,
+    321,
+    375,
+    291,
+    409,
+    270,
+    269,
+    267,
+)
+NOSE: tuple[int, ...] = (
+    1,
+    2,
+    4,
+    5,
+    6,
+    19,
+    45,
+    48,
+    64,
+    94,
+    97,
+    98,
+    115,
+    168,
+    195,
+    197,
+    220,
+    275,
+    278,
+    294,
+    326,
+    327,
+    344,
+    440,
+)
 """MediaPipe's nose points, unordered (the region is their convex hull)."""
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly takes fixed-point vertices: 1/16-pixel precision
@@ -57,7 +140,9 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return eye_mid, up, np.array([-up[1], up[0]])
 
 
-def regions_from_landmarks(landmarks: np.ndarray, shape: tuple[int, int], person_mask: np.ndarray | None = None) -> np.ndarray:
+def regions_from_landmarks(
+    landmarks: np.ndarray, shape: tuple[int, int], person_mask: np.ndarray | None = None
+) -> np.ndarray:
     """Rasterise a face's landmarks into a :class:`FaceRegion` map.
 
     landmarks: ``float [K, 2]``, ``K >= 468``, FaceMesh points ``(x, y)`` in the map's

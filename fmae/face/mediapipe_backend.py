@@ -29,7 +29,9 @@ def _import_mediapipe():
 
         return mp.solutions.face_mesh, mp.solutions.selfie_segmentation
     except (ImportError, AttributeError) as e:
-        raise ImportError(f"the mediapipe face backend needs MediaPipe's legacy solutions API ({e}); {INSTALL_HINT}") from e
+        raise ImportError(
+            f"the mediapipe face backend needs MediaPipe's legacy solutions API ({e}); {INSTALL_HINT}"
+        ) from e
 
 
 class MediaPipeBackend(FaceBackend):

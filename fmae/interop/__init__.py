@@ -18,5 +18,14 @@ from fmae.interop.convert import ConvertConfig, ConvertResult, convert
 from fmae.interop.detect import FORMATS, read_source
 from fmae.interop.hf import read_hf, write_hf
 
-__all__ = ["FORMATS", "ConvertConfig", "ConvertResult", "Converted", "Overrides", "convert", "read_hf", "read_source",
-           "write_hf"]
+__all__ = [
+    "FORMATS",
+    "ConvertConfig",
+    "ConvertResult",
+    "Converted",
+    "Overrides",
+    "convert",
+    "read_hf",
+    "read_source",
+    "write_hf",
+]

@@ -92,9 +92,11 @@ class Tensors:
     def check_all_used(self) -> None:
         left = sorted(set(self.state) - self.used)
         if left:
-            raise ValueError(f"{self.where}: keys this converter does not understand: {left[:8]}"
-                             f"{f' … ({len(left)} in all)' if len(left) > 8 else ''}; nothing was written, "
-                             f"as they would be lost")
+            raise ValueError(
+                f"{self.where}: keys this converter does not understand: {left[:8]}"
+                f"{f' … ({len(left)} in all)' if len(left) > 8 else ''}; nothing was written, "
+                f"as they would be lost"
+            )
 
 
 def describe_keys(keys: Any, limit: int = 10) -> str:
@@ -119,23 +121,29 @@ def heads_for(width: int, given: int, what: str, notes: list[str]) -> int:
         return given
     heads = _KNOWN_HEADS.get(width, width // 64 if width % 64 == 0 else 0)
     if not heads:
-        raise ValueError(f"{what} width {width} is not a multiple of 64 and the file does not store its number of "
-                         f"attention heads: give it (--num-heads / --decoder-num-heads)")
-    notes.append(f"{what}: {heads} attention heads inferred from the width {width} (not stored in the file; "
-                 f"give the number if the source used another)")
+        raise ValueError(
+            f"{what} width {width} is not a multiple of 64 and the file does not store its number of "
+            f"attention heads: give it (--num-heads / --decoder-num-heads)"
+        )
+    notes.append(
+        f"{what}: {heads} attention heads inferred from the width {width} (not stored in the file; "
+        f"give the number if the source used another)"
+    )
     return heads
 
 
-def clip_size(num_tokens: int | None, tubelet: tuple[int, int, int], over: Overrides, notes: list[str]
-              ) -> tuple[int, int]:
+def clip_size(
+    num_tokens: int | None, tubelet: tuple[int, int, int], over: Overrides, notes: list[str]
+) -> tuple[int, int]:
     """``(img_size, num_frames)``: from the overrides, checked against (or derived from) a
     stored position table of ``num_tokens`` rows; without one, 16 frames of 224²."""
     tt, th, tw = tubelet
     if num_tokens is None:
         img, frames = over.img_size or 224, over.num_frames or 16
         if not (over.img_size and over.num_frames):
-            notes.append(f"clip size {frames}×{img}² assumed (not stored in the file; --num-frames / --img-size "
-                         f"to change it)")
+            notes.append(
+                f"clip size {frames}×{img}² assumed (not stored in the file; --num-frames / --img-size to change it)"
+            )
         return img, frames
     if over.img_size:
         img = over.img_size
@@ -145,8 +153,10 @@ def clip_size(num_tokens: int | None, tubelet: tuple[int, int, int], over: Overr
         img = math.isqrt(num_tokens * tt * th * tw // frames) if frames % tt == 0 else 0
     fits = min(img, frames) > 0 and not (frames % tt or img % th or img % tw)
     if not fits or (frames // tt) * (img // th) * (img // tw) != num_tokens:
-        raise ValueError(f"the file's position table has {num_tokens} rows, which does not fit a clip of "
-                         f"{frames} frames of {img}² with tubelet {tubelet}: give --num-frames and --img-size")
+        raise ValueError(
+            f"the file's position table has {num_tokens} rows, which does not fit a clip of "
+            f"{frames} frames of {img}² with tubelet {tubelet}: give --num-frames and --img-size"
+        )
     notes.append(f"clip size {frames}×{img}² from the stored position table ({num_tokens} tokens)")
     return img, frames
 
@@ -158,8 +168,9 @@ def mlp_ratio(width: int, hidden: int, what: str) -> float:
     return ratio
 
 
-def take_vit_block(t: Tensors, src: str, dst: str, out: dict[str, torch.Tensor], fc1: str, fc2: str
-                   ) -> tuple[str, bool]:
+def take_vit_block(
+    t: Tensors, src: str, dst: str, out: dict[str, torch.Tensor], fc1: str, fc2: str
+) -> tuple[str, bool]:
     """Move one timm-style block (VideoMAE's, MARLIN's: ``norm1``, ``attn.qkv`` with
     ``q_bias``/``v_bias``, ``attn.proj``, ``norm2``, an MLP, optional ``gamma_1``/``gamma_2``)
     from ``src`` to FMAE's block ``dst``; returns ``(qkv_bias, has_layer_scale)``."""
@@ -206,8 +217,9 @@ def fold_unit_input(weight: torch.Tensor, bias: torch.Tensor, in_chans: int) -> 
     return (w * std).to(weight.dtype), (bias.double() + w @ mean).to(bias.dtype)
 
 
-def fold_unit_output(weight: torch.Tensor, bias: torch.Tensor, in_chans: int, inverse: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_unit_output(
+    weight: torch.Tensor, bias: torch.Tensor, in_chans: int, inverse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A pixel head predicting [0, 1] cubes (``Linear`` ``[P, Dd]``, rows in ``(t, h, w, c)``
     order) rewritten to predict ImageNet-normalised ones, ``(y - mean) / std``; with
     ``inverse`` the other way round."""
@@ -227,10 +239,12 @@ def build(config: FMAEConfig, state: dict[str, torch.Tensor], has_decoder: bool,
         expected = {k: v for k, v in expected.items() if k.startswith(ENCODER_PREFIXES)}
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or extra:  # a converter bug or an inconsistent source, never the user's input alone
-        raise ValueError(f"{where}: the converted tensors do not match FMAE's model: missing {missing[:6]}, "
-                         f"unexpected {extra[:6]}")
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
-             if v.shape != expected[k].shape]
+        raise ValueError(
+            f"{where}: the converted tensors do not match FMAE's model: missing {missing[:6]}, unexpected {extra[:6]}"
+        )
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape
+    ]
     if wrong:
         raise ValueError(f"{where}: tensor shapes do not fit the inferred sizes: {wrong[:4]}")
     model.load_state_dict(state, strict=has_decoder)

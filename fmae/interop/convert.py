@@ -25,26 +25,39 @@ class ConvertConfig:
     """Conversion of a checkpoint to FMAE's weights or to a Hugging Face folder."""
 
     src: str = setting("", "the checkpoint to read (also the first positional argument)")
-    dst: str = setting("", "where to write: NAME.safetensors (--to fmae) or a folder (--to hf); also the second "
-                       "positional argument")
-    from_format: str = setting("auto", "the source's format (also --from); auto: detected from its files and keys",
-                               ("auto", *FORMATS))
-    to: str = setting("fmae", "fmae: FMAE weights (.safetensors + .json); hf: a transformers folder, of "
-                      "VideoMAEForPreTraining when there is a decoder, else of VideoMAEModel (the encoder: see "
-                      "--encoder-only)", ("fmae", "hf"))
+    dst: str = setting(
+        "", "where to write: NAME.safetensors (--to fmae) or a folder (--to hf); also the second positional argument"
+    )
+    from_format: str = setting(
+        "auto", "the source's format (also --from); auto: detected from its files and keys", ("auto", *FORMATS)
+    )
+    to: str = setting(
+        "fmae",
+        "fmae: FMAE weights (.safetensors + .json); hf: a transformers folder, of "
+        "VideoMAEForPreTraining when there is a decoder, else of VideoMAEModel (the encoder: see "
+        "--encoder-only)",
+        ("fmae", "hf"),
+    )
     encoder_only: bool = setting(False, "write the encoder alone even when the source has a decoder")
     num_heads: int = setting(0, "attention heads of the encoder; 0: the source's config, else width / 64")
     decoder_num_heads: int = setting(0, "attention heads of the decoder; 0: the source's config, else width / 64")
     img_size: int = setting(0, "clip side in pixels; 0: the source's config or position table, else 224")
     num_frames: int = setting(0, "frames per clip; 0: the source's config or position table, else 16")
-    layer_norm_eps: float = setting(0.0, "LayerNorm epsilon of the blocks; 0: the source's (VideoMAE 1e-6, "
-                                    "MARLIN 1e-5, HF its config)")
-    norm_pix_loss: str = setting("auto", "the decoder's targets: per-cube normalised (true) or pixels (false); "
-                                 "auto: the source's config, else VideoMAE true, MARLIN false",
-                                 ("auto", "true", "false"))
-    input_norm: str = setting("imagenet", "imagenet: the model takes FMAE's ImageNet-normalised clips (MARLIN's "
-                              "[0, 1] input scaling is folded into its weights); source: the source's own input",
-                              ("imagenet", "source"))
+    layer_norm_eps: float = setting(
+        0.0, "LayerNorm epsilon of the blocks; 0: the source's (VideoMAE 1e-6, MARLIN 1e-5, HF its config)"
+    )
+    norm_pix_loss: str = setting(
+        "auto",
+        "the decoder's targets: per-cube normalised (true) or pixels (false); "
+        "auto: the source's config, else VideoMAE true, MARLIN false",
+        ("auto", "true", "false"),
+    )
+    input_norm: str = setting(
+        "imagenet",
+        "imagenet: the model takes FMAE's ImageNet-normalised clips (MARLIN's "
+        "[0, 1] input scaling is folded into its weights); source: the source's own input",
+        ("imagenet", "source"),
+    )
     overwrite: bool = setting(False, "replace DST if it exists")
 
     def __post_init__(self) -> None:
@@ -53,10 +66,15 @@ class ConvertConfig:
             raise ValueError("num_heads, decoder_num_heads, img_size, num_frames and layer_norm_eps must be >= 0")
 
     def overrides(self) -> Overrides:
-        return Overrides(num_heads=self.num_heads, decoder_num_heads=self.decoder_num_heads, img_size=self.img_size,
-                         num_frames=self.num_frames, layer_norm_eps=self.layer_norm_eps,
-                         norm_pix_loss={"auto": None, "true": True, "false": False}[self.norm_pix_loss],
-                         input_norm=self.input_norm)
+        return Overrides(
+            num_heads=self.num_heads,
+            decoder_num_heads=self.decoder_num_heads,
+            img_size=self.img_size,
+            num_frames=self.num_frames,
+            layer_norm_eps=self.layer_norm_eps,
+            norm_pix_loss={"auto": None, "true": True, "false": False}[self.norm_pix_loss],
+            input_norm=self.input_norm,
+        )
 
 
 class ConvertResult(NamedTuple):

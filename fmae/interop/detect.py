@@ -18,8 +18,10 @@ from fmae.interop.safe_load import PICKLE_SUFFIXES, find_state_dict, load_tensor
 from fmae.weights import config_path, load_model, read_meta
 
 FORMATS = ("hf", "videomae", "marlin", "fmae")
-_HF_MARKERS = ("embeddings.patch_embeddings.projection.weight",
-               "videomae.embeddings.patch_embeddings.projection.weight")
+_HF_MARKERS = (
+    "embeddings.patch_embeddings.projection.weight",
+    "videomae.embeddings.patch_embeddings.projection.weight",
+)
 EXPECTED = (
     "hf: a Hugging Face VideoMAE folder (config.json with model.safetensors or pytorch_model.bin); "
     f"videomae: a {'/'.join(PICKLE_SUFFIXES)}/.safetensors file with {' or '.join(map(repr, videomae.MARKERS))} "
@@ -77,8 +79,10 @@ def read_source(path: str | Path, from_format: str = "auto", overrides: Override
             source["converted_from"] = read_meta(loaded.path)["source"]  # weights that fmae.convert wrote
         return Converted(loaded.model, loaded.has_decoder, source)
     if path.is_dir():
-        raise ValueError(f"{path}: a folder in no known layout. Expected {EXPECTED}. "
-                         f"Found {describe_keys(p.name for p in path.iterdir())}")
+        raise ValueError(
+            f"{path}: a folder in no known layout. Expected {EXPECTED}. "
+            f"Found {describe_keys(p.name for p in path.iterdir())}"
+        )
     state, layout = find_state_dict(load_tensor_file(path), str(path))
     fmt = detect_layout(state, str(path)) if from_format == "auto" else from_format
     reader = videomae.read_videomae if fmt == "videomae" else marlin.read_marlin

@@ -74,14 +74,20 @@ def _load_hf_state(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
             for shard in shards:
                 state.update(load_tensor_file(folder / shard))
             return state, index.name
-    raise FileNotFoundError(f"{folder} has config.json but no weights ({' or '.join(_WEIGHT_FILES)}, or their "
-                            f".index.json shards)")
+    raise FileNotFoundError(
+        f"{folder} has config.json but no weights ({' or '.join(_WEIGHT_FILES)}, or their .index.json shards)"
+    )
 
 
 def _take_layer(t: Tensors, src: str, dst: str, out: dict[str, torch.Tensor]) -> str:
     """One ``VideoMAELayer`` into an FMAE block; returns its ``qkv_bias`` kind."""
-    for a, b in (("layernorm_before", "norm1"), ("layernorm_after", "norm2"), ("attention.output.dense", "attn.proj"),
-                 ("intermediate.dense", "mlp.0"), ("output.dense", "mlp.2")):
+    for a, b in (
+        ("layernorm_before", "norm1"),
+        ("layernorm_after", "norm2"),
+        ("attention.output.dense", "attn.proj"),
+        ("intermediate.dense", "mlp.0"),
+        ("output.dense", "mlp.2"),
+    ):
         out[f"{dst}{b}.weight"], out[f"{dst}{b}.bias"] = t.take(f"{src}{a}.weight"), t.take(f"{src}{a}.bias")
     attn = f"{src}attention.attention."
     out[f"{dst}attn.qkv.weight"] = torch.cat([t.take(f"{attn}{n}.weight") for n in ("query", "key", "value")])
@@ -122,19 +128,25 @@ def read_hf(folder: Path, over: Overrides) -> Converted:
     e = "videomae." if "videomae.embeddings.patch_embeddings.projection.weight" in t else ""
     conv = t.take(f"{e}embeddings.patch_embeddings.projection.weight")
     dim, in_chans, *tubelet = conv.shape
-    out = {"patch_embed.weight": conv3d_to_linear(conv),
-           "patch_embed.bias": t.take(f"{e}embeddings.patch_embeddings.projection.bias")}
+    out = {
+        "patch_embed.weight": conv3d_to_linear(conv),
+        "patch_embed.bias": t.take(f"{e}embeddings.patch_embeddings.projection.bias"),
+    }
     depth = t.count(f"{e}encoder.layer.")
     if not depth:
         raise ValueError(f"{t.where}: no {e}encoder.layer.0.* keys (found {describe_keys(state)})")
-    qkv_bias = same([_take_layer(t, f"{e}encoder.layer.{i}.", f"blocks.{i}.", out) for i in range(depth)],
-                    "the attention bias")
+    qkv_bias = same(
+        [_take_layer(t, f"{e}encoder.layer.{i}.", f"blocks.{i}.", out) for i in range(depth)], "the attention bias"
+    )
     eps = over.layer_norm_eps or float(cfg.get("layer_norm_eps", 1e-12))
     # What FMAE wrote (write_hf), for the settings that neither HF's config nor the weights determine.
     carried = cfg.get("fmae_config") if isinstance(cfg.get("fmae_config"), dict) else {}
     carried = {k: v for k, v in carried.items() if k in _FMAE_FIELDS}
-    config = {k: carried[k] for k in ("backend", "attention_backend", "disc_dim", "disc_depth", "norm_eps",
-                                      *_DECODER_ONLY) if k in carried}
+    config = {
+        k: carried[k]
+        for k in ("backend", "attention_backend", "disc_dim", "disc_depth", "norm_eps", *_DECODER_ONLY)
+        if k in carried
+    }
     if f"{e}layernorm.weight" in t:
         config["pooling"] = "mean_norm" if carried.get("pooling") == "mean_norm" else "norm_mean"
         config["norm_eps"] = eps
@@ -151,27 +163,36 @@ def read_hf(folder: Path, over: Overrides) -> Converted:
             notes.append("HF's classifier reads the first token (use_mean_pooling off); FMAE pools the mean")
     norm_pix_loss = bool(cfg.get("norm_pix_loss", True)) if over.norm_pix_loss is None else over.norm_pix_loss
     ratio = mlp_ratio(dim, out["blocks.0.mlp.0.weight"].shape[0], "encoder")
-    config.update(img_size=over.img_size or _size(cfg.get("image_size", 224), "image_size"),
-                  num_frames=over.num_frames or int(cfg.get("num_frames", 16)), tubelet=tuple(tubelet),
-                  in_chans=in_chans, embed_dim=dim, depth=depth,
-                  num_heads=over.num_heads or int(cfg.get("num_attention_heads", 12)), mlp_ratio=ratio,
-                  norm_pix_loss=norm_pix_loss, qkv_bias=qkv_bias, layer_norm_eps=eps,
-                  # The decoder's sizes are in HF's config even without its weights.
-                  decoder_embed_dim=int(cfg.get("decoder_hidden_size", 384)),
-                  decoder_depth=int(cfg.get("decoder_num_hidden_layers", 4)),
-                  decoder_num_heads=over.decoder_num_heads or int(cfg.get("decoder_num_attention_heads", 6)))
+    config.update(
+        img_size=over.img_size or _size(cfg.get("image_size", 224), "image_size"),
+        num_frames=over.num_frames or int(cfg.get("num_frames", 16)),
+        tubelet=tuple(tubelet),
+        in_chans=in_chans,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=over.num_heads or int(cfg.get("num_attention_heads", 12)),
+        mlp_ratio=ratio,
+        norm_pix_loss=norm_pix_loss,
+        qkv_bias=qkv_bias,
+        layer_norm_eps=eps,
+        # The decoder's sizes are in HF's config even without its weights.
+        decoder_embed_dim=int(cfg.get("decoder_hidden_size", 384)),
+        decoder_depth=int(cfg.get("decoder_num_hidden_layers", 4)),
+        decoder_num_heads=over.decoder_num_heads or int(cfg.get("decoder_num_attention_heads", 6)),
+    )
     has_decoder = "encoder_to_decoder.weight" in t
     if has_decoder:
         config.update(decoder_norm_eps=HF_NORM_EPS, decoder_init_values=0.0, decoder_embed_bias=False)
         config.update(_take_decoder(t, out, config, cfg, over, notes))
     t.check_all_used()
     model = build(FMAEConfig(**config), out, has_decoder, str(folder))
-    kind = ("VideoMAEForPreTraining" if has_decoder else "VideoMAEForVideoClassification" if e else "VideoMAEModel")
+    kind = "VideoMAEForPreTraining" if has_decoder else "VideoMAEForVideoClassification" if e else "VideoMAEModel"
     return Converted(model, has_decoder, {"format": "hf", "path": str(folder), "layout": kind, "notes": notes})
 
 
-def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, cfg: dict, over: Overrides,
-                  notes: list[str]) -> dict:
+def _take_decoder(
+    t: Tensors, out: dict[str, torch.Tensor], config: dict, cfg: dict, over: Overrides, notes: list[str]
+) -> dict:
     out["decoder_embed.weight"] = proj = t.take("encoder_to_decoder.weight")
     out["mask_token"] = t.take("mask_token")
     dim = proj.shape[0]
@@ -180,16 +201,21 @@ def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, cfg: d
     if not depth or same(kinds, "the decoder's attention bias") != config["qkv_bias"]:
         raise ValueError(f"{t.where}: no decoder layers, or their attention biases differ from the encoder's")
     if mlp_ratio(dim, out["decoder_blocks.0.mlp.0.weight"].shape[0], "decoder") != config["mlp_ratio"]:
-        raise ValueError(f"{t.where}: decoder_intermediate_size / decoder_hidden_size differs from the encoder's "
-                         f"MLP ratio; FMAE has one")
+        raise ValueError(
+            f"{t.where}: decoder_intermediate_size / decoder_hidden_size differs from the encoder's "
+            f"MLP ratio; FMAE has one"
+        )
     out["decoder_norm.weight"], out["decoder_norm.bias"] = t.take("decoder.norm.weight"), t.take("decoder.norm.bias")
     weight, bias = t.take("decoder.head.weight"), t.take("decoder.head.bias")
     if not config["norm_pix_loss"] and config["in_chans"] == 3:
         weight, bias = fold_unit_output(weight, bias, 3)
         notes.append("decoder head rescaled from [0, 1] pixels to ImageNet-normalised ones (norm_pix_loss off)")
     out["decoder_pred.weight"], out["decoder_pred.bias"] = weight, bias
-    return dict(decoder_embed_dim=dim, decoder_depth=depth,
-                decoder_num_heads=over.decoder_num_heads or int(cfg.get("decoder_num_attention_heads", 6)))
+    return dict(
+        decoder_embed_dim=dim,
+        decoder_depth=depth,
+        decoder_num_heads=over.decoder_num_heads or int(cfg.get("decoder_num_attention_heads", 6)),
+    )
 
 
 def _put_block(block: torch.nn.Module, dst: str, out: dict[str, torch.Tensor], notes: list[str], what: str) -> None:
@@ -200,18 +226,21 @@ def _put_block(block: torch.nn.Module, dst: str, out: dict[str, torch.Tensor], n
     for a, m in (("layernorm_before", block.norm1), ("layernorm_after", block.norm2)):
         out[f"{dst}{a}.weight"], out[f"{dst}{a}.bias"] = m.weight, m.bias
     for i, name in enumerate(("query", "key", "value")):
-        out[f"{dst}attention.attention.{name}.weight"] = attn.qkv.weight[i * dim:(i + 1) * dim]
+        out[f"{dst}attention.attention.{name}.weight"] = attn.qkv.weight[i * dim : (i + 1) * dim]
     if attn.q_bias is not None:
         out[f"{dst}attention.attention.query.bias"] = attn.q_bias
         out[f"{dst}attention.attention.value.bias"] = attn.v_bias
     elif attn.qkv.bias is not None:
         bias = attn.qkv.bias
         out[f"{dst}attention.attention.query.bias"] = bias[:dim]
-        out[f"{dst}attention.attention.value.bias"] = bias[2 * dim:]
-        if bias[dim:2 * dim].any() and what not in notes:
+        out[f"{dst}attention.attention.value.bias"] = bias[2 * dim :]
+        if bias[dim : 2 * dim].any() and what not in notes:
             notes.append(what)
-    for name, linear, gamma in (("attention.output.dense", attn.proj, block.gamma_1),
-                                ("intermediate.dense", mlp[0], None), ("output.dense", mlp[2], block.gamma_2)):
+    for name, linear, gamma in (
+        ("attention.output.dense", attn.proj, block.gamma_1),
+        ("intermediate.dense", mlp[0], None),
+        ("output.dense", mlp[2], block.gamma_2),
+    ):
         weight, bias = linear.weight, linear.bias
         if gamma is not None:
             weight = (weight.double() * gamma.double()[:, None]).float()
@@ -249,10 +278,13 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         tables = ((model.pos_embed, c.embed_dim), (model.decoder_pos_embed, c.decoder_embed_dim))
         diff = max(float((tab.float().cpu() - sinusoid_table(c.num_tokens, d)).abs().max()) for tab, d in tables)
         if diff > 1e-3:
-            raise ValueError(f"this model's stored position tables differ from sinusoidal ones by {diff:.3g}; "
-                             f"HF VideoMAE recomputes them")
-        notes.append(f"approximate: HF recomputes the position tables in float64 (the stored ones differ by "
-                     f"{diff:.2g})")
+            raise ValueError(
+                f"this model's stored position tables differ from sinusoidal ones by {diff:.3g}; "
+                f"HF VideoMAE recomputes them"
+            )
+        notes.append(
+            f"approximate: HF recomputes the position tables in float64 (the stored ones differ by {diff:.2g})"
+        )
     if with_decoder and c.decoder_embed_bias and model.decoder_embed.bias.detach().any():
         with_decoder = False
         notes.append("decoder left out: its decoder_embed has a bias, HF's encoder_to_decoder has none")
@@ -262,22 +294,27 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
     if c.pooling == "mean_fc_norm" and c.norm_eps != HF_NORM_EPS:
         notes.append(f"approximate: HF's fc_norm has eps {HF_NORM_EPS:g}, not {c.norm_eps:g}")
     if c.pooling == "mean_norm":
-        notes.append("HF's VideoMAEModel returns the tokens only; the pooling (norm of the mean) is kept in "
-                     "config.json's fmae_config for FMAE")
+        notes.append(
+            "HF's VideoMAEModel returns the tokens only; the pooling (norm of the mean) is kept in "
+            "config.json's fmae_config for FMAE"
+        )
     if with_decoder and c.decoder_norm_eps != HF_NORM_EPS:
         notes.append(f"approximate: HF's decoder norm has eps {HF_NORM_EPS:g}, not {c.decoder_norm_eps:g}")
     classify = c.pooling == "mean_fc_norm" and not with_decoder
     if c.pooling == "mean_fc_norm" and with_decoder:
         notes.append("fc_norm left out: VideoMAEForPreTraining has no place for it")
-    cls_name = ("VideoMAEForPreTraining" if with_decoder else "VideoMAEForVideoClassification" if classify
-                else "VideoMAEModel")
+    cls_name = (
+        "VideoMAEForPreTraining" if with_decoder else "VideoMAEForVideoClassification" if classify else "VideoMAEModel"
+    )
     e = "" if cls_name == "VideoMAEModel" else "videomae."
 
     key_note = "the attention's key bias dropped (a shift of every score that the softmax ignores)"
     out: dict[str, torch.Tensor] = {
-        f"{e}embeddings.patch_embeddings.projection.weight": linear_to_conv3d(model.patch_embed.weight, c.tubelet,
-                                                                              c.in_chans),
-        f"{e}embeddings.patch_embeddings.projection.bias": model.patch_embed.bias}
+        f"{e}embeddings.patch_embeddings.projection.weight": linear_to_conv3d(
+            model.patch_embed.weight, c.tubelet, c.in_chans
+        ),
+        f"{e}embeddings.patch_embeddings.projection.bias": model.patch_embed.bias,
+    }
     for i, block in enumerate(model.blocks):
         _put_block(block, f"{e}encoder.layer.{i}.", out, notes, key_note)
     if c.pooling in ("norm_mean", "mean_norm"):
@@ -298,13 +335,27 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         out["decoder.head.weight"], out["decoder.head.bias"] = weight, bias
 
     hf_config = transformers.VideoMAEConfig(
-        image_size=c.img_size, patch_size=th, num_channels=c.in_chans, num_frames=c.num_frames, tubelet_size=tt,
-        hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
-        intermediate_size=int(c.embed_dim * c.mlp_ratio), hidden_act="gelu", layer_norm_eps=c.layer_norm_eps,
-        qkv_bias=c.qkv_bias != "none", use_mean_pooling=mean_pooling, norm_pix_loss=c.norm_pix_loss,
-        decoder_num_attention_heads=c.decoder_num_heads, decoder_hidden_size=c.decoder_embed_dim,
-        decoder_num_hidden_layers=c.decoder_depth, decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio),
-        fmae_config=c.to_dict(), **({"num_labels": 0} if classify else {}))
+        image_size=c.img_size,
+        patch_size=th,
+        num_channels=c.in_chans,
+        num_frames=c.num_frames,
+        tubelet_size=tt,
+        hidden_size=c.embed_dim,
+        num_hidden_layers=c.depth,
+        num_attention_heads=c.num_heads,
+        intermediate_size=int(c.embed_dim * c.mlp_ratio),
+        hidden_act="gelu",
+        layer_norm_eps=c.layer_norm_eps,
+        qkv_bias=c.qkv_bias != "none",
+        use_mean_pooling=mean_pooling,
+        norm_pix_loss=c.norm_pix_loss,
+        decoder_num_attention_heads=c.decoder_num_heads,
+        decoder_hidden_size=c.decoder_embed_dim,
+        decoder_num_hidden_layers=c.decoder_depth,
+        decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio),
+        fmae_config=c.to_dict(),
+        **({"num_labels": 0} if classify else {}),
+    )
     hf_model = getattr(transformers, cls_name)(hf_config)
     expected = hf_model.state_dict()
     if any(k.endswith(".q_bias") for k in expected):  # transformers 4 names

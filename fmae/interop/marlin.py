@@ -57,8 +57,10 @@ def read_marlin(state: dict[str, torch.Tensor], path: Path, over: Overrides) -> 
     notes: list[str] = []
     t = Tensors(state, str(path))
     if not any(k in t for k in MARKERS):
-        raise ValueError(f"{path} is not a MARLIN checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
-                         f"(found {describe_keys(state)})")
+        raise ValueError(
+            f"{path} is not a MARLIN checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
+            f"(found {describe_keys(state)})"
+        )
     enc = "encoder." if MARKERS[0] in t else ""
     dropped = t.drop("discriminator.")
     if dropped:
@@ -70,10 +72,15 @@ def read_marlin(state: dict[str, torch.Tensor], path: Path, over: Overrides) -> 
     weight, bias = conv3d_to_linear(conv), t.take(f"{enc}patch_embedding.projection.bias")
     if over.input_norm == "imagenet":
         weight, bias = fold_unit_input(weight, bias, in_chans)
-        notes.append("MARLIN's [0, 1] pixel input folded into the patch embedding: the model takes "
-                     "ImageNet-normalised clips, as FMAE's loaders give")
-    out = {"patch_embed.weight": weight, "patch_embed.bias": bias,
-           "pos_embed": t.take(f"{enc}pos_embedding.emb").reshape(-1, dim)}
+        notes.append(
+            "MARLIN's [0, 1] pixel input folded into the patch embedding: the model takes "
+            "ImageNet-normalised clips, as FMAE's loaders give"
+        )
+    out = {
+        "patch_embed.weight": weight,
+        "patch_embed.bias": bias,
+        "pos_embed": t.take(f"{enc}pos_embedding.emb").reshape(-1, dim),
+    }
     img_size, num_frames = clip_size(out["pos_embed"].shape[0], tuple(tubelet), over, notes)
     depth = t.count(f"{enc}blocks.")
     if not depth:
@@ -81,20 +88,37 @@ def read_marlin(state: dict[str, torch.Tensor], path: Path, over: Overrides) -> 
     kinds = [take_vit_block(t, f"{enc}blocks.{i}.", f"blocks.{i}.", out, _FC1, _FC2) for i in range(depth)]
     out["norm.weight"], out["norm.bias"] = t.take(f"{enc}norm.weight"), t.take(f"{enc}norm.bias")
     eps = over.layer_norm_eps or EPS
-    config = dict(img_size=img_size, num_frames=num_frames, tubelet=tuple(tubelet), in_chans=in_chans,
-                  embed_dim=dim, depth=depth, num_heads=heads_for(dim, over.num_heads, "encoder", notes),
-                  mlp_ratio=mlp_ratio(dim, out["blocks.0.mlp.0.weight"].shape[0], "encoder"),
-                  norm_pix_loss=bool(over.norm_pix_loss), qkv_bias=same([k[0] for k in kinds], "the attention bias"),
-                  layer_norm_eps=eps, norm_eps=eps, decoder_norm_eps=eps,
-                  init_values=1.0 if same([k[1] for k in kinds], "layer scale") else 0.0,
-                  pooling="mean_norm", position_embedding="fixed", decoder_embed_bias=False)
+    config = dict(
+        img_size=img_size,
+        num_frames=num_frames,
+        tubelet=tuple(tubelet),
+        in_chans=in_chans,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads_for(dim, over.num_heads, "encoder", notes),
+        mlp_ratio=mlp_ratio(dim, out["blocks.0.mlp.0.weight"].shape[0], "encoder"),
+        norm_pix_loss=bool(over.norm_pix_loss),
+        qkv_bias=same([k[0] for k in kinds], "the attention bias"),
+        layer_norm_eps=eps,
+        norm_eps=eps,
+        decoder_norm_eps=eps,
+        init_values=1.0 if same([k[1] for k in kinds], "layer scale") else 0.0,
+        pooling="mean_norm",
+        position_embedding="fixed",
+        decoder_embed_bias=False,
+    )
     has_decoder = bool(enc) and t.has_prefix("decoder.")
     if has_decoder:
         config.update(_take_decoder(t, out, config, over, notes))
     t.check_all_used()
     model = build(FMAEConfig(**config), out, has_decoder, str(path))
-    source = {"format": "marlin", "path": str(path), "layout": ("full" if has_decoder else "encoder"),
-              "input_norm": over.input_norm, "notes": notes}
+    source = {
+        "format": "marlin",
+        "path": str(path),
+        "layout": ("full" if has_decoder else "encoder"),
+        "input_norm": over.input_norm,
+        "notes": notes,
+    }
     return Converted(model, has_decoder, source)
 
 
@@ -104,8 +128,10 @@ def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, over: 
     dim = proj.shape[0]
     table = t.take("decoder.pos_embedding.emb").reshape(-1, dim)
     if table.shape[0] != out["pos_embed"].shape[0]:
-        raise ValueError(f"{t.where}: the decoder's position table has {table.shape[0]} rows, the encoder's "
-                         f"{out['pos_embed'].shape[0]}; MARLIN itself could not run them together")
+        raise ValueError(
+            f"{t.where}: the decoder's position table has {table.shape[0]} rows, the encoder's "
+            f"{out['pos_embed'].shape[0]}; MARLIN itself could not run them together"
+        )
     out["decoder_pos_embed"] = table
     depth = t.count("decoder.blocks.")
     kinds = [take_vit_block(t, f"decoder.blocks.{i}.", f"decoder_blocks.{i}.", out, _FC1, _FC2) for i in range(depth)]
@@ -120,6 +146,9 @@ def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, over: 
         weight, bias = fold_unit_output(weight, bias, config["in_chans"])
         notes.append("decoder head rescaled from [0, 1] pixels to ImageNet-normalised ones")
     out["decoder_pred.weight"], out["decoder_pred.bias"] = weight, bias
-    return dict(decoder_embed_dim=dim, decoder_depth=depth,
-                decoder_num_heads=heads_for(dim, over.decoder_num_heads, "decoder", notes),
-                decoder_init_values=1.0 if same([k[1] for k in kinds], "the decoder's layer scale") else 0.0)
+    return dict(
+        decoder_embed_dim=dim,
+        decoder_depth=depth,
+        decoder_num_heads=heads_for(dim, over.decoder_num_heads, "decoder", notes),
+        decoder_init_values=1.0 if same([k[1] for k in kinds], "the decoder's layer scale") else 0.0,
+    )

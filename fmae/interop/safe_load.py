@@ -66,7 +66,8 @@ def load_pickle(path: Path) -> Any:
         except Exception as err:
             raise ValueError(
                 f"{path} cannot be read without running code from it ({err}). If you trust it, save its weights "
-                f"alone, e.g. torch.save(torch.load(SRC, weights_only=False)['model'], 'weights.pt')") from err
+                f"alone, e.g. torch.save(torch.load(SRC, weights_only=False)['model'], 'weights.pt')"
+            ) from err
     except (RuntimeError, OSError, EOFError) as err:
         raise ValueError(f"{path} is not a readable PyTorch file: {err}") from err
 
@@ -82,13 +83,19 @@ def load_tensor_file(path: str | Path) -> Any:
             raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
     if path.suffix in PICKLE_SUFFIXES:
         return load_pickle(path)
-    raise ValueError(f"{path}: unknown weights file type {path.suffix!r}; expected .safetensors or one of "
-                     f"{', '.join(PICKLE_SUFFIXES)}")
+    raise ValueError(
+        f"{path}: unknown weights file type {path.suffix!r}; expected .safetensors or one of "
+        f"{', '.join(PICKLE_SUFFIXES)}"
+    )
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return (isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) for k in obj)
-            and any(isinstance(v, torch.Tensor) for v in obj.values()))
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) for k in obj)
+        and any(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def find_state_dict(obj: Any, where: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -104,12 +111,14 @@ def find_state_dict(obj: Any, where: str) -> tuple[dict[str, torch.Tensor], str]
             break
         if inner is None:
             found = sorted(map(str, obj))[:12] if isinstance(obj, dict) else type(obj).__name__
-            raise ValueError(f"{where} holds no weights: expected a dict of tensors, or one under "
-                             f"{' / '.join(repr(k) for k in STATE_DICT_WRAPPERS)}; found {found}")
+            raise ValueError(
+                f"{where} holds no weights: expected a dict of tensors, or one under "
+                f"{' / '.join(repr(k) for k in STATE_DICT_WRAPPERS)}; found {found}"
+            )
         path.append(inner)
         obj = obj[inner]
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
         path.append("module.")
     return state, "/".join(path)

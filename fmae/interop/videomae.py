@@ -48,8 +48,10 @@ def read_videomae(state: dict[str, torch.Tensor], path: Path, over: Overrides) -
     notes: list[str] = []
     t = Tensors(state, str(path))
     if not any(k in t for k in MARKERS):
-        raise ValueError(f"{path} is not a VideoMAE checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
-                         f"(found {describe_keys(state)})")
+        raise ValueError(
+            f"{path} is not a VideoMAE checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
+            f"(found {describe_keys(state)})"
+        )
     enc = "encoder." if MARKERS[0] in t else ""
     conv = t.take(f"{enc}patch_embed.proj.weight")
     if conv.dim() != 5:
@@ -83,19 +85,35 @@ def read_videomae(state: dict[str, torch.Tensor], path: Path, over: Overrides) -
 
     eps = over.layer_norm_eps or EPS
     norm_pix_loss = True if over.norm_pix_loss is None else over.norm_pix_loss
-    config = dict(img_size=img_size, num_frames=num_frames, tubelet=tuple(tubelet), in_chans=in_chans,
-                  embed_dim=dim, depth=depth, num_heads=heads_for(dim, over.num_heads, "encoder", notes),
-                  mlp_ratio=mlp_ratio(dim, out["blocks.0.mlp.0.weight"].shape[0], "encoder"),
-                  norm_pix_loss=norm_pix_loss, qkv_bias=qkv_bias, layer_norm_eps=eps, norm_eps=eps,
-                  decoder_norm_eps=eps, init_values=1.0 if layer_scale else 0.0, pooling=pooling,
-                  position_embedding="learned" if table is not None else "sincos")
+    config = dict(
+        img_size=img_size,
+        num_frames=num_frames,
+        tubelet=tuple(tubelet),
+        in_chans=in_chans,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads_for(dim, over.num_heads, "encoder", notes),
+        mlp_ratio=mlp_ratio(dim, out["blocks.0.mlp.0.weight"].shape[0], "encoder"),
+        norm_pix_loss=norm_pix_loss,
+        qkv_bias=qkv_bias,
+        layer_norm_eps=eps,
+        norm_eps=eps,
+        decoder_norm_eps=eps,
+        init_values=1.0 if layer_scale else 0.0,
+        pooling=pooling,
+        position_embedding="learned" if table is not None else "sincos",
+    )
     has_decoder = "encoder_to_decoder.weight" in t
     if has_decoder:
         config.update(_take_decoder(t, out, config, over, notes))
     t.check_all_used()
     model = build(FMAEConfig(**config), out, has_decoder, str(path))
-    source = {"format": "videomae", "path": str(path), "layout": ("pre-training" if enc else "fine-tuned"),
-              "notes": notes}
+    source = {
+        "format": "videomae",
+        "path": str(path),
+        "layout": ("pre-training" if enc else "fine-tuned"),
+        "notes": notes,
+    }
     return Converted(model, has_decoder, source)
 
 
@@ -109,8 +127,10 @@ def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, over: 
     depth = t.count("decoder.blocks.")
     if not depth:
         raise ValueError(f"{t.where}: encoder_to_decoder without decoder.blocks.0.*")
-    kinds = [take_vit_block(t, f"decoder.blocks.{i}.", f"decoder_blocks.{i}.", out, "mlp.fc1", "mlp.fc2")
-             for i in range(depth)]
+    kinds = [
+        take_vit_block(t, f"decoder.blocks.{i}.", f"decoder_blocks.{i}.", out, "mlp.fc1", "mlp.fc2")
+        for i in range(depth)
+    ]
     if same([k[0] for k in kinds], "the decoder's attention bias") != config["qkv_bias"]:
         raise ValueError(f"{t.where}: the encoder's and the decoder's attention biases differ; FMAE has one kind")
     layer_scale = same([k[1] for k in kinds], "the decoder's layer scale")
@@ -121,8 +141,13 @@ def _take_decoder(t: Tensors, out: dict[str, torch.Tensor], config: dict, over: 
     if not config["norm_pix_loss"]:
         # Without norm_pix_loss VideoMAE predicts [0, 1] pixels; FMAE's targets are the normalised clip's cubes.
         out["decoder_pred.weight"], out["decoder_pred.bias"] = fold_unit_output(
-            out["decoder_pred.weight"], out["decoder_pred.bias"], config["in_chans"])
+            out["decoder_pred.weight"], out["decoder_pred.bias"], config["in_chans"]
+        )
         notes.append("decoder head rescaled from [0, 1] pixels to ImageNet-normalised ones (norm_pix_loss off)")
-    return dict(decoder_embed_dim=dim, decoder_depth=depth,
-                decoder_num_heads=heads_for(dim, over.decoder_num_heads, "decoder", notes),
-                decoder_init_values=1.0 if layer_scale else 0.0, decoder_embed_bias=bias is not None)
+    return dict(
+        decoder_embed_dim=dim,
+        decoder_depth=depth,
+        decoder_num_heads=heads_for(dim, over.decoder_num_heads, "decoder", notes),
+        decoder_init_values=1.0 if layer_scale else 0.0,
+        decoder_embed_bias=bias is not None,
+    )

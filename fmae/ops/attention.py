@@ -53,7 +53,10 @@ def _clear_empty_rows(key_padding_mask: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def attention_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
     compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Plain softmax(q kᵀ / √d) v. ``[B, h, N_q, d]``, ``[B, h, N_k, d]`` ×2 → ``[B, h, N_q, d]``.
@@ -105,8 +108,9 @@ def _xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mas
 
 
 @torch.library.custom_op("fmae::flash_attention", mutates_args=())
-def _flash_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              key_padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _flash_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     from fmae.ops.triton.attention import flash_attention_forward
 
     return flash_attention_forward(q, k, v, key_padding_mask)
@@ -119,7 +123,12 @@ def _(q, k, v, key_padding_mask):
 
 @torch.library.custom_op("fmae::flash_attention_backward", mutates_args=())
 def _flash_backward_op(
-    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+    grad: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
     key_padding_mask: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fmae.ops.triton.attention import flash_attention_backward
@@ -151,11 +160,19 @@ def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask:
     return _flash_op(q, k, v, key_padding_mask)[0]
 
 
-def _sdpa_fp32(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+def _sdpa_fp32(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None
+) -> torch.Tensor:
     return _sdpa(q.float(), k.float(), v.float(), key_padding_mask).to(q.dtype)
 
 
-_IMPLS = {"triton": _triton, "xformers": _xformers, "sdpa": _sdpa, "sdpa_fp32": _sdpa_fp32, "reference": attention_reference}
+_IMPLS = {
+    "triton": _triton,
+    "xformers": _xformers,
+    "sdpa": _sdpa,
+    "sdpa_fp32": _sdpa_fp32,
+    "reference": attention_reference,
+}
 _HALF = (torch.bfloat16, torch.float16)
 
 
@@ -170,7 +187,9 @@ def _choose(backend: str | None, device: torch.device, has_mask: bool, dtype: to
         _backend.choose("triton", device, supported=("triton",))  # raises with the reason it cannot run
     if backend == "xformers":
         if not _XFORMERS:
-            raise RuntimeError("backend 'xformers' unavailable: xformers is not installed (it needs a CUDA build of torch)")
+            raise RuntimeError(
+                "backend 'xformers' unavailable: xformers is not installed (it needs a CUDA build of torch)"
+            )
         if device.type != "cuda":
             raise RuntimeError(f"backend 'xformers' unavailable: it runs on CUDA tensors, got {device.type}")
     return backend
@@ -182,26 +201,34 @@ def _validate(q, k, v, key_padding_mask) -> None:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a [B, heads, N, head_dim] tensor, got {got}")
     if q.dtype not in FLOAT_DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(f"q, k, v must share one dtype of float32, bfloat16, float16, float64; "
-                        f"got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise TypeError(
+            f"q, k, v must share one dtype of float32, bfloat16, float16, float64; got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
     if k.device != q.device or v.device != q.device:
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
     if k.shape != v.shape or k.shape[:2] != q.shape[:2] or k.shape[3] != q.shape[3]:
-        raise ValueError(f"expected q [B, heads, N_q, d] and k, v [B, heads, N_k, d]; got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"expected q [B, heads, N_q, d] and k, v [B, heads, N_k, d]; got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if key_padding_mask is not None:
         if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
             got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
             raise TypeError(f"key_padding_mask must be a bool tensor, got {got}")
         if key_padding_mask.shape != (k.shape[0], k.shape[2]):
-            raise ValueError(f"key_padding_mask must be [B, N_k] = {(k.shape[0], k.shape[2])}, "
-                             f"got {tuple(key_padding_mask.shape)}")
+            raise ValueError(
+                f"key_padding_mask must be [B, N_k] = {(k.shape[0], k.shape[2])}, got {tuple(key_padding_mask.shape)}"
+            )
         if key_padding_mask.device != q.device:
             raise ValueError(f"key_padding_mask is on {key_padding_mask.device}, q on {q.device}")
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None = "auto", *,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    backend: str | None = "auto",
+    *,
     key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multi-head attention softmax(q kᵀ / √d) v; differentiable.

@@ -20,8 +20,9 @@ from fmae.ops import _backend
 from fmae.ops.tokens import FLOAT_DTYPES
 
 
-def decoder_input_reference(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor,
-                            pos_table: torch.Tensor) -> torch.Tensor:
+def decoder_input_reference(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor
+) -> torch.Tensor:
     """``[B, V, C]``, ``int64 [B, L]``, ``[C]`` (or ``[1, 1, C]``), ``[N, C]`` → ``[B, L, C]``.
 
     ``out[b, l] = (tokens[b, l] if l < V else mask_token) + pos_table.to(tokens.dtype)[index[b, l]]``.
@@ -40,8 +41,19 @@ def _cpp(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, po
     L = index.shape[1]
     out = tokens.new_empty((B, L, C))
     _backend.cpp_extension().decoder_input(
-        tokens.data_ptr(), mask_token.data_ptr(), pos_table.data_ptr(), index.data_ptr(), out.data_ptr(),
-        B, V, L, pos_table.shape[0], C, _dtype_name(tokens.dtype), _dtype_name(pos_table.dtype))
+        tokens.data_ptr(),
+        mask_token.data_ptr(),
+        pos_table.data_ptr(),
+        index.data_ptr(),
+        out.data_ptr(),
+        B,
+        V,
+        L,
+        pos_table.shape[0],
+        C,
+        _dtype_name(tokens.dtype),
+        _dtype_name(pos_table.dtype),
+    )
     return out
 
 
@@ -51,13 +63,26 @@ def _cuda(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, p
     out = tokens.new_empty((B, L, C))
     stream = torch.cuda.current_stream(tokens.device).cuda_stream
     _backend.cuda_extension().decoder_input(
-        tokens.data_ptr(), mask_token.data_ptr(), pos_table.data_ptr(), index.data_ptr(), out.data_ptr(),
-        B, V, L, pos_table.shape[0], C, _dtype_name(tokens.dtype), _dtype_name(pos_table.dtype), stream)
+        tokens.data_ptr(),
+        mask_token.data_ptr(),
+        pos_table.data_ptr(),
+        index.data_ptr(),
+        out.data_ptr(),
+        B,
+        V,
+        L,
+        pos_table.shape[0],
+        C,
+        _dtype_name(tokens.dtype),
+        _dtype_name(pos_table.dtype),
+        stream,
+    )
     return out
 
 
-def _triton(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor,
-            pos_table: torch.Tensor) -> torch.Tensor:
+def _triton(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor
+) -> torch.Tensor:
     from fmae.ops.triton.decoder_input import decoder_input_triton
 
     return decoder_input_triton(tokens, index, mask_token, pos_table)
@@ -67,14 +92,16 @@ _IMPLS = {"reference": decoder_input_reference, "cpp": _cpp, "cuda": _cuda, "tri
 
 
 @torch.library.custom_op("fmae::decoder_input", mutates_args=())
-def _decoder_input_op(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor,
-                      backend: str) -> torch.Tensor:
+def _decoder_input_op(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor, backend: str
+) -> torch.Tensor:
     return _IMPLS[backend](tokens, index, mask_token, pos_table)
 
 
 @_decoder_input_op.register_fake
-def _(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor,
-      backend: str) -> torch.Tensor:
+def _(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor, backend: str
+) -> torch.Tensor:
     return tokens.new_empty((tokens.shape[0], index.shape[1], tokens.shape[2]))
 
 
@@ -85,8 +112,9 @@ def _accumulator(dtype: torch.dtype) -> torch.dtype:
 def _cpp_sum_rows(grad_masked: torch.Tensor) -> torch.Tensor:
     B, K, C = grad_masked.shape
     out = grad_masked.new_empty((C,), dtype=_accumulator(grad_masked.dtype))
-    _backend.cpp_extension().sum_rows(grad_masked.data_ptr(), *grad_masked.stride(), out.data_ptr(), B, K, C,
-                                      _dtype_name(grad_masked.dtype))
+    _backend.cpp_extension().sum_rows(
+        grad_masked.data_ptr(), *grad_masked.stride(), out.data_ptr(), B, K, C, _dtype_name(grad_masked.dtype)
+    )
     return out
 
 
@@ -151,16 +179,18 @@ def _shape(t: object) -> object:
     return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
-def _validate(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor,
-              check: bool) -> None:
+def _validate(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor, check: bool
+) -> None:
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
         raise ValueError(f"tokens must be a [B, V, C] tensor, got {_shape(tokens)}")
     if tokens.dtype not in FLOAT_DTYPES:
         raise TypeError(f"tokens must be float32, bfloat16, float16 or float64, got {tokens.dtype}")
     B, V, C = tokens.shape
     if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
-        raise TypeError(f"index must be an int64 [B, L] tensor, got {getattr(index, 'dtype', type(index).__name__)} "
-                        f"{_shape(index)}")
+        raise TypeError(
+            f"index must be an int64 [B, L] tensor, got {getattr(index, 'dtype', type(index).__name__)} {_shape(index)}"
+        )
     if index.shape[0] != B:
         raise ValueError(f"index batch {index.shape[0]} != tokens batch {B}")
     if index.shape[1] < V:
@@ -184,12 +214,19 @@ def _validate(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tenso
     if (check or index.device.type == "cpu") and index.numel() and not torch.compiler.is_compiling():
         lo, hi = torch.aminmax(index)
         if int(lo) < 0 or int(hi) >= N:
-            raise IndexError(f"index out of range: values must lie in [0, {N}) (rows of pos_table), "
-                             f"got [{int(lo)}, {int(hi)}]")
+            raise IndexError(
+                f"index out of range: values must lie in [0, {N}) (rows of pos_table), got [{int(lo)}, {int(hi)}]"
+            )
 
 
-def decoder_input(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor,
-                  backend: str | None = "auto", check: bool = True) -> torch.Tensor:
+def decoder_input(
+    tokens: torch.Tensor,
+    index: torch.Tensor,
+    mask_token: torch.Tensor,
+    pos_table: torch.Tensor,
+    backend: str | None = "auto",
+    check: bool = True,
+) -> torch.Tensor:
     """The decoder's input: visible tokens, then mask tokens, each plus its position embedding.
 
     ``out[b, l] = (tokens[b, l] if l < V else mask_token) + pos_table[index[b, l]]``,
@@ -224,5 +261,6 @@ def decoder_input(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.T
     # first, which the dtype rule does anyway.
     if pos_table.dtype not in (tokens.dtype, torch.float32):
         pos_table = pos_table.to(tokens.dtype)
-    return _decoder_input_op(tokens.contiguous(), index.contiguous(), mask_token.reshape(-1).contiguous(),
-                             pos_table.contiguous(), name)
+    return _decoder_input_op(
+        tokens.contiguous(), index.contiguous(), mask_token.reshape(-1).contiguous(), pos_table.contiguous(), name
+    )

@@ -15,7 +15,9 @@ from fmae.ops import _backend
 DEFAULT_TUBELET: tuple[int, int, int] = (2, 16, 16)
 
 
-def region_histogram_reference(region_maps: torch.Tensor, tubelet: tuple[int, int, int], num_classes: int) -> torch.Tensor:
+def region_histogram_reference(
+    region_maps: torch.Tensor, tubelet: tuple[int, int, int], num_classes: int
+) -> torch.Tensor:
     """Plain-torch reference: ``one_hot`` then ``avg_pool3d`` over each tubelet.
 
     region_maps: ``uint8 [B, T, H, W]``; returns ``float32 [B, N, K]``.
@@ -37,7 +39,9 @@ def _cpp(region_maps: torch.Tensor, tubelet: tuple[int, int, int], num_classes: 
 def _cuda(region_maps: torch.Tensor, tubelet: tuple[int, int, int], num_classes: int) -> torch.Tensor:
     ext = _backend.cuda_extension()
     B, T, H, W = region_maps.shape
-    out = torch.empty((B, _num_tokens(region_maps.shape, tubelet), num_classes), dtype=torch.float32, device=region_maps.device)
+    out = torch.empty(
+        (B, _num_tokens(region_maps.shape, tubelet), num_classes), dtype=torch.float32, device=region_maps.device
+    )
     stream = torch.cuda.current_stream(region_maps.device).cuda_stream
     ext.region_histogram(region_maps.data_ptr(), out.data_ptr(), B, T, H, W, *tubelet, num_classes, stream)
     return out
@@ -58,7 +62,9 @@ def _num_tokens(shape: torch.Size | tuple[int, ...], tubelet: tuple[int, int, in
 
 
 @torch.library.custom_op("fmae::region_histogram", mutates_args=())
-def _region_histogram_op(region_maps: torch.Tensor, tt: int, th: int, tw: int, num_classes: int, backend: str) -> torch.Tensor:
+def _region_histogram_op(
+    region_maps: torch.Tensor, tt: int, th: int, tw: int, num_classes: int, backend: str
+) -> torch.Tensor:
     return _IMPLS[backend](region_maps, (tt, th, tw), num_classes)
 
 

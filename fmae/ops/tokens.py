@@ -31,16 +31,18 @@ def scatter_tokens_reference(src: torch.Tensor, index: torch.Tensor, n: int) -> 
 def _cpp_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     B, N, C = x.shape
     out = x.new_empty((B, index.shape[1], C))
-    _backend.cpp_extension().gather_tokens(x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(),
-                                           B, N, index.shape[1], C, x.element_size())
+    _backend.cpp_extension().gather_tokens(
+        x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(), B, N, index.shape[1], C, x.element_size()
+    )
     return out
 
 
 def _cpp_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     B, M, C = src.shape
     out = src.new_empty((B, n, C))
-    _backend.cpp_extension().scatter_tokens(src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(),
-                                            B, M, n, C, src.element_size())
+    _backend.cpp_extension().scatter_tokens(
+        src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(), B, M, n, C, src.element_size()
+    )
     return out
 
 
@@ -48,8 +50,9 @@ def _cuda_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     B, N, C = x.shape
     out = x.new_empty((B, index.shape[1], C))
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    _backend.cuda_extension().gather_tokens(x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(),
-                                            B, N, index.shape[1], C, x.element_size(), stream)
+    _backend.cuda_extension().gather_tokens(
+        x.data_ptr(), *x.stride(), index.data_ptr(), out.data_ptr(), B, N, index.shape[1], C, x.element_size(), stream
+    )
     return out
 
 
@@ -57,8 +60,9 @@ def _cuda_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tenso
     B, M, C = src.shape
     out = src.new_empty((B, n, C))
     stream = torch.cuda.current_stream(src.device).cuda_stream
-    _backend.cuda_extension().scatter_tokens(src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(),
-                                             B, M, n, C, src.element_size(), stream)
+    _backend.cuda_extension().scatter_tokens(
+        src.data_ptr(), *src.stride(), index.data_ptr(), out.data_ptr(), B, M, n, C, src.element_size(), stream
+    )
     return out
 
 
@@ -74,10 +78,13 @@ def _triton_scatter(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Ten
     return scatter_tokens_triton(src, index, n)
 
 
-_GATHER = {"reference": gather_tokens_reference, "cpp": _cpp_gather, "cuda": _cuda_gather,
-           "triton": _triton_gather}
-_SCATTER = {"reference": scatter_tokens_reference, "cpp": _cpp_scatter, "cuda": _cuda_scatter,
-            "triton": _triton_scatter}
+_GATHER = {"reference": gather_tokens_reference, "cpp": _cpp_gather, "cuda": _cuda_gather, "triton": _triton_gather}
+_SCATTER = {
+    "reference": scatter_tokens_reference,
+    "cpp": _cpp_scatter,
+    "cuda": _cuda_scatter,
+    "triton": _triton_scatter,
+}
 
 
 @torch.library.custom_op("fmae::gather_tokens", mutates_args=())
@@ -134,8 +141,10 @@ def _validate(tokens: torch.Tensor, index: torch.Tensor, n: int, what: str, chec
     if tokens.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{what} must be float32, bfloat16, float16 or float64, got {tokens.dtype}")
     if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 2:
-        raise TypeError(f"index must be an int64 [B, M] tensor, got {getattr(index, 'dtype', type(index).__name__)} "
-                        f"{tuple(getattr(index, 'shape', ()))}")
+        raise TypeError(
+            f"index must be an int64 [B, M] tensor, got {getattr(index, 'dtype', type(index).__name__)} "
+            f"{tuple(getattr(index, 'shape', ()))}"
+        )
     if index.shape[0] != tokens.shape[0]:
         raise ValueError(f"index batch {index.shape[0]} != {what} batch {tokens.shape[0]}")
     if index.device != tokens.device:
@@ -148,8 +157,9 @@ def _validate(tokens: torch.Tensor, index: torch.Tensor, n: int, what: str, chec
             raise IndexError(f"index out of range: values must lie in [0, {n}), got [{int(lo)}, {int(hi)}]")
 
 
-def gather_tokens(x: torch.Tensor, index: torch.Tensor, backend: str | None = "auto",
-                  check: bool = True) -> torch.Tensor:
+def gather_tokens(
+    x: torch.Tensor, index: torch.Tensor, backend: str | None = "auto", check: bool = True
+) -> torch.Tensor:
     """Pick tokens: ``out[b, m] = x[b, index[b, m]]``; differentiable.
 
     Args:
@@ -167,8 +177,9 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor, backend: str | None = "a
     return _gather_op(x, index.contiguous(), name)
 
 
-def scatter_tokens(src: torch.Tensor, index: torch.Tensor, n: int, backend: str | None = "auto",
-                   check: bool = True) -> torch.Tensor:
+def scatter_tokens(
+    src: torch.Tensor, index: torch.Tensor, n: int, backend: str | None = "auto", check: bool = True
+) -> torch.Tensor:
     """Place tokens on a zero grid: ``out[b, index[b, m]] = src[b, m]``; differentiable.
 
     The inverse of :func:`gather_tokens` for distinct indices, and its gradient.

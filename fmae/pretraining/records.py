@@ -33,10 +33,12 @@ class RunLog:
         self.tb = SummaryWriter(str(out_dir / "tb"))
         self.jsonl = open(out_dir / "metrics.jsonl", "a")
 
-    def scalars(self, step: int, values: dict[str, float], prefix: str = "pretrain") -> None:
+    def scalars(self, step: int, values: dict[str, float | None], prefix: str = "pretrain") -> None:
+        """One ``metrics.jsonl`` line; TensorBoard tags ``<prefix>/<key>``, or the key
+        itself when it has a ``/`` already (``heldout/all``)."""
         for k, v in values.items():
             if v is not None:
-                self.tb.add_scalar(f"{prefix}/{k}", v, step)
+                self.tb.add_scalar(k if "/" in k else f"{prefix}/{k}", v, step)
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self.jsonl.flush()
 
@@ -50,37 +52,69 @@ def mask_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
 
 
-def log_step(env: Distributed, run_log: RunLog | None, step: int, pending: list[dict[str, Any]],
-             clips_per_s: float) -> dict[str, float]:
-    """Average the pending steps' stats over steps and ranks (a sync) and log them;
+def log_step(
+    env: Distributed,
+    run_log: RunLog | None,
+    step: int,
+    pending: list[dict[str, Any]],
+    clips_per_s: float,
+    extra: dict[str, float | None] | None = None,
+) -> dict[str, float]:
+    """Average the pending steps' stats over steps and ranks (a sync) and log them, with
+    ``extra`` values of this rank's own (the held-out evaluation's) in the same line;
     returns the averages (``skipped`` summed)."""
     keys = sorted(pending[-1])
-    means = torch.stack([torch.stack([torch.as_tensor(s[k], dtype=torch.float32).to(env.device) for s in pending]).mean()
-                         for k in keys])
+    means = torch.stack(
+        [torch.stack([torch.as_tensor(s[k], dtype=torch.float32).to(env.device) for s in pending]).mean() for k in keys]
+    )
     values = dict(zip(keys, env.mean(means).tolist()))
     values["skipped"] *= len(pending)  # a count, not a mean
     values["clips_per_s"] = clips_per_s
+    values.update(extra or {})
     if "disc_loss" in values and values["disc_loss"] < 1e-3:
-        log.warning("step %d: the discriminator's loss is %.2e: it has collapsed (wins every time); "
-                    "consider a lower --adv-weight", step, values["disc_loss"])
+        log.warning(
+            "step %d: the discriminator's loss is %.2e: it has collapsed (wins every time); "
+            "consider a lower --adv-weight",
+            step,
+            values["disc_loss"],
+        )
     if run_log is not None:
         run_log.scalars(step, values)
     return values
 
 
 @torch.no_grad()
-def write_reconstruction(run: Pretrainer, clip: torch.Tensor, regions: torch.Tensor, strategy: str, ratio: float,
-                         seed: int, step: int, out_dir: Path, run_log: RunLog, frames: int = 8) -> Path:
+def write_reconstruction(
+    run: Pretrainer,
+    clip: torch.Tensor,
+    regions: torch.Tensor,
+    strategy: str,
+    ratio: float,
+    seed: int,
+    step: int,
+    out_dir: Path,
+    run_log: RunLog,
+    frames: int = 8,
+) -> Path:
     """``recon-<step>.png`` (and a TensorBoard image) of one clip: rows original, masked
     input, reconstruction; ``frames`` frames spread over the clip. clip: float
     ``[1, 3, T, H, W]``; regions: uint8 ``[1, T, H, W]``."""
     mc = run.model.config
-    mask = make_mask(strategy, ratio, batch=1, grid=mc.grid, region_maps=regions, tubelet=mc.tubelet,
-                     generator=mask_generator(seed + 1, step, clip.device), device=clip.device)
+    mask = make_mask(
+        strategy,
+        ratio,
+        batch=1,
+        grid=mc.grid,
+        region_maps=regions,
+        tubelet=mc.tubelet,
+        generator=mask_generator(seed + 1, step, clip.device),
+        device=clip.device,
+    )
     run.model.eval()
     recon = run.model.reconstruct(clip, mask, run.num_masked)
-    rows = reconstruction_rows(clip[0].cpu(), mask[0].cpu(), recon[0].cpu(), mc.grid, mc.tubelet,
-                               shown_frames(mc.num_frames, frames))
+    rows = reconstruction_rows(
+        clip[0].cpu(), mask[0].cpu(), recon[0].cpu(), mc.grid, mc.tubelet, shown_frames(mc.num_frames, frames)
+    )
     grid = tile([images for _, images in rows], gap=0)
     path = out_dir / f"recon-{step:08d}.png"
     Image.fromarray(np.ascontiguousarray(grid)).save(path)

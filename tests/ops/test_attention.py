@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from fmae.device import cpu_has_fast_bf16
 from fmae.ops import _backend, attention, attention_reference
 from fmae.ops.attention import _XFORMERS, _choose
@@ -32,7 +32,9 @@ def _backends():
             if name == "xformers" and device != "cuda":
                 marks = [pytest.mark.skip(reason="xformers runs on CUDA tensors only")]
             elif name == "xformers" and not _XFORMERS:
-                marks = [pytest.mark.skip(reason="xformers is not installed (optional extra; needs a CUDA build of torch)")]
+                marks = [
+                    pytest.mark.skip(reason="xformers is not installed (optional extra; needs a CUDA build of torch)")
+                ]
             elif name == "triton" and not _backend.triton_importable():
                 marks = [pytest.mark.skip(reason="triton is not installed")]
             params.append(pytest.param(device, name, id=f"{device}-{name}", marks=marks))
@@ -64,7 +66,9 @@ def _assert_accurate(fast, naive, truth, dtype, what):
             continue
         err, ref_err = (f - t).abs().max().item(), (n - t).abs().max().item()
         ulp = torch.finfo(dtype).eps * t.abs().max().item() if _backend.triton_interpreted() else 0.0
-        assert err <= 2 * ref_err + ulp + 1e-6, f"{what}: {name} error {err:.3g} > 2 × plain torch's {ref_err:.3g} + {ulp:.3g}"
+        assert err <= 2 * ref_err + ulp + 1e-6, (
+            f"{what}: {name} error {err:.3g} > 2 × plain torch's {ref_err:.3g} + {ulp:.3g}"
+        )
 
 
 def _check_backend(backend, q, k, v, grad, key_padding_mask=None, what=""):
@@ -133,8 +137,9 @@ def test_triton_op_registration():
     mask = torch.zeros(1, 24, dtype=torch.bool)
     mask[0, -5:] = True
     for m in (None, mask):
-        torch.library.opcheck(torch.ops.fmae.flash_attention.default,
-                              (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), m))
+        torch.library.opcheck(
+            torch.ops.fmae.flash_attention.default, (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), m)
+        )
 
 
 def test_reference_gradcheck_float64():

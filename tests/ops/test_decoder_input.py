@@ -82,8 +82,25 @@ def test_rounding_of_the_cast_and_the_sum(device, backend, dtype):
     neighbours = torch.randn(8 * C, generator=g).to(dtype)
     above = torch.nextafter(neighbours.float(), torch.full_like(neighbours.float(), float("inf"))).to(dtype)
     ties = (neighbours.double() + (above.double() - neighbours.double()) / 2).float()  # exact in float32
-    specials = torch.tensor([float("inf"), -float("inf"), float("nan"), 0.0, -0.0, 65504.0, 65519.0, 65520.0,
-                             2.0**-24, 2.0**-25, 3 * 2.0**-26, 2.0**-14 - 2.0**-26, 1e-40, -1e-45] * 4)
+    specials = torch.tensor(
+        [
+            float("inf"),
+            -float("inf"),
+            float("nan"),
+            0.0,
+            -0.0,
+            65504.0,
+            65519.0,
+            65520.0,
+            2.0**-24,
+            2.0**-25,
+            3 * 2.0**-26,
+            2.0**-14 - 2.0**-26,
+            1e-40,
+            -1e-45,
+        ]
+        * 4
+    )
     values = torch.cat([mags * signs, ties, specials])
     N = values.numel() // C
     pos_table = values[: N * C].reshape(N, C).to(device)

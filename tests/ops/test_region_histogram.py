@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import backend_params
 
 from fmae.face import FaceRegion
 from fmae.ops import region_histogram, region_histogram_reference, token_labels
-from conftest import backend_params
 
 SHAPES = [  # (B, T, H, W), tubelet, K
     ((1, 2, 16, 16), (2, 16, 16), 7),

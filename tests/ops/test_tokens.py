@@ -35,9 +35,10 @@ def test_gradients_match_reference(device, backend, dtype):
     w_out = torch.randn(B, M, C, generator=g).to(device, dtype)
     w_in = torch.randn(B, N, C, generator=g).to(device, dtype)
     grads = []
-    for fn_gather, fn_scatter in ((lambda a, i: gather_tokens(a, i, backend=backend),
-                                   lambda a, i, n: scatter_tokens(a, i, n, backend=backend)),
-                                  (gather_tokens_reference, scatter_tokens_reference)):
+    for fn_gather, fn_scatter in (
+        (lambda a, i: gather_tokens(a, i, backend=backend), lambda a, i, n: scatter_tokens(a, i, n, backend=backend)),
+        (gather_tokens_reference, scatter_tokens_reference),
+    ):
         xa, sa = x.clone().requires_grad_(), src.clone().requires_grad_()
         ((fn_gather(xa, index) * w_out).sum() + (fn_scatter(sa, index, N) * w_in).sum()).backward()
         grads.append((xa.grad, sa.grad))

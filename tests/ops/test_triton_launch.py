@@ -8,8 +8,8 @@ float copy could alter. On a machine without a GPU they run in Triton's interpre
 
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from fmae.ops import (
     _backend,
     gather_tokens,
@@ -57,7 +57,9 @@ def test_gather_scatter_block_edges(device, B, N, C, M):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype,bits", [(torch.float32, torch.int32), (torch.bfloat16, torch.int16), (torch.float16, torch.int16)], ids=str)
+@pytest.mark.parametrize(
+    "dtype,bits", [(torch.float32, torch.int32), (torch.bfloat16, torch.int16), (torch.float16, torch.int16)], ids=str
+)
 def test_gather_scatter_copy_bits(device, dtype, bits):
     # NaNs with payloads (signalling ones too), -0.0, infinities and subnormals must come
     # through unchanged. The expected bits come from the reference run on the integer

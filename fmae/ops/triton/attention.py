@@ -34,11 +34,35 @@ MAX_HEAD_DIM = 256
 
 @triton.jit
 def _fwd_kernel(
-    q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, lse_ptr,
-    sqb, sqh, sqn, sqd, skb, skh, skn, skd, svb, svh, svn, svd, smb,
-    H, NQ, NK, qk_scale,
-    D: tl.constexpr, HAS_MASK: tl.constexpr, DOT_F32: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    mask_ptr,
+    o_ptr,
+    lse_ptr,
+    sqb,
+    sqh,
+    sqn,
+    sqd,
+    skb,
+    skh,
+    skn,
+    skd,
+    svb,
+    svh,
+    svn,
+    svd,
+    smb,
+    H,
+    NQ,
+    NK,
+    qk_scale,
+    D: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     ty = o_ptr.dtype.element_ty
     b, h = tl.program_id(2).to(tl.int64), tl.program_id(1).to(tl.int64)
@@ -100,8 +124,18 @@ def _fwd_kernel(
 
 @triton.jit
 def _bwd_delta_kernel(
-    o_ptr, do_ptr, delta_ptr, sdb, sdh, sdn, sdd, H, NQ,
-    D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    o_ptr,
+    do_ptr,
+    delta_ptr,
+    sdb,
+    sdh,
+    sdn,
+    sdd,
+    H,
+    NQ,
+    D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     b, h = tl.program_id(2).to(tl.int64), tl.program_id(1).to(tl.int64)
     pid_bh = b * H + h
@@ -116,11 +150,43 @@ def _bwd_delta_kernel(
 
 @triton.jit
 def _bwd_dkdv_kernel(
-    q_ptr, k_ptr, v_ptr, mask_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-    sqb, sqh, sqn, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sdb, sdh, sdn, sdd, smb,
-    H, NQ, NK, qk_scale, sm_scale,
-    D: tl.constexpr, HAS_MASK: tl.constexpr, DOT_F32: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    mask_ptr,
+    do_ptr,
+    lse_ptr,
+    delta_ptr,
+    dk_ptr,
+    dv_ptr,
+    sqb,
+    sqh,
+    sqn,
+    sqd,
+    skb,
+    skh,
+    skn,
+    skd,
+    svb,
+    svh,
+    svn,
+    svd,
+    sdb,
+    sdh,
+    sdn,
+    sdd,
+    smb,
+    H,
+    NQ,
+    NK,
+    qk_scale,
+    sm_scale,
+    D: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     ty = dk_ptr.dtype.element_ty
     b, h = tl.program_id(2).to(tl.int64), tl.program_id(1).to(tl.int64)
@@ -181,11 +247,42 @@ def _bwd_dkdv_kernel(
 
 @triton.jit
 def _bwd_dq_kernel(
-    q_ptr, k_ptr, v_ptr, mask_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
-    sqb, sqh, sqn, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sdb, sdh, sdn, sdd, smb,
-    H, NQ, NK, qk_scale, sm_scale,
-    D: tl.constexpr, HAS_MASK: tl.constexpr, DOT_F32: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    mask_ptr,
+    do_ptr,
+    lse_ptr,
+    delta_ptr,
+    dq_ptr,
+    sqb,
+    sqh,
+    sqn,
+    sqd,
+    skb,
+    skh,
+    skn,
+    skd,
+    svb,
+    svh,
+    svn,
+    svd,
+    sdb,
+    sdh,
+    sdn,
+    sdd,
+    smb,
+    H,
+    NQ,
+    NK,
+    qk_scale,
+    sm_scale,
+    D: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     ty = dq_ptr.dtype.element_ty
     b, h = tl.program_id(2).to(tl.int64), tl.program_id(1).to(tl.int64)
@@ -276,7 +373,10 @@ def _mask_arg(q: torch.Tensor, key_padding_mask: torch.Tensor | None) -> tuple[t
 
 
 def flash_attention_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q kᵀ / √d) v without the score matrix.
 
@@ -301,16 +401,37 @@ def flash_attention_forward(
     sm_scale = 1.0 / math.sqrt(D)
     with on_device(q):
         _fwd_kernel[(triton.cdiv(NQ, cfg["fwd_m"]), H, B)](
-            q, k, v, mask, out, lse, *q.stride(), *k.stride(), *v.stride(), smb,
-            H, NQ, NK, sm_scale * LOG2E, **_flags(q, key_padding_mask),
-            BLOCK_M=cfg["fwd_m"], BLOCK_N=cfg["fwd_n"], num_warps=cfg["warps"], num_stages=cfg["stages"],
+            q,
+            k,
+            v,
+            mask,
+            out,
+            lse,
+            *q.stride(),
+            *k.stride(),
+            *v.stride(),
+            smb,
+            H,
+            NQ,
+            NK,
+            sm_scale * LOG2E,
+            **_flags(q, key_padding_mask),
+            BLOCK_M=cfg["fwd_m"],
+            BLOCK_N=cfg["fwd_n"],
+            num_warps=cfg["warps"],
+            num_stages=cfg["stages"],
         )
     return out, lse
 
 
 def flash_attention_backward(
-    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-    lse: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+    grad: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of :func:`flash_attention_forward`.
 
@@ -338,14 +459,56 @@ def flash_attention_backward(
     launch = dict(num_warps=cfg["warps"], num_stages=cfg["stages"])
     with on_device(q):
         _bwd_delta_kernel[(triton.cdiv(NQ, cfg["q_m"]), H, B)](
-            out, grad, delta, *grad.stride(), H, NQ, D=D, BLOCK_M=cfg["q_m"], BLOCK_D=flags["BLOCK_D"], **launch,
+            out,
+            grad,
+            delta,
+            *grad.stride(),
+            H,
+            NQ,
+            D=D,
+            BLOCK_M=cfg["q_m"],
+            BLOCK_D=flags["BLOCK_D"],
+            **launch,
         )
         _bwd_dkdv_kernel[(triton.cdiv(NK, cfg["kv_n"]), H, B)](
-            q, k, v, mask, grad, lse, delta, dk, dv, *strides, H, NQ, NK, sm_scale * LOG2E, sm_scale,
-            **flags, BLOCK_M=cfg["kv_m"], BLOCK_N=cfg["kv_n"], **launch,
+            q,
+            k,
+            v,
+            mask,
+            grad,
+            lse,
+            delta,
+            dk,
+            dv,
+            *strides,
+            H,
+            NQ,
+            NK,
+            sm_scale * LOG2E,
+            sm_scale,
+            **flags,
+            BLOCK_M=cfg["kv_m"],
+            BLOCK_N=cfg["kv_n"],
+            **launch,
         )
         _bwd_dq_kernel[(triton.cdiv(NQ, cfg["q_m"]), H, B)](
-            q, k, v, mask, grad, lse, delta, dq, *strides, H, NQ, NK, sm_scale * LOG2E, sm_scale,
-            **flags, BLOCK_M=cfg["q_m"], BLOCK_N=cfg["q_n"], **launch,
+            q,
+            k,
+            v,
+            mask,
+            grad,
+            lse,
+            delta,
+            dq,
+            *strides,
+            H,
+            NQ,
+            NK,
+            sm_scale * LOG2E,
+            sm_scale,
+            **flags,
+            BLOCK_M=cfg["q_m"],
+            BLOCK_N=cfg["q_n"],
+            **launch,
         )
     return dq, dk, dv

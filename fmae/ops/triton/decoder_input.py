@@ -13,8 +13,19 @@ _TILE = 4096  # elements of one [BLOCK_M, BLOCK_C] output tile
 
 @triton.jit
 def _decoder_input_kernel(
-    tokens_ptr, mask_ptr, pos_ptr, index_ptr, out_ptr, num_rows, V, L, N, C,
-    ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+    tokens_ptr,
+    mask_ptr,
+    pos_ptr,
+    index_ptr,
+    out_ptr,
+    num_rows,
+    V,
+    L,
+    N,
+    C,
+    ACC: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     # Row r = b·L + l of the output starts from visible token l of clip b (l < V) or from
     # the mask token, and adds the position embedding of grid position index[b, l],
@@ -40,8 +51,9 @@ def _decoder_input_kernel(
     tl.store(out_ptr + r[:, None] * C + c[None, :], y.to(ty), mask=m)
 
 
-def decoder_input_triton(tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor,
-                         pos_table: torch.Tensor) -> torch.Tensor:
+def decoder_input_triton(
+    tokens: torch.Tensor, index: torch.Tensor, mask_token: torch.Tensor, pos_table: torch.Tensor
+) -> torch.Tensor:
     """``out[b, l] = (tokens[b, l] if l < V else mask_token) + pos_table[index[b, l]]``.
 
     Args:
@@ -65,7 +77,18 @@ def decoder_input_triton(tokens: torch.Tensor, index: torch.Tensor, mask_token: 
     acc = tl.float64 if tokens.dtype == torch.float64 else tl.float32
     with on_device(tokens):
         _decoder_input_kernel[grid](
-            tokens, mask_token, pos_table, index, out, B * L, V, L, pos_table.shape[0], C,
-            ACC=acc, BLOCK_M=block_m, BLOCK_C=block_c,
+            tokens,
+            mask_token,
+            pos_table,
+            index,
+            out,
+            B * L,
+            V,
+            L,
+            pos_table.shape[0],
+            C,
+            ACC=acc,
+            BLOCK_M=block_m,
+            BLOCK_C=block_c,
         )
     return out

@@ -16,9 +16,22 @@ _MAX_TOKENS = 128
 
 @triton.jit
 def _region_histogram_kernel(
-    maps_ptr, out_ptr, num_tokens, N, Hp, Wp, stride_b, stride_t, W, K,
-    TT: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, K_BLOCK: tl.constexpr,
+    maps_ptr,
+    out_ptr,
+    num_tokens,
+    N,
+    Hp,
+    Wp,
+    stride_b,
+    stride_t,
+    W,
+    K,
+    TT: tl.constexpr,
+    TH: tl.constexpr,
+    TW: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    K_BLOCK: tl.constexpr,
 ):
     # One program counts BLOCK_N tokens (flattened over batch), BLOCK_V tubelet pixels
     # and K_BLOCK classes at a time with a broadcast compare. Scalar arguments equal to 1
@@ -70,7 +83,21 @@ def region_histogram_triton(region_maps: torch.Tensor, tubelet: tuple[int, int, 
     grid = (triton.cdiv(B * N, block_n),)
     with on_device(region_maps):
         _region_histogram_kernel[grid](
-            region_maps, out, B * N, N, Hp, Wp, T * H * W, H * W, W, num_classes,
-            TT=tt, TH=th, TW=tw, BLOCK_N=block_n, BLOCK_V=block_v, K_BLOCK=k_block,
+            region_maps,
+            out,
+            B * N,
+            N,
+            Hp,
+            Wp,
+            T * H * W,
+            H * W,
+            W,
+            num_classes,
+            TT=tt,
+            TH=th,
+            TW=tw,
+            BLOCK_N=block_n,
+            BLOCK_V=block_v,
+            K_BLOCK=k_block,
         )
     return out

@@ -16,8 +16,19 @@ _TILE = 4096  # elements of one [BLOCK_M, BLOCK_C] copy tile
 
 @triton.jit
 def _copy_rows_kernel(
-    src_ptr, dst_ptr, index_ptr, num_rows, M, N, C, stride_b, stride_t, stride_c,
-    GATHER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+    src_ptr,
+    dst_ptr,
+    index_ptr,
+    num_rows,
+    M,
+    N,
+    C,
+    stride_b,
+    stride_t,
+    stride_c,
+    GATHER: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     # Row r = b·M + m of the [B, M] index moves token index[b, m] of the [B, N, C] side
     # to/from token m of the [B, M, C] side: gather reads the former, scatter writes it.
@@ -48,8 +59,17 @@ def _launch(src: torch.Tensor, dst: torch.Tensor, index: torch.Tensor, n: int, g
     grid = (triton.cdiv(B * M, block_m), triton.cdiv(C, block_c))
     with on_device(src):
         _copy_rows_kernel[grid](
-            src.view(bits), dst.view(bits), index, B * M, M, n, C, *src.stride(),
-            GATHER=gather, BLOCK_M=block_m, BLOCK_C=block_c,
+            src.view(bits),
+            dst.view(bits),
+            index,
+            B * M,
+            M,
+            n,
+            C,
+            *src.stride(),
+            GATHER=gather,
+            BLOCK_M=block_m,
+            BLOCK_C=block_c,
         )
 
 
