@@ -11,7 +11,7 @@ import pytest
 import fmae
 
 PACKAGE = Path(fmae.__file__).parent
-README = PACKAGE.parent / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"  # the checkout's, also when fmae is installed
 COMMANDS = sorted(set(re.findall(r"python -m fmae\.(\w+)", README.read_text())))
 
 
