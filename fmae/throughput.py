@@ -333,7 +333,8 @@ class PeakMemory:
             peak = torch.cuda.max_memory_allocated(self.device)
         else:
             peak = _status_bytes("VmHWM") if self.kind == "cpu_peak_rss_growth" else _maxrss_bytes()
-        return (peak - self.base) / 2**20, peak / 2**20
+        # Pages freed between the base reading and the peak reset leave the peak below the base: no growth.
+        return max(0.0, peak - self.base) / 2**20, peak / 2**20
 
 
 def _status_bytes(field: str) -> int:
