@@ -104,6 +104,18 @@ def describe_keys(keys: Any, limit: int = 10) -> str:
     return f"{keys[:limit]}{f' … ({len(keys)} keys in all)' if len(keys) > limit else ''}"
 
 
+def layout_tensors(state: dict[str, torch.Tensor], path: Any, markers: tuple[str, ...], what: str) -> Tensors:
+    """``state`` as :class:`Tensors`, or ``ValueError`` naming ``markers`` and the keys found when it
+    holds none of the keys that only a ``what`` checkpoint has."""
+    t = Tensors(state, str(path))
+    if not any(k in t for k in markers):
+        raise ValueError(
+            f"{path} is not a {what} checkpoint: it lacks {' or '.join(map(repr, markers))} "
+            f"(found {describe_keys(state)})"
+        )
+    return t
+
+
 def conv3d_to_linear(weight: torch.Tensor) -> torch.Tensor:
     """A Conv3d patch embedding ``[D, C, tt, th, tw]`` as FMAE's ``Linear`` weight ``[D, tt·th·tw·C]``."""
     return weight.permute(0, 2, 3, 4, 1).reshape(weight.shape[0], -1)

@@ -30,10 +30,10 @@ from fmae.interop.assemble import (
     build,
     clip_size,
     conv3d_to_linear,
-    describe_keys,
     fold_unit_input,
     fold_unit_output,
     heads_for,
+    layout_tensors,
     mlp_ratio,
     same,
     take_vit_block,
@@ -55,12 +55,7 @@ def cthw_to_thwc(tensor: torch.Tensor, in_chans: int) -> torch.Tensor:
 def read_marlin(state: dict[str, torch.Tensor], path: Path, over: Overrides) -> Converted:
     """An FMAE model holding a MARLIN state dict."""
     notes: list[str] = []
-    t = Tensors(state, str(path))
-    if not any(k in t for k in MARKERS):
-        raise ValueError(
-            f"{path} is not a MARLIN checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
-            f"(found {describe_keys(state)})"
-        )
+    t = layout_tensors(state, path, MARKERS, "MARLIN")
     enc = "encoder." if MARKERS[0] in t else ""
     dropped = t.drop("discriminator.")
     if dropped:

@@ -29,9 +29,9 @@ from fmae.interop.assemble import (
     build,
     clip_size,
     conv3d_to_linear,
-    describe_keys,
     fold_unit_output,
     heads_for,
+    layout_tensors,
     mlp_ratio,
     same,
     take_vit_block,
@@ -46,12 +46,7 @@ EPS = 1e-6
 def read_videomae(state: dict[str, torch.Tensor], path: Path, over: Overrides) -> Converted:
     """An FMAE model holding a VideoMAE / VideoMAE V2 state dict (either layout)."""
     notes: list[str] = []
-    t = Tensors(state, str(path))
-    if not any(k in t for k in MARKERS):
-        raise ValueError(
-            f"{path} is not a VideoMAE checkpoint: it lacks {' or '.join(map(repr, MARKERS))} "
-            f"(found {describe_keys(state)})"
-        )
+    t = layout_tensors(state, path, MARKERS, "VideoMAE")
     enc = "encoder." if MARKERS[0] in t else ""
     conv = t.take(f"{enc}patch_embed.proj.weight")
     if conv.dim() != 5:
