@@ -53,6 +53,7 @@ from fmae.flops import encoder_flops, step_flops
 from fmae.masking import STRATEGIES
 from fmae.model import MODEL_CONFIGS, get_config
 from fmae.pretraining.run import TrainConfig, pretrain
+from fmae.pretraining.step import ADV_WEIGHT
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,13 @@ class AblationConfig:
     temporal_stride: int = setting(2, "take every k-th frame (the paper: 2)")
     mask_strategy: str = setting("facial", "masking strategy of the ratio and stride sweeps", STRATEGIES)
     mask_ratio: float = setting(0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)")
-    adv_weight: float = setting(0.1, "λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)")
+    adv_weight: float = setting(
+        ADV_WEIGHT, "λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)"
+    )
     steps: int = setting(100, "pre-training steps per cell")
     batch_size: int = setting(8, "pre-training clips per step")
     task: str = setting("daisee", "what the probe learns (see python -m fmae.probe --help)", tuple(TASKS))
-    probe_epochs: int = setting(100, "linear-probe epochs per cell")
+    probe_epochs: int = setting(0, "linear-probe epochs per cell; 0: the probe's default (fmae.probe --epochs)")
     data_root: str = setting("", "data set folder for pre-training and probing; empty: the built-in synthetic set")
     out_dir: str = setting("runs/ablate", "where cells, tables and plots go")
     dtype: str = setting("auto", "compute dtype", DTYPES)
@@ -112,8 +115,8 @@ class AblationConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.seeds < 1 or self.probe_epochs < 1:
-            raise ValueError(f"seeds and probe_epochs must be at least 1, got {self.seeds}, {self.probe_epochs}")
+        if self.seeds < 1 or self.probe_epochs < 0:
+            raise ValueError(f"seeds must be at least 1 and probe_epochs >= 0, got {self.seeds}, {self.probe_epochs}")
         if self.adv_weight <= 0:
             raise ValueError(f"adv_weight must be positive (the RL-only cells set it to 0), got {self.adv_weight}")
         _train_config(self, "")  # TrainConfig checks the rest
@@ -466,7 +469,7 @@ def sweep_table(sweep: str, rows: Sequence[dict[str, Any]], reference: dict[str,
         base,
         "",
         f"Settings: {config.model}, {config.img_size}×{config.img_size}, {config.steps} pre-training steps of "
-        f"{config.batch_size} clips, {config.probe_epochs} probe epochs, task {config.task}, data "
+        f"{config.batch_size} clips, {config.probe_epochs or 'default'} probe epochs, task {config.task}, data "
         f"{config.data_root or 'built-in synthetic set'}, {seeds} seed(s) per row (mean ± standard deviation).",
     ]
     if sweep == "stride":

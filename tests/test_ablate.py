@@ -6,6 +6,7 @@ import torch
 
 import fmae.sweeps
 from fmae.ablate import main
+from fmae.pretraining.step import ADV_WEIGHT
 from fmae.sweeps import AblationConfig, make_cells, parse_values, save_plot, sweep_rows, sweep_table
 
 # Tiny cells on the session's 32×32 synthetic set: 4 frames, 2 steps, 2 probe epochs.
@@ -75,7 +76,7 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
     assert [r["mask_ratio"] for r in summary["rows"]] == [0.5, 0.9]
     for row in summary["rows"]:
         assert 0 <= row["accuracy"] <= 100 and 0 <= row["f1"] <= 1 and row["seeds"] == 1
-        assert row["adv_weight"] == 0.1 and row["mask_strategy"] == "facial"
+        assert row["adv_weight"] == ADV_WEIGHT and row["mask_strategy"] == "facial"
     assert 0 <= summary["reference"]["accuracy"] <= 100
     # Each cell really pre-trained with its ratio and probed its own checkpoint.
     for cell in summary["cells"]:
@@ -152,11 +153,11 @@ def test_strategy_sweep_crosses_strategies_with_losses(small_set, tmp_path):
     ]
     assert [(r["mask_strategy"], r["adv_weight"], r["rec_weight"]) for r in summary["rows"]] == [
         ("tube", 0.0, 1.0),
-        ("tube", 0.1, 0.0),
-        ("tube", 0.1, 1.0),
+        ("tube", ADV_WEIGHT, 0.0),
+        ("tube", ADV_WEIGHT, 1.0),
         ("facial", 0.0, 1.0),
-        ("facial", 0.1, 0.0),
-        ("facial", 0.1, 1.0),
+        ("facial", ADV_WEIGHT, 0.0),
+        ("facial", ADV_WEIGHT, 1.0),
     ]
     # Without the adversarial loss there is no discriminator, so no discriminator loss is logged;
     # with the adversarial loss alone the logged total is λ·L_adv.
@@ -167,7 +168,7 @@ def test_strategy_sweep_crosses_strategies_with_losses(small_set, tmp_path):
         ]
         assert ("disc_loss" in log[-1]) == (cell["losses"] != "RL")
         if cell["losses"] == "AL":
-            assert log[-1]["loss"] == pytest.approx(0.1 * log[-1]["adv_loss"], rel=1e-5)
+            assert log[-1]["loss"] == pytest.approx(ADV_WEIGHT * log[-1]["adv_loss"], rel=1e-5)
 
 
 def test_summarise_means_and_deviations_over_seeds():

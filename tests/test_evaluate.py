@@ -6,14 +6,17 @@ import torch
 
 from fmae.data import list_items, make_loader, region_map_path
 from fmae.evaluate import main
+from fmae.masking import make_mask
 from fmae.model import Reconstruction, create
 from fmae.ops import gather_tokens, visible_index
 from fmae.pretraining.recon_error import (
     BASELINES,
     REGIONS,
     baseline_predictions,
+    clip_mask_generator,
     evaluate_reconstruction,
     flat_scalars,
+    mean_cubes,
     nearest_visible_index,
     target_cubes,
 )
@@ -167,6 +170,34 @@ def test_result_shape_keys_and_json(monkeypatch):
         evaluate_reconstruction(model, [batch], ratio=0.95, strategy="random")
 
 
+def test_the_mean_face_is_the_mean_cube_at_each_position():
+    model = create("fmae_vit_tiny", img_size=32, num_frames=4)
+    a, b = _region_batch(), _region_batch()
+    b["clip"] = torch.randn_like(b["clip"])
+    both = {"clip": torch.cat([a["clip"], b["clip"]])}
+    face = mean_cubes(model, [{"clip": a["clip"]}, {"clip": b["clip"]}])
+    assert face.shape == (model.config.num_tokens, model.config.cube_dim)
+    torch.testing.assert_close(face, target_cubes(both["clip"], model).mean(0))
+    # Predicting a clip by its own cubes is exact: zero error; by the mean of two, the
+    # squared distance to that mean at the masked positions.
+    own = evaluate_reconstruction(
+        model, [a], ratio=0.5, strategy="random", seed=3, mean_face=target_cubes(a["clip"], model)[0]
+    )
+    assert list(own) == ["clips", "masked_cubes", "ratio", "strategy", "model", "baselines", "mean_face"]
+    assert own["mean_face"]["all"] == 0.0 and own["baselines"]["visible_mean"]["all"] > 0.1
+    mean = evaluate_reconstruction(model, [a], ratio=0.5, strategy="random", seed=3, mean_face=face)
+    masked = (own["masked_cubes"], own["baselines"])  # the same masks with or without the mean face
+    assert (mean["masked_cubes"], mean["baselines"]) == masked
+    mask = make_mask(
+        "random", 0.5, batch=1, grid=model.config.grid, generator=clip_mask_generator(3, 0, torch.device("cpu"))
+    )
+    _, hidden = visible_index(mask, int(mask.sum()))
+    expected = (gather_tokens(target_cubes(a["clip"], model), hidden) - face[hidden[0]]).square().mean()
+    assert mean["mean_face"]["all"] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="mean_face must be"):
+        evaluate_reconstruction(model, [a], ratio=0.5, strategy="random", mean_face=face[:3])
+
+
 def test_a_model_that_predicts_the_target_scores_zero_and_the_baselines_do_not(run_dir, small_set, monkeypatch):
     model = load_model(run_dir).model
     monkeypatch.setattr(model, "forward", _exact(model))
@@ -232,6 +263,25 @@ def test_command_writes_json_and_table(run_dir, small_set, tmp_path, capsys):
     assert (result["clips"], result["masked_cubes"], result["ratio"], result["strategy"]) == (1, 4, 0.5, "tube")
 
 
+def test_command_measures_the_mean_face_on_request(run_dir, small_set, tmp_path):
+    out = tmp_path / "eval"
+    assert main(_args(run_dir, small_set, out, "--mean-face")) == 0
+    result = json.loads((out / "reconstruction.json").read_text())
+    assert list(result["mean_face"]) == KEYS and result["mean_face"]["all"] > 0
+    md = (out / "reconstruction.md").read_text()
+    assert [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")][-1] == "mean_face"
+    # The same number by hand: the Train split's centred clips, averaged.
+    model = load_model(run_dir).model
+    train = make_loader(
+        small_set, "Train", batch_size=2, num_frames=4, random_start=False, shuffle=False, backend="torch"
+    )
+    test = make_loader(
+        small_set, "Test", batch_size=2, num_frames=4, random_start=False, shuffle=False, backend="torch"
+    )
+    by_hand = evaluate_reconstruction(model, test, ratio=0.9, mean_face=mean_cubes(model, train))
+    assert result["mean_face"]["all"] == pytest.approx(by_hand["mean_face"]["all"], rel=1e-5)
+
+
 def test_command_reads_a_plain_folder_whole(run_dir, small_set, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -240,6 +290,7 @@ def test_command_reads_a_plain_folder_whole(run_dir, small_set, tmp_path):
         shutil.copy(region_map_path(item.path), region_map_path(folder / item.path.name))
     assert main(_args(run_dir, folder, tmp_path / "eval", "--ratio", "0.5")) == 0
     assert json.loads((tmp_path / "eval" / "reconstruction.json").read_text())["clips"] == 3
+    assert main(_args(run_dir, folder, tmp_path / "mean", "--mean-face")) == 2  # no Train split to average
 
 
 def test_command_errors(run_dir, small_set, tmp_path, capsys):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items
+from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items, probing_set
 from fmae.downstream import probe_run
 from fmae.downstream.features import encode_clips, extract_features, pooled_dim
 from fmae.downstream.finetune import _oversampled
-from fmae.downstream.fit import _one_thread, class_weights, train_probe
+from fmae.downstream.fit import _one_thread, class_weights, default_epochs, train_probe
 from fmae.downstream.gradcam import grad_cam
 from fmae.downstream.head import LinearProbe, load_probe
 from fmae.downstream.probe_run import ProbeConfig, run_probe
@@ -257,7 +257,7 @@ def test_mean_std_pooling_and_its_users(small_set, tmp_path):
         check_probe({}, 384, encoder, "p")  # a probe file from before the setting: mean pooled
 
 
-def test_default_data_is_a_larger_synthetic_set(tmp_path, monkeypatch):
+def test_default_data_is_the_engagement_set(tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(
         probe_run,
@@ -266,10 +266,20 @@ def test_default_data_is_a_larger_synthetic_set(tmp_path, monkeypatch):
     )
     assert probe_run.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
     ((root, synthetic),) = asked
-    assert root == "" and (synthetic.size, synthetic.num_subjects) == (64, 40)
+    assert root == "" and synthetic == probing_set(64) and synthetic.size == 64
     assert (
         round(synthetic.num_subjects * synthetic.split_fractions[2]) * synthetic.clips_per_subject == 40
     )  # test videos
+
+
+def test_default_epochs_give_every_set_enough_steps():
+    assert default_epochs(120, 32) == 1000  # the default set: 4 batches an epoch
+    assert default_epochs(5358, 32) == 100  # DAiSEE's Train split: 168 batches an epoch
+    assert default_epochs(1, 32) == 4000
+    for rows, batch in ((7, 3), (999, 32), (40000, 64)):
+        epochs = default_epochs(rows, batch)
+        assert epochs >= 100 and epochs * -(-rows // batch) >= 4000
+        assert epochs == 100 or (epochs - 1) * -(-rows // batch) < 4000  # no more than it takes
 
 
 def test_features_cache_key_follows_the_encoder(small_set, tmp_path):

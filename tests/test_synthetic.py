@@ -63,10 +63,17 @@ def test_daisee_layout_and_label_files(tiny):
     assert sorted(c["engagement"] for c in clips) == [0, 1, 2, 3]
 
 
-def test_default_config_balances_levels_across_splits():
-    cfg = SyntheticConfig()
+@pytest.mark.parametrize(
+    "cfg, subjects",
+    [
+        (SyntheticConfig(), (6, 2, 2)),
+        (synthetic.pretraining_set(), (120, 40, 40)),
+        (synthetic.probing_set(), (24, 8, 8)),
+    ],
+)
+def test_built_in_sets_balance_levels_across_splits(cfg, subjects):
     splits = cfg.subject_splits()
-    assert (splits.count("Train"), splits.count("Validation"), splits.count("Test")) == (6, 2, 2)
+    assert (splits.count("Train"), splits.count("Validation"), splits.count("Test")) == subjects
     for split in SPLITS:
         levels = [
             cfg.engagement(s, c)
@@ -74,7 +81,18 @@ def test_default_config_balances_levels_across_splits():
             if splits[s] == split
             for c in range(cfg.clips_per_subject)
         ]
-        assert set(levels) == {0, 1, 2, 3}
+        counts = [levels.count(level) for level in range(4)]
+        assert min(counts) > 0 and max(counts) - min(counts) <= 1
+
+
+def test_the_pretraining_set_has_no_subject_of_the_probing_set():
+    # Different seeds: no look (skin, hair, background, ...) is shared between the two sets.
+    pre, probe = synthetic.pretraining_set(32), synthetic.probing_set(32)
+    assert pre.seed != probe.seed and pre.clips_per_subject == 1
+    looks = lambda cfg, n: {  # noqa: E731
+        synthetic.sample_appearance(np.random.default_rng([cfg.seed, 0, s])).skin.tobytes() for s in range(n)
+    }
+    assert not looks(pre, pre.num_subjects) & looks(probe, probe.num_subjects)
 
 
 def test_decoded_video_matches_drawing_and_region_maps_are_lossless(tiny):

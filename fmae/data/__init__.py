@@ -32,7 +32,14 @@ from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_item
 from fmae.data.face_cache import PreprocessConfig, prepared_root, preprocess
 from fmae.data.loader import TorchClipLoader, dali_available, make_loader
 from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
-from fmae.data.synthetic import SyntheticConfig, default_root, ensure_synthetic_daisee, generate_clip
+from fmae.data.synthetic import (
+    SyntheticConfig,
+    default_root,
+    ensure_synthetic_daisee,
+    generate_clip,
+    pretraining_set,
+    probing_set,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -64,6 +71,8 @@ __all__ = [
     "make_loader",
     "prepared_root",
     "preprocess",
+    "pretraining_set",
+    "probing_set",
     "read_frames",
     "read_labels",
     "region_map_path",

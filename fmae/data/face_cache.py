@@ -89,7 +89,7 @@ from tqdm import tqdm
 from fmae.config import setting
 from fmae.data.clips import VIDEO_SUFFIXES
 from fmae.data.region_maps import RegionMapWriter, region_map_path
-from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
+from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, pretraining_set
 from fmae.data.video_writer import VideoWriter
 from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
 from fmae.face.regions import FaceRegion
@@ -646,7 +646,7 @@ def prepared_root(
     synthetic face videos, preprocessed like real data.
 
     The synthetic videos (generated once; ``synthetic``, default
-    ``SyntheticConfig(size=img_size)``) go through the same face pipeline as a user's
+    :func:`fmae.data.synthetic.pretraining_set` at ``img_size``) go through the same face pipeline as a user's
     recordings (:func:`preprocess`: track, crop to ``img_size``, parse into regions), into
     a cache beside them that later runs reuse. ``FileNotFoundError`` if ``data_root`` is
     given but is not a folder.
@@ -656,7 +656,7 @@ def prepared_root(
         if not root.is_dir():
             raise FileNotFoundError(f"data_root {root} is not a folder")
         return root
-    raw = ensure_synthetic_daisee(config=synthetic or SyntheticConfig(size=img_size))
+    raw = ensure_synthetic_daisee(config=synthetic or pretraining_set(img_size))
     faces = raw.parent / f"{raw.name}-faces{img_size}"
     counts = preprocess(raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress)
     if counts.get("ok", 0) + counts.get("skipped", 0) == 0:

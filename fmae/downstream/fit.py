@@ -13,6 +13,19 @@ from fmae.downstream.head import LinearProbe
 BETAS: tuple[float, float] = (0.5, 0.9)
 """Adam's betas for the probe and for fine-tuning (paper III-A)."""
 BALANCE: tuple[str, ...] = ("none", "weights", "sampler")
+MIN_EPOCHS = 100
+MIN_STEPS = 4000
+"""Adam at the paper's lr 1e-4 moves a linear layer by about lr per step whatever the data
+set's size, so a small set needs more epochs than a large one (:func:`default_epochs`). On
+the default engagement set (120 clips, 4 batches an epoch) a probe of a pre-trained tiny
+encoder read 0.35-0.40 after 100 epochs and 0.475 for every seed of 5 after 1000."""
+
+
+def default_epochs(rows: int, batch_size: int) -> int:
+    """Probe epochs when none are asked for: :data:`MIN_EPOCHS`, or more where that gives
+    fewer than :data:`MIN_STEPS` optimiser steps over ``rows`` training rows."""
+    batches = max(1, -(-rows // batch_size))
+    return max(MIN_EPOCHS, -(-MIN_STEPS // batches))
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

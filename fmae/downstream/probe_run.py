@@ -54,12 +54,12 @@ from typing import Any
 import torch
 
 from fmae.config import check_choices, setting, to_yaml
-from fmae.data import ClipItem, SyntheticConfig, fer_classes, list_items, prepared_root
+from fmae.data import ClipItem, fer_classes, list_items, prepared_root, probing_set
 from fmae.device import DTYPES, resolve_dtype
 from fmae.distributed import Distributed
 from fmae.downstream.features import POOLS, Features, extract_features, item_labels
 from fmae.downstream.finetune import finetune
-from fmae.downstream.fit import BALANCE, train_probe
+from fmae.downstream.fit import BALANCE, default_epochs, train_probe
 from fmae.downstream.head import HEAD_NORMS, LinearProbe, save_probe
 from fmae.downstream.metrics import (
     classification_metrics,
@@ -73,9 +73,6 @@ from fmae.model import FMAE, MODEL_CONFIGS, FMAEConfig, get_config
 from fmae.weights import fingerprint, load_model, save_encoder
 
 log = logging.getLogger(__name__)
-
-SYNTHETIC_SUBJECTS = 40
-"""Subjects of the default (synthetic) probing set: 5 clips each, 60/20/20 % train/val/test."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,11 @@ class ProbeConfig:
         HEAD_NORMS,
     )
     balance: str = setting("none", "class imbalance: class-weighted loss, class-balanced sampling, or none", BALANCE)
-    epochs: int = setting(100, "probe training epochs over the cached features")
+    epochs: int = setting(
+        0,
+        "probe training epochs over the cached features; 0: 100, or more where that is under "
+        "4000 Adam steps (1000 on the default set's 120 clips)",
+    )
     batch_size: int = setting(32, "clips per batch, for feature extraction and training")
     lr: float = setting(1e-4, "Adam learning rate (the paper's 1e-4)")
     weight_decay: float = setting(0.0, "Adam weight decay (the paper's 0)")
@@ -168,11 +169,11 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        for name in ("temporal_stride", "train_views", "test_views", "epochs", "batch_size", "finetune_epochs"):
+        for name in ("temporal_stride", "train_views", "test_views", "batch_size", "finetune_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.img_size < 0 or self.num_frames < 0 or self.num_workers < 0:
-            raise ValueError("img_size, num_frames and num_workers must be >= 0")
+        if min(self.img_size, self.num_frames, self.num_workers, self.epochs) < 0:
+            raise ValueError("img_size, num_frames, num_workers and epochs must be >= 0")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"lr must be positive and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if not self.checkpoint and not self.random_init:
@@ -214,16 +215,11 @@ def random_encoder(mc: FMAEConfig, seed: int) -> FMAE:
 
 
 def data_root(config: ProbeConfig, img_size: int, progress: bool = True) -> Path:
-    """``config.data_root``, or the synthetic engagement set at ``img_size`` through the
-    face pipeline (:func:`fmae.data.prepared_root`) like a default pre-training run's
-    clips, with :data:`SYNTHETIC_SUBJECTS` subjects: 40 test videos, where the
-    pre-training set's 10 would let one video move the accuracy by 10 points."""
+    """``config.data_root``, or the built-in engagement set
+    (:func:`fmae.data.probing_set`, 40 test videos) at ``img_size`` through the face
+    pipeline (:func:`fmae.data.prepared_root`), like a default pre-training run's clips."""
     return prepared_root(
-        config.data_root,
-        img_size,
-        workers=config.num_workers,
-        progress=progress,
-        synthetic=SyntheticConfig(size=img_size, num_subjects=SYNTHETIC_SUBJECTS),
+        config.data_root, img_size, workers=config.num_workers, progress=progress, synthetic=probing_set(img_size)
     )
 
 
@@ -284,12 +280,15 @@ def linear_probe(
         **common,
     )
     views = train.features.shape[1]
+    rows = train.features.shape[0] * views
+    epochs = config.epochs or default_epochs(rows, config.batch_size)
+    log.info("%sprobe: %d epochs over %d training rows, batch %d", desc, epochs, rows, config.batch_size)
     probe = train_probe(
         train.features.flatten(0, 1),
         train.labels.repeat_interleave(views),
         out_dim,
         norm=config.head_norm,
-        epochs=config.epochs,
+        epochs=epochs,
         batch_size=config.batch_size,
         lr=config.lr,
         weight_decay=config.weight_decay,

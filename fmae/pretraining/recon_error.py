@@ -15,7 +15,10 @@ that use only the visible cubes (:data:`BASELINES`, :func:`baseline_predictions`
   only one of them, that one; with neither, ``nearest_visible``.
 
 They are the bar a model has to clear: one that beats them has learnt more about faces
-than copying or averaging what it was shown. A cube counts for the region that labels its token,
+than copying or averaging what it was shown. A higher bar, on request (``mean_face``):
+the *mean face*, every cube predicted by the mean cube at its token position over the
+training clips (:func:`mean_cubes`), which knows where faces usually are and what they
+usually look like, but nothing of the clip at hand. A cube counts for the region that labels its token,
 as in the facial mask (:func:`fmae.ops.token_labels` of :func:`fmae.ops.region_histogram`).
 Clip ``i`` (in the order the batches give them) is masked with a generator seeded by
 ``(seed, i)``, so the masks do not depend on the batch size.
@@ -40,7 +43,7 @@ from tqdm import tqdm
 from fmae.config import check_choices, setting, to_yaml
 from fmae.data import SPLITS, ClipDataset, ClipItem, list_items, make_loader, prepared_root, region_map_path
 from fmae.data.clips import label_file
-from fmae.data.loader import with_region_maps
+from fmae.data.loader import ClipLoader, with_region_maps
 from fmae.device import DTYPES, autocast, resolve_device, resolve_dtype
 from fmae.face import NUM_REGIONS, FaceRegion
 from fmae.masking import STRATEGIES, make_mask, num_masked
@@ -152,8 +155,8 @@ def clip_mask_generator(seed: int, index: int, device: torch.device) -> torch.Ge
 class _Totals:
     """Summed squared errors of masked cubes per predictor and region, and their counts."""
 
-    def __init__(self) -> None:
-        self.sums = torch.zeros(1 + len(BASELINES), NUM_REGIONS, dtype=torch.float64)
+    def __init__(self, predictors: int) -> None:
+        self.sums = torch.zeros(predictors, NUM_REGIONS, dtype=torch.float64)
         self.counts = torch.zeros(NUM_REGIONS, dtype=torch.int64)
         self.clips = 0
 
@@ -182,9 +185,11 @@ def _batch_errors(
     n_masked: int,
     device: torch.device,
     dtype: torch.dtype,
+    mean_face: torch.Tensor | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Squared errors float ``[B, M]`` of the model and each baseline on one batch's masked
-    cubes, and the cubes' region ids int64 ``[B, M]``; ``first`` is the batch's first clip."""
+    """Squared errors float ``[B, M]`` of the model, each baseline and (given) the mean face
+    ``[N, P]`` on one batch's masked cubes, and the cubes' region ids int64 ``[B, M]``;
+    ``first`` is the batch's first clip."""
     c = model.config
     clip, regions = batch["clip"].to(device), batch["region_map"].to(device)
     mask = torch.cat(
@@ -209,9 +214,29 @@ def _batch_errors(
     targets = target_cubes(clip, model)
     errors = [(out.pred.float() - out.target.float()).square().mean(-1)]
     masked_targets = gather_tokens(targets, index)
-    for pred in baseline_predictions(targets, mask, c.grid).values():
+    predictions = list(baseline_predictions(targets, mask, c.grid).values())
+    if mean_face is not None:
+        predictions.append(mean_face.to(targets).expand_as(targets).contiguous())
+    for pred in predictions:
         errors.append((gather_tokens(pred.contiguous(), index) - masked_targets).square().mean(-1))
     return errors, labels
+
+
+@torch.no_grad()
+def mean_cubes(
+    model: FMAE, batches: Iterable[dict[str, torch.Tensor]], device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """float32 ``[N, P]``: the mean, over the clips of ``batches`` (dicts with ``clip``
+    float ``[B, 3, T, H, W]``), of each token position's cube as a training target
+    (:func:`target_cubes`): the mean-face predictor of :func:`evaluate_reconstruction`."""
+    total, clips = None, 0
+    for batch in batches:
+        cubes = target_cubes(batch["clip"].to(device), model)
+        total = cubes.sum(0) if total is None else total + cubes.sum(0)
+        clips += cubes.shape[0]
+    if total is None:
+        raise ValueError("no clips to average into a mean face")
+    return total / clips
 
 
 @torch.no_grad()
@@ -226,6 +251,7 @@ def evaluate_reconstruction(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     total: int | None = None,
+    mean_face: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Masked-cube reconstruction error of ``model`` and of :data:`BASELINES` on ``batches``.
 
@@ -237,13 +263,16 @@ def evaluate_reconstruction(
         seed: clip ``i``'s mask comes from :func:`clip_mask_generator` ``(seed, i)``.
         device, dtype: where and in which autocast dtype the model runs.
         progress, total: a progress bar over the clips (``total``: how many to expect).
+        mean_face: float ``[N, P]`` (:func:`mean_cubes` of the training clips), measured
+            as one more predictor when given.
 
     Returns:
         ``{"clips", "masked_cubes", "ratio", "strategy", "model": {"all", <region>...},
-        "baselines": {<baseline>: {"all", <region>...}}}``: mean squared errors per
-        masked cube in the space of the training targets; the regions are :data:`REGIONS`,
-        ``None`` for a region with no masked cube. Leaves the model's mode and torch's
-        global RNG as they were.
+        "baselines": {<baseline>: {"all", <region>...}}}``, and ``"mean_face": {"all",
+        <region>...}`` when ``mean_face`` is given: mean squared errors per masked cube in
+        the space of the training targets; the regions are :data:`REGIONS`, ``None`` for a
+        region with no masked cube. Leaves the model's mode and torch's global RNG as they
+        were.
     """
     device = torch.device(device)
     c = model.config
@@ -255,7 +284,9 @@ def evaluate_reconstruction(
             f"the {strategy} mask at ratio {ratio} hides every token of the grid {c.grid}, so the encoder "
             "would see nothing: lower the ratio"
         )
-    totals = _Totals()
+    if mean_face is not None and tuple(mean_face.shape) != (c.num_tokens, c.cube_dim):
+        raise ValueError(f"mean_face must be [{c.num_tokens}, {c.cube_dim}], got {tuple(mean_face.shape)}")
+    totals = _Totals(1 + len(BASELINES) + (mean_face is not None))
     was_training = model.training
     model.eval()
     bar = tqdm(total=total, disable=not progress, desc="evaluate", unit="clip", dynamic_ncols=True)
@@ -264,7 +295,7 @@ def evaluate_reconstruction(
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for batch in batches:
                 errors, labels = _batch_errors(
-                    model, batch, ratio, strategy, seed, totals.clips, n_masked, device, dtype
+                    model, batch, ratio, strategy, seed, totals.clips, n_masked, device, dtype, mean_face
                 )
                 totals.add(errors, labels)
                 totals.clips += labels.shape[0]
@@ -274,7 +305,7 @@ def evaluate_reconstruction(
         model.train(was_training)
     if totals.clips == 0:
         raise ValueError("no clips to evaluate")
-    return {
+    result = {
         "clips": totals.clips,
         "masked_cubes": int(totals.counts.sum()),
         "ratio": float(ratio),
@@ -282,6 +313,9 @@ def evaluate_reconstruction(
         "model": totals.row(0),
         "baselines": {name: totals.row(1 + i) for i, name in enumerate(BASELINES)},
     }
+    if mean_face is not None:
+        result["mean_face"] = totals.row(1 + len(BASELINES))
+    return result
 
 
 # ------------------------------------------------------------------------ reports
@@ -295,6 +329,8 @@ def markdown_report(result: dict[str, Any], checkpoint: str | Path = "") -> str:
     """``reconstruction.md``: the model and every baseline (rows), overall and per region
     (columns), with the clips, masked cubes, ratio, strategy and checkpoint."""
     rows = [("model", result["model"])] + [(name, result["baselines"][name]) for name in BASELINES]
+    if "mean_face" in result:
+        rows.append(("mean_face", result["mean_face"]))
     keys = ("all", *REGIONS)
     lines = [
         "# Masked-cube reconstruction error",
@@ -305,7 +341,8 @@ def markdown_report(result: dict[str, Any], checkpoint: str | Path = "") -> str:
         "",
         "Mean squared error per masked cube, in the space of the training targets (pixels, or per-cube "
         "normalised cubes with norm_pix_loss); a cube counts for the region that labels its token; — : no "
-        "masked cube in that region. The baselines see the same visible cubes as the model.",
+        "masked cube in that region. The baselines see the same visible cubes as the model"
+        + ("; mean_face predicts each cube by the training clips' mean cube there." if "mean_face" in result else "."),
         "",
         "| predictor | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
         "|---|" + "---:|" * len(keys),
@@ -356,6 +393,12 @@ class EvaluateConfig:
     temporal_stride: int = setting(0, "take every k-th frame; 0: the checkpoint's, else 2")
     seed: int = setting(0, "seed of the masks (clip i's mask is drawn with seed (seed, i))")
     clips: int = setting(0, "evaluate the first this many clips; 0: all")
+    mean_face: bool = setting(
+        False,
+        "also measure the mean face: each masked cube predicted by the mean cube at its "
+        "position over the Train split's centred clips (DAiSEE layouts only); it knows faces in "
+        "general but not the clip, a higher bar than the baselines; the JSON gains mean_face",
+    )
     batch_size: int = setting(8, "clips per forward pass")
     num_workers: int = setting(2, "data-loading worker processes (and for preprocessing the synthetic set)")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
@@ -433,18 +476,23 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
     c = model.config
     root = prepared_root(config.data_root, c.img_size, workers=config.num_workers, progress=progress)
     items, what = evaluation_items(root, config.dataset, config.split, config.clips)
-    loader = make_loader(
-        items=items,
-        batch_size=config.batch_size,
-        num_frames=c.num_frames,
-        stride=stride,
-        random_start=False,
-        shuffle=False,
-        drop_last=False,
-        device=device,
-        num_workers=config.num_workers,
-        backend="torch",
-    )
+    if config.mean_face and not is_daisee(root, config.dataset):
+        raise ValueError(f"--mean-face averages a DAiSEE layout's Train split, and {root} is a plain folder")
+
+    def centred(clips: list[ClipItem]) -> ClipLoader:
+        return make_loader(
+            items=clips,
+            batch_size=config.batch_size,
+            num_frames=c.num_frames,
+            stride=stride,
+            random_start=False,
+            shuffle=False,
+            drop_last=False,
+            device=device,
+            num_workers=config.num_workers,
+            backend="torch",
+        )
+
     log.info(
         "evaluating %s on %d clips of %s: %s mask at ratio %g, stride %d, %s, %s",
         path,
@@ -462,9 +510,16 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
             f"clips in {root} are {tuple(first.shape[-2:])}, the model takes {c.img_size}×{c.img_size}: "
             "preprocess the videos to that size"
         )
+    mean_face = None
+    if config.mean_face:
+        train = list_items("daisee", root, "Train")
+        if not train:
+            raise FileNotFoundError(f"--mean-face: no videos in the Train split of {root}")
+        log.info("mean face: the mean cube at each position over %d centred Train clips", len(train))
+        mean_face = mean_cubes(model, centred(train), device)
     result = evaluate_reconstruction(
         model,
-        loader,
+        centred(items),
         ratio=ratio,
         strategy=config.strategy,
         seed=config.seed,
@@ -472,6 +527,7 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
         dtype=dtype,
         progress=progress,
         total=len(items),
+        mean_face=mean_face,
     )
     out = Path(config.out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -612,6 +668,7 @@ __all__ = [
     "flat_scalars",
     "held_out_set",
     "markdown_report",
+    "mean_cubes",
     "nearest_visible_index",
     "run_evaluate",
     "target_cubes",

@@ -43,7 +43,7 @@ from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES
 from fmae.model import MODEL_CONFIGS, get_config
 from fmae.pretraining.recon_error import held_out_set
 from fmae.pretraining.records import RunLog, log_step, mask_generator, write_reconstruction
-from fmae.pretraining.step import PretrainConfig, Pretrainer
+from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
 from fmae.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class TrainConfig:
         "facial (eyes, nose and mouth first, then hair, skin, background)",
         DECODER_STRATEGIES,
     )
-    adv_weight: float = setting(0.1, "λ, weight of the adversarial loss (0 turns the discriminator off)")
+    adv_weight: float = setting(ADV_WEIGHT, "λ, weight of the adversarial loss (0 turns the discriminator off)")
     adv_loss: str = setting(
         "bce",
         "form of the adversarial loss: bce (the paper's discriminator, non-saturating) or "
