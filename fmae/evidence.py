@@ -149,6 +149,11 @@ class EvidenceConfig:
     steps: int = setting(400, "pre-training steps per run")
     batch_size: int = setting(8, "pre-training clips per step")
     subjects: int = setting(60, "subjects of the dynamics set (4 clips each): half train the probe, half test it")
+    pretrain_people: int = setting(
+        0,
+        "dynamics task: pre-train on a separate pool of this many other people, one video each "
+        "(none of them probed); 0: on the probe's training videos",
+    )
     video_frames: int = setting(48, "frames per dynamics-set video (15 fps)")
     views: int = setting(4, "clips per dynamics-set video, at seeded random starts, for the probe")
     real_hop: int = setting(4, "frames between the starts of consecutive real windows")
@@ -194,8 +199,8 @@ class EvidenceConfig:
             raise ValueError(f"subjects must be at least 4 (two per half), got {self.subjects}")
         if not 0.0 < self.real_train_fraction < 1.0:
             raise ValueError(f"real_train_fraction must be in (0, 1), got {self.real_train_fraction}")
-        if self.threads < 0 or self.num_workers < 0:
-            raise ValueError("threads and num_workers must be >= 0")
+        if self.threads < 0 or self.num_workers < 0 or self.pretrain_people < 0:
+            raise ValueError("threads, num_workers and pretrain_people must be >= 0")
         self.train_config(".", 0, self.strategy_list()[0] if self.strategy_list() else "facial")  # checks the rest
 
     def task_list(self) -> list[str]:
@@ -407,6 +412,18 @@ def dynamics_config(config: EvidenceConfig) -> SyntheticConfig:
     )
 
 
+def dynamics_pool_config(config: EvidenceConfig) -> SyntheticConfig:
+    """The pre-training pool of ``config.pretrain_people`` people, one video each, drawn
+    like the dynamics set but with seed 1, so that none of them is probed."""
+    return dataclasses.replace(
+        dynamics_config(config),
+        seed=1,
+        num_subjects=config.pretrain_people,
+        clips_per_subject=1,
+        split_fractions=(1.0, 0.0, 0.0),
+    )
+
+
 def dynamics_task(config: EvidenceConfig) -> Task:
     """The dynamics set (generated once), its Train split for the probe's training and for
     pre-training, its Test split for the probe's test; groups are subjects."""
@@ -428,6 +445,14 @@ def dynamics_task(config: EvidenceConfig) -> Task:
         "pretraining_saw": f"the {len(train)} training videos ({len(set(subject(train)))} subjects), all frames, "
         "unlabelled; no test subject",
     }
+    pretrain_root = root
+    if config.pretrain_people:
+        pool = dynamics_pool_config(config)
+        pretrain_root = ensure_synthetic_daisee(_data_dir(config), pool)
+        facts["pretraining_saw"] = (
+            f"a pool of {pool.num_subjects} other people, one video each, all frames, unlabelled "
+            f"(dynamics set drawn with seed {pool.seed}, digest {pool.digest()}); no probed subject"
+        )
     return Task(
         "dynamics",
         [f"level {k} ({s:g} s)" for k, s in enumerate(DYNAMICS_WIDTHS_S)],
@@ -436,7 +461,7 @@ def dynamics_task(config: EvidenceConfig) -> Task:
         subject(train),
         subject(test),
         config.views,
-        root,
+        pretrain_root,
         "daisee",
         facts,
     )

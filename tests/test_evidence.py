@@ -21,8 +21,15 @@ from scipy import stats
 
 import fmae.evidence as evidence
 from fmae.ablate import main
-from fmae.data import SyntheticConfig, save_region_maps
-from fmae.data.synthetic import DYNAMICS_WIDTHS_S, generate_clip, sample_dynamics, smoothing_taps, unit_process
+from fmae.data import SyntheticConfig, daisee_items, save_region_maps
+from fmae.data.synthetic import (
+    DYNAMICS_WIDTHS_S,
+    generate_clip,
+    sample_appearance,
+    sample_dynamics,
+    smoothing_taps,
+    unit_process,
+)
 from fmae.data.video_writer import write_video
 from fmae.evidence import (
     EvidenceConfig,
@@ -353,6 +360,26 @@ def test_a_cell_really_pre_trains_and_resumes(tmp_path):
     run = Pretrainer(start.config, PretrainConfig(strategy="random", batch_size=8, total_steps=1))
     before = run.model.state_dict()
     assert all(torch.equal(v, before[k]) for k, v in start.state_dict().items())
+
+
+def test_a_pre_training_pool_of_other_people(tmp_path):
+    settings = dict(tasks="dynamics", img_size=32, subjects=4, video_frames=8, views=1, data_dir=str(tmp_path))
+    own = evidence.dynamics_task(EvidenceConfig(**settings))
+    config = EvidenceConfig(**settings, pretrain_people=6)
+    task = evidence.dynamics_task(config)
+    assert (task.train, task.test) == (own.train, own.test)  # the probe reads the same videos
+    pool = daisee_items(task.pretrain_root, "Train")
+    assert task.pretrain_root != own.pretrain_root and len(pool) == 6
+    assert len({Path(it.path).parent.parent.name for it in pool}) == 6  # six people, one video each
+    assert "pool of 6 other people" in task.facts["pretraining_saw"]
+    # Other people: no look of the pool is a look of the probed set; the cells are told apart.
+    pool_config, probed = evidence.dynamics_pool_config(config), evidence.dynamics_config(config)
+
+    def looks(c: SyntheticConfig) -> set[bytes]:
+        return {sample_appearance(np.random.default_rng([c.seed, 0, s])).skin.tobytes() for s in range(c.num_subjects)}
+
+    assert not looks(pool_config) & looks(probed)
+    assert evidence.cell_name(task, "facial", 0, config) != evidence.cell_name(own, "facial", 0, config)
 
 
 def test_bad_settings_are_clear_errors(tmp_path, capsys):
