@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from hf_sizes import TINY_VIDEOMAE
 from safetensors.torch import save_file
 
 import fmae
@@ -16,20 +17,7 @@ from fmae.weights import MODEL_KIND, config_path, fingerprint, load_model, save_
 
 transformers = pytest.importorskip("transformers")
 
-SIZE = dict(
-    image_size=32,
-    patch_size=16,
-    num_frames=4,
-    tubelet_size=2,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=256,
-    decoder_hidden_size=32,
-    decoder_num_hidden_layers=1,
-    decoder_num_attention_heads=2,
-    decoder_intermediate_size=128,
-)
+SIZE = TINY_VIDEOMAE
 
 
 def _hf_folder(tmp_path, cls=None):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from hf_sizes import TINY_VIDEOMAE
 
 from fmae.convert import main as convert
 from fmae.data.synthetic import render_segments
@@ -15,21 +16,7 @@ from fmae.viz import main as viz
 
 transformers = pytest.importorskip("transformers")
 
-# The session's small set: 32×32 clips, 4 frames per clip here.
-SIZE = dict(
-    image_size=32,
-    patch_size=16,
-    num_frames=4,
-    tubelet_size=2,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=256,
-    decoder_hidden_size=32,
-    decoder_num_hidden_layers=1,
-    decoder_num_attention_heads=2,
-    decoder_intermediate_size=128,
-)
+SIZE = TINY_VIDEOMAE
 COMMON = ["--device", "cpu", "--dtype", "fp32", "--no-progress"]
 
 

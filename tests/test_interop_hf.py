@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from hf_sizes import TINY_VIDEOMAE
 
 from fmae.interop import Overrides, read_source, write_hf
 from fmae.interop.hf import read_hf
@@ -18,20 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 # Three sizes: tubelets 2×16² and 1×8², MLP ratios 4 and 2, with and without q/v biases; and ViT-B's width.
 SIZES = [
-    dict(
-        image_size=32,
-        patch_size=16,
-        num_frames=4,
-        tubelet_size=2,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=256,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=128,
-    ),
+    TINY_VIDEOMAE,
     dict(
         image_size=48,
         patch_size=16,

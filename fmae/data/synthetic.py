@@ -836,7 +836,7 @@ def _alive(pid: int) -> bool:
 
 
 def ensure_synthetic_daisee(root: str | Path | None = None, config: SyntheticConfig | None = None) -> Path:
-    """The synthetic set for ``config`` (default :class:`SyntheticConfig`), generated on first use.
+    """The synthetic set for ``config`` (default :func:`pretraining_set`), generated on first use.
 
     Returns ``<root>/daisee-<config.digest()>``, a DAiSEE-layout folder (see
     :mod:`fmae.data.clips`) with a ``manifest.json``; ``root`` defaults to
@@ -845,7 +845,7 @@ def ensure_synthetic_daisee(root: str | Path | None = None, config: SyntheticCon
     leftovers of killed runs are removed. Concurrent callers may both generate; the
     first rename wins and the other's copy is discarded.
     """
-    config = config or SyntheticConfig()
+    config = config or pretraining_set()
     base = Path(root).expanduser() if root is not None else default_root()
     final = base / f"daisee-{config.digest()}"
     if is_complete(final, config):

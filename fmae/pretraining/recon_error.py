@@ -214,11 +214,10 @@ def _batch_errors(
     targets = target_cubes(clip, model)
     errors = [(out.pred.float() - out.target.float()).square().mean(-1)]
     masked_targets = gather_tokens(targets, index)
-    predictions = list(baseline_predictions(targets, mask, c.grid).values())
-    if mean_face is not None:
-        predictions.append(mean_face.to(targets).expand_as(targets).contiguous())
-    for pred in predictions:
+    for pred in baseline_predictions(targets, mask, c.grid).values():
         errors.append((gather_tokens(pred.contiguous(), index) - masked_targets).square().mean(-1))
+    if mean_face is not None:  # one cube per position: index it, no [B, N, P] copy
+        errors.append((mean_face.to(masked_targets)[index] - masked_targets).square().mean(-1))
     return errors, labels
 
 
