@@ -168,7 +168,7 @@ class MatmulPeak:
     def size(dtype: torch.dtype, device: torch.device | str) -> int:
         """1024, or 512 for bf16 on a CPU without bf16 hardware (AMX/AVX512-BF16), whose
         fallback kernel is two orders of magnitude slower than fp32."""
-        from fmae.device import cpu_has_fast_bf16
+        from fmae.runtime.device import cpu_has_fast_bf16
 
         slow = torch.device(device).type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16()
         return 512 if slow else 1024

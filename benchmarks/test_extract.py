@@ -19,10 +19,10 @@ import torch
 from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
-from fmae.device import autocast, resolve_dtype
-from fmae.downstream.feature_export import extract_video, window_frames
+from fmae.downstream.extract import extract_video, window_frames
 from fmae.downstream.windows import find_faces
 from fmae.model import FMAE, get_config
+from fmae.runtime.device import autocast, resolve_dtype
 
 WINDOWS, STRIDE, BATCH = 8, 2, 8
 DEVICE = torch.device("cpu")

@@ -16,7 +16,7 @@ with ``--full``.
 import pytest
 import torch
 
-from fmae.device import cpu_has_fast_bf16, resolve_device
+from fmae.runtime.device import cpu_has_fast_bf16, resolve_device
 
 DEVICE = resolve_device("auto")
 SLOW_BF16 = DEVICE.type == "cpu" and not cpu_has_fast_bf16()

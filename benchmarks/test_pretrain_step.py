@@ -7,7 +7,7 @@ decoder reconstructs that fraction of the masked cubes, picked by the default
 is the baseline of every keep).
 
 Clips are 16×224×224, B=2, in the compute dtype FMAE picks for this machine
-(:func:`fmae.device.resolve_dtype`), eager. With ``--full`` every case also runs in each
+(:func:`fmae.runtime.device.resolve_dtype`), eager. With ``--full`` every case also runs in each
 ``setting`` of :data:`SETTINGS`: fp32 and bf16 (autocast; fp32 weights and optimiser
 state), eager and ``torch.compile``-d (the warm-up rounds compile), so HF's best setting
 here can be set beside FMAE's; bf16 is skipped on a CPU without bf16 hardware (AMX,
@@ -15,7 +15,7 @@ AVX512-BF16), where it runs at about 1 % of fp32. Each ``setting`` is its own gr
 whose baseline is HF in that setting. Four variants:
 
 - ``hf_videomae``: HF's step, random mask, fused AdamW (the baseline;
-  :func:`fmae.throughput.hf_videomae_step`);
+  :func:`fmae.benchmarking.step.hf_videomae_step`);
 - ``fmae_random_mae``: random mask, no adversarial loss — the same work as HF's step;
 - ``fmae_facial_mae``: the facial mask (its region histogram and sort included);
 - ``fmae_facial_adv``: the full FMAE step, with the discriminator update (λ = 0.1).
@@ -29,7 +29,7 @@ and ``fmae_facial_adv``, and of the decoder keeps below 1 only 0.5 at ratio 0.9.
 - ``clips_per_s`` = B/t; ``tokens_per_s`` = B·N/t (tokens of the clips, N = 1568);
   ``visible_tokens_per_s`` = B·V/t (V visible tokens per clip, what the encoder sees);
   ``decoder_keep`` and ``decoder_tokens`` (V + K, the decoder's tokens per clip);
-- ``flops``: :func:`fmae.flops.step_flops` — the algorithm's matrix-product FLOPs, the
+- ``flops``: :func:`fmae.model.flops.step_flops` — the algorithm's matrix-product FLOPs, the
   same count for HF (whose implementation does more: it embeds all N cubes), decoder
   masking counted for FMAE;
   ``flops_per_s`` = flops/t and, in the JSON, ``fraction_of_peak``: of the best
@@ -59,12 +59,12 @@ from typing import Callable, NamedTuple
 import pytest
 import torch
 
-from fmae.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
-from fmae.flops import step_flops
+from fmae.benchmarking.step import PeakMemory, hf_videomae_step, make_pretrain_step
 from fmae.masking import num_decoder_targets, num_masked
 from fmae.model import FMAE, FMAEConfig, get_config
+from fmae.model.flops import step_flops
 from fmae.pretraining.step import PretrainConfig
-from fmae.throughput import PeakMemory, hf_videomae_step, make_pretrain_step
+from fmae.runtime.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 
 B, IMG, FRAMES = 2, 224, 16
 SMOKE_IMG, SMOKE_FRAMES = 64, 8

@@ -11,7 +11,7 @@ time at ratio 0). The whole step's throughput against the ratio, beside HF's, is
 ``test_loader.py``.
 
 ``extra_info``: ``visible_tokens`` V per clip, ``visible_fraction`` V/N, ``flops``
-(:func:`fmae.flops.encoder_flops`, forward + backward), ``flops_vs_unmasked`` (the
+(:func:`fmae.model.flops.encoder_flops`, forward + backward), ``flops_vs_unmasked`` (the
 ideal time ratio), ``visible_tokens_per_s``, ``flops_per_s`` and, in the JSON,
 ``fraction_of_peak`` (of the run's best square-matmul FLOP/s in the compute dtype,
 ``benchmarks/conftest.py``). Without ``--full`` only
@@ -23,7 +23,7 @@ forward + backward from the encoder's latent to the predicted cubes at ratio 0.9
 visible tokens plus keep 1, 0.5 or 0.25 of the masked ones (``running_cell``), keep 1 as
 each group's baseline. Its time should follow its tokens ``V + K``: the speed-up column
 is that check. ``extra_info``: ``decoder_tokens`` ``V + K`` per clip, ``flops``
-(:func:`fmae.flops.decoder_flops`, forward + backward), ``flops_vs_keep1`` (the ideal
+(:func:`fmae.model.flops.decoder_flops`, forward + backward), ``flops_vs_keep1`` (the ideal
 time ratio), ``decoder_tokens_per_s``, ``flops_per_s`` and ``fraction_of_peak``.
 """
 
@@ -32,11 +32,11 @@ import contextlib
 import pytest
 import torch
 
-from fmae.device import resolve_device, resolve_dtype
-from fmae.flops import decoder_flops, encoder_flops
 from fmae.masking import decoder_targets, num_decoder_targets, num_masked, random_mask
 from fmae.model import create, patchify
+from fmae.model.flops import decoder_flops, encoder_flops
 from fmae.ops import visible_index
+from fmae.runtime.device import resolve_device, resolve_dtype
 
 B, IMG, FRAMES = 2, 224, 16
 SMOKE_IMG, SMOKE_FRAMES = 64, 8

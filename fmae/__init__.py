@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = ["extract_video", "load_encoder"]
 
 if TYPE_CHECKING:
-    from fmae.downstream.feature_export import extract_video
+    from fmae.downstream.extract import extract_video
     from fmae.weights import load_encoder
 
 
@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
         return load_encoder
     if name == "extract_video":
-        from fmae.downstream.feature_export import extract_video
+        from fmae.downstream.extract import extract_video
 
         return extract_video
     raise AttributeError(f"module 'fmae' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """``python -m fmae.ablate {ratio,stride,strategy,evidence}``: the paper's ablations, one command each.
 
 Every cell of the sweep is pre-trained and probed; the table, the plot and the JSON land
-in ``--out-dir``. See :mod:`fmae.sweeps` for what each sweep runs and measures.
-``evidence`` (:mod:`fmae.evidence`, settings of its own) asks whether pre-training helps
+in ``--out-dir``. See :mod:`fmae.experiments.sweeps` for what each sweep runs and measures.
+``evidence`` (:mod:`fmae.experiments.evidence`, settings of its own) asks whether pre-training helps
 at all: pre-trained vs randomly initialised encoders vs the majority class, facial vs
 random masking, with repeated seeds and confidence intervals, on tasks whose label is
 not in low-level pixel statistics.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.cli import run_command
-from fmae.evidence import EVIDENCE, EvidenceConfig, run_evidence
-from fmae.sweeps import SWEEPS, AblationConfig, run_sweep
+from fmae.experiments.evidence import EVIDENCE, EvidenceConfig, run_evidence
+from fmae.experiments.sweeps import SWEEPS, AblationConfig, run_sweep
+from fmae.runtime.cli import run_command
 
 
 def _first_word(argv: list[str]) -> str | None:

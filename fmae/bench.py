@@ -2,13 +2,13 @@
 
 The real step (:meth:`fmae.pretraining.step.Pretrainer.step`, discriminator update included when
 λ > 0, decoder masking with ``--decoder-keep``) on random clips and region maps, timed as
-described in :mod:`fmae.throughput`, with its share of the matmul peak in its dtype; with
+described in :mod:`fmae.benchmarking.step`, with its share of the matmul peak in its dtype; with
 ``--compare hf``, HF ``transformers``' ``VideoMAEForPreTraining`` step timed in the same run
 (alternating with FMAE's) and the speed-up. A small table, or with ``--json`` one JSON object
 on stdout. Progress goes to stderr.
 
 ``python -m fmae.bench gpu --out DIR``: every check that needs a GPU in one command
-(:mod:`fmae.gpu_check`); without CUDA, or with ``--dry-run``, it lists what it would run.
+(:mod:`fmae.benchmarking.gpu_check`); without CUDA, or with ``--dry-run``, it lists what it would run.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import json
 import sys
 from typing import Any
 
-from fmae.cli import add_command_args, run_parsed
-from fmae.gpu_check import GpuCheckConfig
-from fmae.gpu_check import run as run_gpu_check
-from fmae.throughput import StepBenchConfig, bench_step
+from fmae.benchmarking.gpu_check import GpuCheckConfig
+from fmae.benchmarking.gpu_check import run as run_gpu_check
+from fmae.benchmarking.step import StepBenchConfig, bench_step
+from fmae.runtime.cli import add_command_args, run_parsed
 
 _EXAMPLES = """examples:
   python -m fmae.bench step                                     # tiny model, 16x224^2, B=2, ratio 0.9
@@ -40,7 +40,7 @@ def _step_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="time the pre-training step",
         description="Time the real FMAE pre-training step (masking, encoder, decoder, losses, backward, fused AdamW; "
         "the discriminator's update too when --adv-weight > 0; decoder masking with --decoder-keep < 1) on random "
-        "clips and region maps. Reports s/step (median), clips/s, achieved TFLOP/s (matrix products, fmae.flops) "
+        "clips and region maps. Reports s/step (median), clips/s, achieved TFLOP/s (matrix products, fmae.model.flops) "
         "and its fraction of the square-matmul peak in the same dtype (measured in the same process), peak memory "
         "of the step, the compute dtype and the torch/CPU/GPU it ran on. --compare hf times HF transformers' "
         "VideoMAEForPreTraining step (same shapes, ratio, dtype, fused AdamW) in the same run, alternating with "
@@ -91,7 +91,7 @@ def _gpu(config: GpuCheckConfig, args: argparse.Namespace) -> int:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The human-readable summary of one :func:`fmae.throughput.bench_step` result."""
+    """The human-readable summary of one :func:`fmae.benchmarking.step.bench_step` result."""
     r = result
     mode = "compiled" if r["compile"] else "eager"
     keep = r.get("decoder_keep", 1.0)

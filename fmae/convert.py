@@ -7,8 +7,8 @@ import argparse
 import dataclasses
 import sys
 
-from fmae.cli import run_command
 from fmae.interop import FORMATS, ConvertConfig, convert
+from fmae.runtime.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """``python -m fmae.evaluate CHECKPOINT``: how well a pre-trained model reconstructs
 masked cubes of held-out clips, overall and per facial region, beside three baselines
-that see the same visible cubes; see :mod:`fmae.pretraining.recon_error`.
+that see the same visible cubes; see :mod:`fmae.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from fmae.cli import run_command
-from fmae.pretraining.recon_error import EvaluateConfig, run_evaluate
+from fmae.evaluation.evaluate import EvaluateConfig, run_evaluate
+from fmae.runtime.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """``python -m fmae.extract VIDEO_OR_DIR... --weights W --out-dir DIR``: encoder features of whole videos.
 
-See :mod:`fmae.downstream.feature_export` for the windows, the files and resuming.
+See :mod:`fmae.downstream.extract` for the windows, the files and resuming.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.cli import run_command
-from fmae.downstream.feature_export import ExtractConfig, run_extract
+from fmae.downstream.extract import ExtractConfig, run_extract
+from fmae.runtime.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 Finds the face in every frame, slides the probe's clip window over the recording,
 scores each window with the encoder and a probe from ``python -m fmae.probe``, and
 writes ``timeline.csv``, ``timeline.png`` and ``summary.json``; see
-:mod:`fmae.downstream.timeline` for the method.
+:mod:`fmae.downstream.predict` for the method.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.cli import run_command
-from fmae.downstream.timeline import NO_FACE, PredictConfig, run_predict
+from fmae.downstream.predict import NO_FACE, PredictConfig, run_predict
+from fmae.runtime.cli import run_command
 
 
 def _summary(summary: dict) -> str:

@@ -2,7 +2,7 @@
 
 Trains a linear probe on the frozen encoder's features (or with ``--finetune`` the whole
 encoder) and reports accuracy, precision/recall/F1 and the confusion matrix on the
-test split; see :mod:`fmae.downstream.probe_run` for the method and the files it writes.
+test split; see :mod:`fmae.downstream.probe` for the method and the files it writes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-from fmae.cli import run_command
-from fmae.downstream.probe_run import ProbeConfig, run_probe
+from fmae.downstream.probe import ProbeConfig, run_probe
+from fmae.runtime.cli import run_command
 
 
 def _summary(report: dict) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.cli import run_command
-from fmae.pretraining.run import TrainConfig, pretrain
+from fmae.pretraining.train import TrainConfig, pretrain
+from fmae.runtime.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """``python -m fmae.viz``: PNG grids of what an FMAE model sees and looks at.
 
 Draws one clip's parsed regions, the mask of every strategy, the reconstruction and
-the Grad-CAM of a probe's prediction (the paper's Fig. 10); see :mod:`fmae.pictures`.
+the Grad-CAM of a probe's prediction (the paper's Fig. 10); see :mod:`fmae.downstream.viz`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.cli import run_command
-from fmae.pictures import VizConfig, run_viz
+from fmae.downstream.viz import VizConfig, run_viz
+from fmae.runtime.cli import run_command
 
 
 def main(argv: list[str] | None = None) -> int:

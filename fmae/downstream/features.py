@@ -25,16 +25,16 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from fmae.data import ClipItem, make_loader
-from fmae.device import autocast
-from fmae.distributed import Distributed
-from fmae.files import write_atomically
 from fmae.model import FMAE
+from fmae.runtime.device import autocast
+from fmae.runtime.distributed import Distributed
+from fmae.runtime.files import write_atomically
 from fmae.weights import fingerprint
 
 log = logging.getLogger(__name__)
 
 _VIEW_SEED = 0  # fixed, so the cached clips do not depend on the probe's seed
-# Pre-training (fmae.pretraining) and prediction (fmae.downstream.timeline) decode with PyAV; DALI's MJPEG
+# Pre-training (fmae.pretraining) and prediction (fmae.downstream.predict) decode with PyAV; DALI's MJPEG
 # decoder gives slightly other pixels (mean |Δ| 0.02, max 0.56 in normalised units), so the
 # probe decodes like them and its encoder sees the pixels it was trained and is used on.
 CLIP_LOADER = "torch"
@@ -210,7 +210,7 @@ def extract_features(
     ``views == 1``, else ``views`` clips at random starts seeded per (view, item). With
     ``cache_dir`` the result is read from, or written to, ``<cache_dir>/<key>.safetensors``
     (key: see the module docstring); a cache hit runs no encoder pass. With a
-    multi-process ``env`` each rank encodes its :meth:`~fmae.distributed.Distributed.share`
+    multi-process ``env`` each rank encodes its :meth:`~fmae.runtime.distributed.Distributed.share`
     of the items and every rank returns all the features; rank 0 writes the cache.
     ``pool`` is one of :data:`POOLS` (:func:`encode_clips`).
     """

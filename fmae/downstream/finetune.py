@@ -9,12 +9,12 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from fmae.data import ClipItem, make_loader
-from fmae.device import autocast
-from fmae.distributed import Distributed
 from fmae.downstream.features import CLIP_LOADER, item_labels
 from fmae.downstream.fit import BETAS, class_weights, probe_loss
 from fmae.downstream.head import LinearProbe
 from fmae.model import FMAE
+from fmae.runtime.device import autocast
+from fmae.runtime.distributed import Distributed
 from fmae.weights import ENCODER_PREFIXES
 
 

@@ -5,7 +5,7 @@ A recording goes through the project's face pipeline once (:func:`find_faces`: c
 the encoder's size, one per source frame, and whether each frame shows a face); windows
 of ``clip frames × temporal stride`` source frames start every hop
 (:func:`window_starts`); :func:`encode_windows` decodes the crops in one pass and
-batches the windows through the encoder. Prediction (:mod:`fmae.downstream.timeline`)
+batches the windows through the encoder. Prediction (:mod:`fmae.downstream.predict`)
 and feature extraction (``python -m fmae.extract``) both stand on this.
 """
 
@@ -22,10 +22,10 @@ import torch
 from tqdm import tqdm
 
 from fmae.data.clips import normalise_clip
-from fmae.data.face_cache import PreprocessConfig, process_video
-from fmae.device import autocast
+from fmae.data.preprocess import PreprocessConfig, process_video
 from fmae.downstream.features import encode_clips, pooled_dim
 from fmae.model import FMAE
+from fmae.runtime.device import autocast
 
 log = logging.getLogger(__name__)
 

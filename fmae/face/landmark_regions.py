@@ -2,7 +2,7 @@
 
 The polygons are MediaPipe's own contours (``mp.solutions.face_mesh_connections``),
 chained into ordered loops once and written out here, so parsing needs no MediaPipe
-import (``tests/test_face_parsing.py`` checks them against MediaPipe's edge sets):
+import (``tests/face/test_landmark_regions.py`` checks them against MediaPipe's edge sets):
 
 - face oval → :attr:`FaceRegion.SKIN` (eyebrows, forehead and cheeks included);
 - nose → :attr:`FaceRegion.NOSE`: the convex hull of MediaPipe's nose points (they form

@@ -13,10 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from fmae.config import check_choices, setting
 from fmae.interop.assemble import Overrides
 from fmae.interop.detect import FORMATS, read_source
 from fmae.interop.hf import write_hf
+from fmae.runtime.config import check_choices, setting
 from fmae.weights import ENCODER_KIND, MODEL_KIND, config_path, save_encoder, save_model
 
 

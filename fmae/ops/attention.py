@@ -33,8 +33,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fmae.device import cpu_has_fast_bf16
 from fmae.ops import _backend
+from fmae.runtime.device import cpu_has_fast_bf16
 
 ATTENTION_BACKENDS = ("triton", "xformers", "sdpa", "sdpa_fp32", "reference")
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fmae.distributed import Distributed
-from fmae.drawing import reconstruction_rows, shown_frames, tile
-from fmae.masking import make_mask
+from fmae.figures.drawing import reconstruction_rows, shown_frames, tile
+from fmae.masking import make_mask, mask_generator
 from fmae.pretraining.step import Pretrainer
+from fmae.runtime.distributed import Distributed
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ class RunLog:
     def close(self) -> None:
         self.tb.close()
         self.jsonl.close()
-
-
-def mask_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator of step ``step``'s masks, seeded by ``(seed, step)``: resuming needs no generator state."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
 
 
 def log_step(

@@ -32,10 +32,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fmae.device import autocast
-from fmae.losses import ADV_LOSSES, discriminator_loss, generator_loss
 from fmae.masking import DECODER_STRATEGIES, STRATEGIES, decoder_targets, make_mask, num_decoder_targets, num_masked
 from fmae.model import FMAE, Discriminator, FMAEConfig
+from fmae.model.losses import ADV_LOSSES, discriminator_loss, generator_loss
+from fmae.runtime.device import autocast
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
 
@@ -53,7 +53,7 @@ class PretrainConfig:
     ``adv_weight`` is λ in ``L_r + λ·L_adv``, default :data:`ADV_WEIGHT`: the paper's
     eq. 7 writes no weight (λ = 1), but with our per-cube discriminator λ = 1 lets the
     adversarial gradient (about ten times the reconstruction's) drown the reconstruction.
-    ``adv_loss`` is the form of the adversarial pair (:data:`fmae.losses.ADV_LOSSES`):
+    ``adv_loss`` is the form of the adversarial pair (:data:`fmae.model.losses.ADV_LOSSES`):
     ``"bce"`` (the paper's) or ``"wgan"`` (MARLIN's critic, ``adv_weight`` 0.01 in its
     ViT-B config; no gradient penalty). Measured on the default run (tiny, 300 steps,
     the built-in pre-training set; ``python -m fmae.evaluate`` on its 40 held-out

@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from fmae.device import cpu_has_fast_bf16
 from fmae.ops import _backend, attention, attention_reference
 from fmae.ops.attention import _XFORMERS, _choose
+from fmae.runtime.device import cpu_has_fast_bf16
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (B, heads, N_q, N_k, head_dim): one token; a tail shorter than a block; the visible

@@ -1,0 +1,664 @@
+"""Face-video preprocessing: decode, track one face, crop, parse into regions, cache.
+
+:func:`preprocess` turns a folder of videos ``SRC`` into a cache ``OUT`` that mirrors
+it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` reads::
+
+    OUT/<rel dir>/<stem>.avi           face crops, size × size RGB, MJPEG in AVI (DALI's CPU
+                                       and GPU decoders read it), one per source frame, at
+                                       the source's frame rate
+    OUT/<rel dir>/<stem>.regions.npz   (unless ``regions`` is off)
+                                       regions   uint8 [T, S, S]  FaceRegion ids per crop, in
+                                                                  chunks (fmae.data.region_maps)
+                                       boxes     float32 [T, 4]   crop window x0, y0, x1, y1 in
+                                                                  source pixels (may overhang)
+                                       has_face  bool [T]         a face was detected in the frame
+    OUT/manifest.jsonl                 one JSON record per processed video (see below)
+    OUT/<label files>                  SRC's .csv/.txt/.tsv/.json/.xls(x) files, copied
+
+so a DAiSEE folder stays a DAiSEE-layout folder (:class:`fmae.data.VideoClipDataset`
+reads the cache as it reads the source).
+
+Per video (:func:`process_video`), in two decoding passes that hold one frame at a time,
+and between them each frame's box and landmarks (a few KB a frame), whatever the length:
+
+1. decode with PyAV (any FFmpeg codec and container; grayscale and other pixel formats
+   become RGB) and let the face backend detect and track one face in every frame;
+2. fill frames without a face and smooth the boxes (:mod:`fmae.face.tracking`): a frame
+   without a face keeps the last good box (frames before the first face take the first
+   one), then centre and size are averaged over ``smooth`` frames; each window is square,
+   ``1 + 2 * margin`` times the face's size, shifted inside the frame where it fits and
+   padded black where it does not;
+3. decode again, crop and resize to ``size``², and parse each crop into regions from its
+   detection's landmarks. **Gap rule:** a frame without a face borrows the landmarks of
+   the detection it took its box from when that is at most ``max_gap`` frames away (a
+   detector dropout during a blink or a blur); beyond that its region map is all
+   :attr:`FaceRegion.BACKGROUND`. Either way ``has_face`` is ``False`` there;
+4. stream the crops and the region maps, as they are made, into files under temporary
+   names, renamed into place (maps first) when both are complete.
+
+Every source frame is kept, so the cache's frame ``t`` is the source's frame ``t``.
+
+Statuses (record ``status``): ``ok``; ``no_face`` (decoded, but no frame has a face:
+nothing written); ``unreadable`` (not a video, or not decodable from the first frame);
+``empty`` (no video stream, or no frames); ``error`` (anything unexpected, with the
+exception in ``message``). A file that decodes for a while and then fails, or that has
+fewer frames than its header says, is ``ok`` with ``truncated: true`` and a message: its
+good frames are cached.
+
+With ``workers > 1`` each process holds its own backend. A worker process that dies
+(a crash inside a decoder or a model) takes its pool down; the videos that were in
+flight are retried one at a time, so only the culprit is recorded as ``error``.
+
+Manifest records (one JSON object per line) hold ``source`` (path relative to SRC),
+``status``, ``message``, ``video`` and ``regions`` (relative to OUT, ``null`` when not
+written), ``frames``, ``fps``, ``width``, ``height``, ``face_frames``,
+``frames_without_face``, ``missing_face_ranges`` (``[start, stop)`` frame ranges),
+``unparsed_frames`` (beyond the gap rule), ``truncated``, ``boxes`` (mean window and
+side range), ``seconds``, and what identifies the work: ``config`` (digest of
+:class:`PreprocessConfig`), ``backend``, ``source_size``, ``source_mtime_ns``, ``rank``
+and ``time``. A video is processed again only if the newest record for it is missing,
+is ``error``, or was made from another file version or config (or, with ``retry``, is
+not ``ok``); an ``ok`` video whose files are gone is redone too. Records are only ever
+appended: one ``os.write`` per line, a single writer per file (``manifest.jsonl``, or
+``manifest-rank<r>.jsonl`` per rank when sharded, so machines sharing a file system
+never write the same file). :func:`read_manifest` merges them, newest record winning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from fmae.data.clips import VIDEO_SUFFIXES
+from fmae.data.region_maps import RegionMapWriter, region_map_path
+from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, pretraining_set
+from fmae.data.video_writer import VideoWriter
+from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
+from fmae.face.regions import FaceRegion
+from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
+from fmae.runtime.config import setting
+from fmae.runtime.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 1
+"""Part of the config digest: bump it when the cache's content changes for the same config."""
+LABEL_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".tsv", ".json", ".xlsx", ".xls")
+STATUSES: tuple[str, ...] = ("ok", "no_face", "unreadable", "empty", "error")
+MANIFEST = "manifest.jsonl"
+DEFAULT_FPS = Fraction(25)
+_DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What the cache holds; its :meth:`digest` is stored with every record (``weights``,
+    a folder of model files, is not part of it)."""
+
+    size: int = setting(224, "crop side in pixels (even: 4:2:0 video)")
+    margin: float = setting(0.25, "crop border around the face box, fraction of its size per side")
+    smooth: int = setting(5, "frames in the centred box-smoothing window (odd)")
+    max_gap: int = setting(15, "frames a face-less frame may borrow the last face's landmarks across (the gap rule)")
+    backend: str = setting(
+        "mediapipe", "face backend (fmae.face.create_backend): mediapipe ships its models; facexlib needs --weights"
+    )
+    weights: str = setting("", "model folder for the facexlib backend (it never downloads)")
+    qscale: int = setting(3, "MJPEG quality, 2 best .. 31 worst")
+    regions: bool = setting(
+        True,
+        "parse the crops into region maps; false (--no-regions): crops only, about twice as "
+        "fast, enough to probe or predict, but pre-training with the facial mask needs the maps",
+    )
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or self.size % 2:
+            raise ValueError(f"size must be even and >= 16, got {self.size}")
+        if self.margin < 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if self.smooth < 1 or self.smooth % 2 == 0:
+            raise ValueError(f"smooth must be odd and >= 1, got {self.smooth}")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
+        if not 2 <= self.qscale <= 31:
+            raise ValueError(f"qscale must be in [2, 31], got {self.qscale}")
+        if self.weights and self.backend == "mediapipe":
+            raise ValueError(
+                "the mediapipe backend ships its models; weights is for backends that load files (facexlib)"
+            )
+
+    def digest(self) -> str:
+        """12 hex digits identifying the cache content this config produces."""
+        # regions=True is left out, so that caches made before the field keep their digest.
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights" and not (k == "regions" and v)}
+        blob = json.dumps({"version": PIPELINE_VERSION, **fields}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def create_backend(self) -> FaceBackend:
+        """A new face backend of this config's kind."""
+        return create_backend(self.backend, **({"weights": self.weights} if self.weights else {}))
+
+
+# ------------------------------------------------------------------------ one video
+
+
+class _Unreadable(Exception):
+    pass
+
+
+class _Empty(Exception):
+    pass
+
+
+class _Video:
+    """An open video's first stream: ``fps``, ``frames_declared`` and RGB frames by iteration."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._container = av.open(str(path))
+        except _DECODE_ERRORS as e:
+            raise _Unreadable(f"cannot open: {_describe(e)}") from e
+        if not self._container.streams.video:
+            self._container.close()
+            raise _Empty("no video stream")
+        # No frame threading: it holds back decoded frames, and a decoding error then
+        # loses them too, where a single thread yields every good frame before the error.
+        self._stream = self._container.streams.video[0]
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = Fraction(rate) if rate else DEFAULT_FPS
+        self.frames_declared = int(self._stream.frames or 0)
+
+    def __iter__(self):
+        """``uint8 [H, W, 3]`` frames; a decoding error is raised after every frame before it."""
+        try:
+            for packet in self._container.demux(self._stream):
+                for frame in packet.decode():
+                    yield frame.to_ndarray(format="rgb24")
+        except _DECODE_ERRORS:
+            # The decoder still holds frames that B-frame reordering delayed: drain them.
+            try:
+                for frame in self._stream.codec_context.decode(None):
+                    yield frame.to_ndarray(format="rgb24")
+            except _DECODE_ERRORS:
+                pass
+            raise
+
+    def __enter__(self) -> _Video:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._container.close()
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _decode(video: _Video, limit: int | None = None):
+    """Frames of ``video`` until its end, ``limit`` frames or a decoding error.
+
+    Yields ``uint8 [H, W, 3]``; returns (as ``StopIteration.value``) the error's text
+    or ``None``. Errors of the caller's per-frame work are not caught here.
+    """
+    frames = iter(video)
+    count = 0
+    while limit is None or count < limit:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return None
+        except _DECODE_ERRORS as e:
+            return _describe(e)
+        count += 1
+        yield frame
+    return None
+
+
+def _ranges(mask: np.ndarray) -> list[list[int]]:
+    """``[start, stop)`` runs of True in a bool [T] mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return edges.reshape(-1, 2).tolist()
+
+
+def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, config: PreprocessConfig) -> dict:
+    """Preprocess one video into ``video_out`` (``.avi``) and its ``.regions.npz`` sidecar.
+
+    With ``config.regions`` off it writes the crops alone, without parsing them (the
+    parse is about 60 % of the face pipeline's time); the record's
+    ``missing_face_ranges`` still says which frames had a face.
+
+    Bad input is reported, not raised: the returned record's ``status`` is one of
+    :data:`STATUSES` and ``message`` says why (see :mod:`fmae.data.preprocess` for the
+    record's keys; the caller adds the identifying ones). Files are written only for
+    ``ok``, each under a temporary name renamed into place, so an existing cache entry
+    survives a failure. Unexpected exceptions (bugs, out of memory) propagate.
+    """
+    src, video_out = Path(src), Path(video_out)
+    start = time.perf_counter()
+    record: dict = {"status": "ok", "message": "", "frames": 0, "truncated": False}
+
+    def finish(status: str, message: str = "") -> dict:
+        record.update(status=status, message=message, seconds=round(time.perf_counter() - start, 3))
+        return record
+
+    # Pass 1: detect and track. Only boxes and landmarks are kept.
+    boxes, landmarks = [], []
+    try:
+        with _Video(src) as video:
+            record.update(fps=float(video.fps))
+            backend.start_video()
+            frames = _decode(video)
+            while True:
+                try:
+                    rgb = next(frames)
+                except StopIteration as stop:
+                    decode_error = stop.value
+                    break
+                if not landmarks:
+                    record.update(height=rgb.shape[0], width=rgb.shape[1])
+                det = backend.detect(rgb)
+                boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
+                landmarks.append(det.landmarks if det is not None else None)
+            fps, declared = video.fps, video.frames_declared
+    except _Unreadable as e:
+        return finish("unreadable", str(e))
+    except _Empty as e:
+        return finish("empty", str(e))
+    T = len(boxes)
+    record["frames"] = T
+    if T == 0:
+        return (
+            finish("unreadable", f"no frame decodes: {decode_error}")
+            if decode_error
+            else finish("empty", "the video has no frames")
+        )
+    notes = []
+    if decode_error:
+        notes.append(f"truncated: decoding stopped after frame {T - 1}: {decode_error}")
+    elif declared > T:
+        notes.append(f"truncated: the header says {declared} frames, {T} decode")
+    record["truncated"] = bool(notes)
+    has_face = np.array([lm is not None for lm in landmarks])
+    record.update(
+        face_frames=int(has_face.sum()),
+        frames_without_face=int(T - has_face.sum()),
+        missing_face_ranges=_ranges(~has_face),
+    )
+    if not has_face.any():
+        return finish("no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
+
+    filled, source = hold_gaps(np.stack(boxes))
+    windows = crop_windows(smooth(filled, config.smooth), (record["height"], record["width"]), config.margin)
+    parsed = np.abs(np.arange(T) - source) <= config.max_gap
+    sides = windows[:, 2] - windows[:, 0]
+    mean_window = [round(float(v), 1) for v in windows.mean(0)]
+    record.update(
+        unparsed_frames=int(T - parsed.sum()),
+        boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())},
+    )
+
+    # Pass 2: crop and parse, streaming crops and maps to disk, so memory does not grow
+    # with the video's length.
+    S = config.size
+    background = np.full((1, S, S), FaceRegion.BACKGROUND, np.uint8)
+
+    def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
+        count = 0
+        with (
+            _Video(src) as video,
+            VideoWriter(video_tmp, fps, (S, S), config.qscale) as crops,
+            RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
+        ):
+            for t, rgb in enumerate(_decode(video, limit=T)):
+                crop = crop_frame(rgb, windows[t], S)
+                crops.write(crop)
+                if maps is not None:
+                    maps.write(
+                        backend.parse(crop, to_crop_coords(landmarks[source[t]], windows[t], S))[None]
+                        if parsed[t]
+                        else background
+                    )
+                count = t + 1
+            if count != T:
+                raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
+            if maps is not None:
+                maps.add(boxes=windows, has_face=has_face)
+
+    if config.regions:
+        write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
+    else:
+        write_atomically(video_out, lambda v: stream(v, None))
+    return finish("ok", "; ".join(notes))
+
+
+# ------------------------------------------------------------------------ folders
+
+
+def find_videos(src: str | Path, exclude: str | Path | None = None) -> list[PurePosixPath]:
+    """Video files under ``src`` (by suffix, case-insensitive), as sorted relative paths.
+
+    Hidden files and folders are skipped, and so is ``exclude`` (the output folder,
+    when it lies inside ``src``).
+    """
+    return _walk(src, VIDEO_SUFFIXES, exclude)
+
+
+def _walk(src: str | Path, suffixes: tuple[str, ...], exclude: str | Path | None) -> list[PurePosixPath]:
+    src = Path(src)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found = []
+    for folder, dirs, files in os.walk(src):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (skip is None or (Path(folder) / d).resolve() != skip)
+        )
+        for name in files:
+            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
+                found.append(PurePosixPath((Path(folder) / name).relative_to(src).as_posix()))
+    return sorted(found)
+
+
+def output_video_path(out: str | Path, rel: PurePosixPath) -> Path:
+    """``OUT/<rel dir>/<stem>.avi``, the cache file of source video ``rel``."""
+    return Path(out) / rel.parent / f"{rel.stem}.avi"
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """Item ``i`` goes to rank ``i % world_size``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+    return items[rank::world_size]
+
+
+def copy_label_files(src: str | Path, out: str | Path) -> list[PurePosixPath]:
+    """Copy SRC's label files (:data:`LABEL_SUFFIXES`) to the same places under OUT.
+
+    A file already there with the same size and modification time is left alone.
+    Returns the relative paths copied.
+    """
+    src, out = Path(src), Path(out)
+    copied = []
+    for rel in _walk(src, LABEL_SUFFIXES, out):
+        a, b = src / rel, out / rel
+        sa = a.stat()
+        if b.exists() and (b.stat().st_size, b.stat().st_mtime_ns) == (sa.st_size, sa.st_mtime_ns):
+            continue
+        write_atomically(b, lambda tmp: shutil.copy2(a, tmp))
+        copied.append(rel)
+    return copied
+
+
+def manifest_path(out: str | Path, rank: int = 0, world_size: int = 1) -> Path:
+    """The manifest file this rank appends to: ``manifest.jsonl``, or ``manifest-rank<r>.jsonl`` when sharded."""
+    return Path(out) / (MANIFEST if world_size == 1 else f"manifest-rank{rank}.jsonl")
+
+
+def read_manifest(out: str | Path) -> dict[str, dict]:
+    """``{source: newest record}`` over all of OUT's manifest files (``manifest*.jsonl``).
+
+    A line that does not parse (a write cut short by a kill) is skipped with a warning.
+    """
+    records: dict[str, dict] = {}
+    for path in sorted(Path(out).glob("manifest*.jsonl")):
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            try:
+                rec = json.loads(line)
+                source, stamp = rec["source"], rec["time"]
+            except (ValueError, KeyError, TypeError):
+                if line.strip():
+                    log.warning("%s:%d: skipping a line that is not a manifest record", path, n)
+                continue
+            if source not in records or stamp >= records[source]["time"]:
+                records[source] = rec
+    return records
+
+
+def _append(path: Path, record: dict) -> None:
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # after a write cut short by a kill: start a fresh line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _is_done(rec: dict | None, stat: os.stat_result, digest: str, out: Path, retry: bool) -> bool:
+    if (
+        rec is None
+        or rec.get("config") != digest
+        or (rec.get("source_size"), rec.get("source_mtime_ns")) != (stat.st_size, stat.st_mtime_ns)
+    ):
+        return False
+    if rec["status"] == "ok":
+        # A crops-only cache (regions off: part of the digest) records no region maps.
+        return bool(rec.get("video")) and all((out / rec[k]).is_file() for k in ("video", "regions") if rec.get(k))
+    return rec["status"] in ("no_face", "unreadable", "empty") and not retry
+
+
+# ------------------------------------------------------------------------ runs
+
+_WORKER_BACKEND: FaceBackend | None = None
+
+
+def _init_worker(config: PreprocessConfig, factory) -> None:
+    global _WORKER_BACKEND
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from the processes
+    register_backend(config.backend, factory)  # a spawned process starts with the default registry
+    _WORKER_BACKEND = config.create_backend()
+
+
+def _run_one(src: Path, video_out: Path, config: PreprocessConfig, backend: FaceBackend | None = None) -> dict:
+    """:func:`process_video`, with any exception turned into an ``error`` record."""
+    try:
+        return process_video(src, video_out, backend or _WORKER_BACKEND, config)
+    except Exception as e:  # one file must never end the run
+        log.debug("%s failed", src, exc_info=True)
+        return {"status": "error", "message": _describe(e)}
+
+
+def preprocess(
+    src: str | Path,
+    out: str | Path,
+    config: PreprocessConfig | None = None,
+    workers: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+    retry: bool = False,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Preprocess every video under ``src`` into the cache ``out`` (see :mod:`fmae.data.preprocess`).
+
+    config: :class:`PreprocessConfig` (default one if ``None``); workers: processes
+    (each with its own face backend; ``<= 1`` runs in this process); rank, world_size:
+    this machine's share of the sorted video list (video ``i`` goes to rank
+    ``i % world_size``); retry: also redo videos whose newest status is ``no_face``,
+    ``unreadable`` or ``empty``; progress: a tqdm bar. Rank 0 copies the label files.
+
+    Returns ``{status: count}`` over this rank's videos, with ``skipped`` for those
+    already done. Raises ``FileNotFoundError`` if ``src`` is not a folder,
+    ``ValueError`` for bad arguments, ``ImportError`` if the backend cannot load;
+    a bad video never raises.
+    """
+    config = config or PreprocessConfig()
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src} is not a folder")
+    if src.resolve() == out.resolve():
+        raise ValueError("OUT must differ from SRC (the cache would overwrite the videos)")
+    videos = shard(find_videos(src, exclude=out), rank, world_size)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        copy_label_files(src, out)
+    digest, done = config.digest(), read_manifest(out)
+    manifest = manifest_path(out, rank, world_size)
+    counts = {s: 0 for s in (*STATUSES, "skipped")}
+    tasks, owners = deque(), {}
+    for rel in videos:
+        target = output_video_path(out, rel)
+        try:
+            # Stat before processing: a file replaced meanwhile is then redone next run.
+            stat = (src / rel).stat()
+        except OSError as e:
+            problem = f"cannot stat: {_describe(e)}"
+        else:
+            problem = (
+                f"its cache file {target.name} is also {owners[target]}'s; rename one" if target in owners else None
+            )
+        if problem:
+            counts["error"] += 1
+            _append(manifest, {"source": rel.as_posix(), "status": "error", "message": problem, "time": time.time()})
+            log.warning("%s: error: %s", rel, problem)
+            continue
+        owners[target] = rel.as_posix()
+        if _is_done(done.get(rel.as_posix()), stat, digest, out, retry):
+            counts["skipped"] += 1
+        else:
+            tasks.append((rel, stat))
+
+    bar = tqdm(
+        total=len(videos),
+        initial=counts["skipped"],
+        unit="video",
+        desc="preprocess",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+    def record(rel: PurePosixPath, stat: os.stat_result, rec: dict) -> None:
+        target = output_video_path(out, rel)
+        ok = rec["status"] == "ok"
+        rec.update(
+            source=rel.as_posix(),
+            video=target.relative_to(out).as_posix() if ok else None,
+            regions=region_map_path(target).relative_to(out).as_posix() if ok and config.regions else None,
+            config=digest,
+            backend=config.backend,
+            source_size=stat.st_size,
+            source_mtime_ns=stat.st_mtime_ns,
+            rank=rank,
+            time=time.time(),
+        )
+        _append(manifest, rec)
+        counts[rec["status"]] += 1
+        if not ok:
+            log.warning("%s: %s: %s", rel, rec["status"], rec["message"])
+        bar.update()
+
+    if workers <= 1:
+        with config.create_backend() as backend:
+            for rel, stat in tasks:
+                record(rel, stat, _run_one(src / rel, output_video_path(out, rel), config, backend))
+    else:
+        config.create_backend().close()  # fail here, clearly, rather than in every worker
+        _run_pool(tasks, workers, config, src, out, record)
+    bar.close()
+    log.info("preprocess %s → %s: %s", src, out, ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    return counts
+
+
+def _run_pool(tasks: deque, workers: int, config: PreprocessConfig, src: Path, out: Path, record) -> None:
+    """Process ``tasks`` in ``workers`` spawned processes, surviving workers that die.
+
+    A process that dies (a crash in a decoder or a model) breaks the whole pool and every
+    video in flight with it. Those videos are retried one at a time in a fresh pool: the
+    one that breaks it again alone is recorded as ``error``; the others finish normally.
+    """
+    context = multiprocessing.get_context("spawn")  # MediaPipe's and torch's threads do not survive fork
+    suspects: deque = deque()
+    pool, inflight = None, {}  # future -> (task, submitted alone)
+
+    def submit(task, alone: bool) -> None:
+        rel, _ = task
+        inflight[pool.submit(_run_one, src / rel, output_video_path(out, rel), config)] = (task, alone)
+
+    try:
+        while tasks or suspects or inflight:
+            if pool is None:
+                pool = ProcessPoolExecutor(
+                    workers,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(config, backend_factory(config.backend)),
+                )
+            if suspects:
+                if not inflight:
+                    submit(suspects.popleft(), alone=True)
+            else:
+                while tasks and len(inflight) < 2 * workers:
+                    submit(tasks.popleft(), alone=False)
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                task, alone = inflight.pop(future)
+                try:
+                    record(*task, future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    if alone:
+                        record(
+                            *task,
+                            {
+                                "status": "error",
+                                "message": "the worker process died on this video (a crash in the decoder or a model)",
+                            },
+                        )
+                    else:
+                        suspects.append(task)
+            if broken:
+                suspects.extend(task for task, _ in inflight.values())
+                inflight.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepared_root(
+    data_root: str | os.PathLike,
+    img_size: int,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    synthetic: SyntheticConfig | None = None,
+) -> Path:
+    """The data set every command reads: ``data_root`` when given, else the built-in
+    synthetic face videos, preprocessed like real data.
+
+    The synthetic videos (generated once; ``synthetic``, default
+    :func:`fmae.data.synthetic.pretraining_set` at ``img_size``) go through the same face pipeline as a user's
+    recordings (:func:`preprocess`: track, crop to ``img_size``, parse into regions), into
+    a cache beside them that later runs reuse. ``FileNotFoundError`` if ``data_root`` is
+    given but is not a folder.
+    """
+    if data_root:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"data_root {root} is not a folder")
+        return root
+    raw = ensure_synthetic_daisee(config=synthetic or pretraining_set(img_size))
+    faces = raw.parent / f"{raw.name}-faces{img_size}"
+    counts = preprocess(raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress)
+    if counts.get("ok", 0) + counts.get("skipped", 0) == 0:
+        raise RuntimeError(f"preprocessing the synthetic set into {faces} gave no usable clip: {counts}")
+    return faces

@@ -1,0 +1,469 @@
+"""The pre-training run: data, steps, logs, reconstruction images, checkpoints, resume.
+
+:func:`pretrain` drives :class:`fmae.pretraining.step.Pretrainer` over a folder of
+preprocessed face clips (by default the built-in synthetic face videos, put through the
+face pipeline: :func:`fmae.data.prepared_root`) for ``config.steps`` steps, reading
+batches through :func:`fmae.data.make_loader` (PyAV or DALI: the same clips either way).
+Everything a run writes lands in ``config.out_dir``:
+
+- ``config.yaml``: the settings;
+- ``metrics.jsonl``, ``tb/``, ``recon-<step>.png``: see :mod:`fmae.pretraining.records`;
+- ``checkpoints/ckpt-<step>.safetensors``: model, optimisers, schedules, step, RNG
+  states and config, written atomically; ``resume=True`` continues from the newest.
+
+The data order and the masks depend only on the seed and the step, so a resumed run
+takes the same batches and masks as an uninterrupted one, and a run on several
+processes (``torchrun``; DDP over NCCL or gloo) the same as one process with the same
+global batch. A step whose loss or gradients are not finite is skipped and counted; too
+many in a row stop the run with a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+from fmae.data import ClipItem, epoch_order, list_items, make_loader, prepared_root
+from fmae.data.clips import label_file
+from fmae.data.loader import BACKENDS as LOADER_BACKENDS
+from fmae.data.loader import ClipLoader, with_region_maps
+from fmae.evaluation.evaluate import held_out_set
+from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES, mask_generator
+from fmae.model import MODEL_CONFIGS, get_config
+from fmae.model.losses import ADV_LOSSES
+from fmae.pretraining.records import RunLog, log_step, write_reconstruction
+from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
+from fmae.runtime.config import check_choices, setting, to_yaml
+from fmae.runtime.device import DTYPES, resolve_dtype
+from fmae.runtime.distributed import Distributed
+from fmae.weights import LoadedModel, load_model
+from fmae.weights.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_latest_valid,
+    prune_checkpoints,
+    save_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Self-supervised pre-training (paper III-C, Algorithm 2)."""
+
+    model: str = setting("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
+    img_size: int = setting(112, "side of the square face crop in pixels (the paper uses 224)")
+    num_frames: int = setting(16, "frames per clip")
+    temporal_stride: int = setting(2, "take every k-th frame of the video")
+    mask_strategy: str = setting("facial", "which tokens to hide", STRATEGIES)
+    mask_ratio: float = setting(0.9, "fraction of tokens hidden from the encoder")
+    decoder_keep: float = setting(
+        1.0,
+        "decoder masking (VideoMAE V2): fraction of the masked tokens the decoder "
+        "reconstructs and the losses see, in (0, 1]; 1: all of them",
+    )
+    decoder_strategy: str = setting(
+        "running_cell",
+        "which masked tokens the decoder reconstructs when decoder_keep "
+        "< 1: running_cell (VideoMAE V2's 2x2 cell pattern shifting in time), random, or "
+        "facial (eyes, nose and mouth first, then hair, skin, background)",
+        DECODER_STRATEGIES,
+    )
+    adv_weight: float = setting(ADV_WEIGHT, "λ, weight of the adversarial loss (0 turns the discriminator off)")
+    adv_loss: str = setting(
+        "bce",
+        "form of the adversarial loss: bce (the paper's discriminator, non-saturating) or "
+        "wgan (MARLIN's critic: fake − real score, no gradient penalty)",
+        ADV_LOSSES,
+    )
+    rec_weight: float = setting(
+        1.0, "weight of the reconstruction loss (0 with λ > 0: the paper's adversarial-only ablation)"
+    )
+    norm_pix_loss: bool = setting(
+        False, "reconstruct per-cube normalised pixels (VideoMAE) instead of the pixels (the paper)"
+    )
+    batch_size: int = setting(8, "clips per step (over all processes)")
+    steps: int = setting(300, "optimisation steps")
+    base_lr: float = setting(1.5e-2, "learning rate for a batch of 256; the run uses base_lr * batch_size / 256")
+    warmup_steps: int = setting(30, "linear warm-up steps before the cosine decay")
+    weight_decay: float = setting(0.05, "AdamW weight decay")
+    clip_grad: float = setting(1.0, "gradient-norm clipping (0 turns it off)")
+    dtype: str = setting("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES)
+    data_root: str = setting(
+        "", "preprocessed face videos (python -m fmae.preprocess); empty: the built-in synthetic face videos"
+    )
+    dataset: str = setting(
+        "auto",
+        "what data_root holds: daisee (its Train split), folder (every video under it, no labels "
+        "needed), auto: daisee when it has Labels/TrainLabels.csv, else folder",
+        ("auto", "daisee", "folder"),
+    )
+    window: int = setting(
+        300,
+        "folder: cut longer videos into items of this many frames, so a long video gives a clip per "
+        "window and epoch (DAiSEE's clips are 300 frames); 0: one item per video",
+    )
+    out_dir: str = setting("runs/pretrain", "where checkpoints, logs and images go")
+    log_every: int = setting(10, "steps between TensorBoard scalars")
+    ckpt_every: int = setting(100, "steps between checkpoints")
+    image_every: int = setting(100, "steps between reconstruction image grids")
+    keep_last: int = setting(3, "checkpoints kept")
+    eval_clips: int = setting(
+        -1,
+        "held-out clips whose masked-cube reconstruction error (model, visible-mean, "
+        "nearest-visible and temporal-interpolation baselines; overall and per facial region) "
+        "is logged at every checkpoint as heldout/...: a DAiSEE layout's first Validation clips "
+        "(else Test), centred, fixed masks. -1: 8 for a DAiSEE layout, off for a plain folder "
+        "(it has no held-out split; a number N there evaluates its first N videos, which "
+        "training also sees); 0: off",
+    )
+    max_bad_steps: int = setting(
+        20, "stop after this many steps in a row with a non-finite loss or gradient (each is skipped)"
+    )
+    num_workers: int = setting(2, "data-loading worker processes")
+    loader: str = setting(
+        "torch",
+        "how clips are read: torch (PyAV in the worker processes) or dali (NVIDIA DALI, which "
+        "decodes on the GPU when training on CUDA); both give the same clips in the same order, so the "
+        "choice changes the speed, not the experiment",
+        LOADER_BACKENDS,
+    )
+    seed: int = setting(0, "seed of the data order, masks and initialisation")
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
+    compile: bool = setting(False, "torch.compile the model (the first steps compile it: minutes on a CPU)")
+    threads: int = setting(0, "CPU threads of torch (0: torch's default); 1 is faster on a machine other jobs share")
+    init: str = setting(
+        "",
+        "start from these weights instead of a random init (FMAE weights, a run folder, or a "
+        "checkpoint converted with python -m fmae.convert; their architecture replaces --model); not a "
+        "resume: steps, optimiser and schedule start afresh. Without a decoder in them (an exported "
+        "encoder) the decoder starts from a random init",
+    )
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.eval_clips < -1:
+            raise ValueError(f"eval_clips must be -1 (auto), 0 (off) or a number of clips, got {self.eval_clips}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0.0 < self.decoder_keep <= 1.0:
+            raise ValueError(f"decoder_keep must be in (0, 1], got {self.decoder_keep}")
+        positive = (
+            "img_size",
+            "num_frames",
+            "temporal_stride",
+            "batch_size",
+            "steps",
+            "log_every",
+            "ckpt_every",
+            "image_every",
+            "keep_last",
+            "max_bad_steps",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        tt, th, _ = DEFAULT_TUBELET
+        if self.img_size % th or self.num_frames % tt:
+            raise ValueError(
+                f"img_size must be a multiple of {th} and num_frames of {tt} (the tubelet "
+                f"{'×'.join(map(str, DEFAULT_TUBELET))}), got {self.img_size}, {self.num_frames}"
+            )
+        if (
+            min(self.adv_weight, self.rec_weight, self.warmup_steps, self.num_workers, self.threads, self.window) < 0
+            or self.base_lr <= 0
+        ):
+            raise ValueError(
+                "adv_weight, rec_weight, warmup_steps, num_workers, threads and window must be >= 0 and base_lr > 0"
+            )
+        if self.adv_weight == self.rec_weight == 0:
+            raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
+
+
+# Settings that change what a checkpoint's tensors mean: a resume must keep them.
+_RESUME_FIXED = (
+    "model",
+    "img_size",
+    "num_frames",
+    "mask_strategy",
+    "adv_weight",
+    "adv_loss",
+    "rec_weight",
+    "norm_pix_loss",
+    "batch_size",
+    "seed",
+    "decoder_keep",
+    "decoder_strategy",
+)
+
+
+def train_items(config: TrainConfig, root: Path) -> list[ClipItem]:
+    """The items pre-training draws clips from: ``root``'s, read as ``config.dataset``
+    says (see :class:`TrainConfig`), those with region maps beside them."""
+    dataset = config.dataset
+    if dataset == "auto":
+        dataset = "daisee" if label_file(root, "Train").is_file() else "folder"
+    options = {"window": config.window or None} if dataset == "folder" else {}
+    return with_region_maps(list_items(dataset, root, **options))
+
+
+def _initial_weights(config: TrainConfig) -> LoadedModel:
+    """``config.init``'s model, checked against the clip size the run trains on."""
+    init = load_model(config.init)
+    mc = init.model.config
+    if (mc.img_size, mc.num_frames) != (config.img_size, config.num_frames):
+        raise ValueError(
+            f"--init {config.init} takes {mc.num_frames}×{mc.img_size}² clips, the run is set to "
+            f"{config.num_frames}×{config.img_size}²: give --img-size {mc.img_size} --num-frames "
+            f"{mc.num_frames}"
+        )
+    if not init.has_decoder:
+        log.warning("--init %s has no decoder: pre-training starts it from a random init", init.path)
+    log.info("pre-training starts from the weights in %s", init.path)
+    return init
+
+
+def fill_batch(items: list[ClipItem], batch_size: int) -> list[ClipItem]:
+    """``items``, repeated as often as it takes to fill one batch of ``batch_size``: a
+    single short recording still trains, each copy drawing its own clip window."""
+    if len(items) >= batch_size:
+        return items
+    copies = -(-batch_size // len(items))
+    log.info("%d items fill no batch of %d: each epoch draws %d clips of every item", len(items), batch_size, copies)
+    return items * copies
+
+
+def _batches(loader: ClipLoader, start: int, steps: int) -> Iterator[dict]:
+    """The loader's batches from the current point to step ``steps``, epoch after epoch."""
+    step = start
+    while step < steps:
+        for batch in loader:
+            yield batch
+            step += 1
+            if step == steps:
+                return
+
+
+def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
+    # A field newer than the checkpoint had, in effect, its default value then.
+    saved = {k: saved.get(k, TrainConfig.__dataclass_fields__[k].default) for k in _RESUME_FIXED}
+    changed = [k for k in _RESUME_FIXED if saved[k] != getattr(config, k)]
+    if changed:
+        raise ValueError(
+            "cannot resume: the checkpoint was made with other "
+            + ", ".join(f"{k} ({saved[k]!r} vs {getattr(config, k)!r})" for k in changed)
+        )
+
+
+def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or with ``resume`` continue) pre-training; returns the last checkpoint's path.
+
+    Under ``torchrun`` every process runs this function: the global batch
+    ``config.batch_size`` is split evenly over the ranks, gradients are averaged by DDP,
+    and rank 0 alone writes logs, images and checkpoints.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    env = Distributed(config.device)
+    try:
+        return _pretrain(config, resume, progress, env)
+    finally:
+        env.close()
+
+
+def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distributed) -> Path:
+    out_dir = Path(config.out_dir).expanduser()
+    ckpt_dir = out_dir / "checkpoints"
+    device = env.device
+    dtype = resolve_dtype(config.dtype, device)
+    if config.batch_size % env.world:
+        raise ValueError(f"batch_size {config.batch_size} must split evenly over {env.world} processes")
+
+    state = None
+    if resume:
+        found = load_latest_valid(ckpt_dir)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no usable checkpoint in {ckpt_dir}")
+        last, state = found
+        _check_resume(state["config"], config)
+        log.info("resuming from %s (step %d)", last, state["trainer"]["step"])
+    elif latest_checkpoint(ckpt_dir) is not None:
+        raise FileExistsError(
+            f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir"
+        )
+
+    if env.main:  # one process prepares the synthetic set; the others then find it done
+        root = prepared_root(config.data_root, config.img_size, workers=config.num_workers, progress=progress)
+    env.barrier()
+    if not env.main:
+        root = prepared_root(config.data_root, config.img_size, workers=config.num_workers, progress=False)
+    share = config.batch_size // env.world
+    items = fill_batch(train_items(config, root), config.batch_size)
+    init = _initial_weights(config) if config.init and state is None else None
+    if init is not None:
+        model_config = dataclasses.replace(init.model.config, norm_pix_loss=config.norm_pix_loss)
+    else:
+        model_config = get_config(
+            config.model, img_size=config.img_size, num_frames=config.num_frames, norm_pix_loss=config.norm_pix_loss
+        )
+    torch.manual_seed(config.seed)
+    run = Pretrainer(
+        model_config,
+        PretrainConfig(
+            strategy=config.mask_strategy,
+            mask_ratio=config.mask_ratio,
+            adv_weight=config.adv_weight,
+            adv_loss=config.adv_loss,
+            rec_weight=config.rec_weight,
+            batch_size=config.batch_size,
+            base_lr=config.base_lr,
+            warmup_steps=config.warmup_steps,
+            total_steps=config.steps,
+            weight_decay=config.weight_decay,
+            clip_grad=config.clip_grad or None,
+            autocast=dtype,
+            decoder_keep=config.decoder_keep,
+            decoder_strategy=config.decoder_strategy,
+        ),
+        device=device,
+    )
+    if config.compile:
+        run.model.compile()  # in place: the state dict keeps its keys, so checkpoints do not change
+    if init is not None:
+        run.model.load_state_dict(init.model.state_dict())
+    if state is not None:
+        run.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+    start = run.step_count
+
+    run_log = heldout = None
+    if env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(config))
+        run_log = RunLog(out_dir)
+        # Read once, on rank 0 only; evaluating touches neither the training batches, masks nor RNG.
+        heldout = held_out_set(
+            root,
+            config.dataset,
+            config.eval_clips,
+            items,
+            model=run.model,
+            stride=config.temporal_stride,
+            ratio=config.mask_ratio,
+            strategy=config.mask_strategy,
+            seed=config.seed,
+            device=device,
+            dtype=dtype,
+        )
+    # Every process reads its block of each global batch; a resumed run starts inside its epoch.
+    per_epoch = len(epoch_order(len(items), 0, False, 0, 0, env.world, share, drop_last=True)) // share
+    epoch, first = divmod(start, per_epoch)
+    loader = make_loader(
+        items=items,
+        batch_size=share,
+        num_frames=config.num_frames,
+        stride=config.temporal_stride,
+        random_start=True,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+        shard_id=env.rank,
+        num_shards=env.world,
+        device=device,
+        num_workers=config.num_workers,
+        epoch=epoch,
+        start_batch=first,
+        backend=config.loader,
+    )
+    log.info(
+        "pre-training %s on %s (%d items, %s loader), %s, %s, %d process(es), steps %d..%d",
+        config.model,
+        root,
+        len(items),
+        config.loader,
+        device,
+        dtype,
+        env.world,
+        start,
+        config.steps,
+    )
+
+    last_path = latest_checkpoint(ckpt_dir)
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        disable=not (progress and env.main),
+        desc="pretrain",
+        unit="step",
+        dynamic_ncols=True,
+    )
+    pending: list[dict[str, Any]] = []
+    # Non-finite steps are counted on the device and read on log steps only.
+    in_a_row = torch.zeros((), device=device)
+    worst_in_a_row = torch.zeros((), device=device)
+    tick, clips_since = time.perf_counter(), 0
+    try:
+        for step, batch in enumerate(_batches(loader, start, config.steps), start=start):
+            clip, regions = batch["clip"], batch["region_map"]
+            if step == start and tuple(clip.shape[-2:]) != (config.img_size, config.img_size):
+                raise ValueError(f"clips in {root} are {tuple(clip.shape[-2:])}, but img_size is {config.img_size}")
+            stats = run.step(clip, regions, mask_generator(config.seed, step, device))
+            pending.append(stats)
+            in_a_row = (in_a_row + 1) * stats["skipped"]
+            worst_in_a_row = torch.maximum(worst_in_a_row, in_a_row)
+            clips_since += clip.shape[0] * env.world
+            done = step + 1
+            seconds = time.perf_counter() - tick  # the held-out evaluation below is no training time
+            is_ckpt = done % config.ckpt_every == 0 or done == config.steps
+            heldout_values = heldout.scalars(run.model) if heldout is not None and is_ckpt else {}
+            if done % config.log_every == 0 or done == config.steps:
+                values = log_step(env, run_log, done, pending, clips_since / seconds, extra=heldout_values)
+                bar.set_postfix(loss=f"{values['rec_loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
+                if int(worst_in_a_row) >= config.max_bad_steps:
+                    raise FloatingPointError(
+                        f"stopping at step {done}: {int(worst_in_a_row)} steps in a row had a non-finite loss or "
+                        "gradient (they were skipped). Lower --base-lr, check the data, or try --dtype fp32; "
+                        f"the last good checkpoint is in {ckpt_dir}."
+                    )
+                pending, tick, clips_since = [], time.perf_counter(), 0
+            elif heldout_values:  # a checkpoint between log steps: its own line
+                run_log.scalars(done, heldout_values)
+            if env.main and (done % config.image_every == 0 or done == config.steps):
+                write_reconstruction(
+                    run,
+                    clip[:1],
+                    regions[:1],
+                    config.mask_strategy,
+                    config.mask_ratio,
+                    config.seed,
+                    done,
+                    out_dir,
+                    run_log,
+                )
+            if done % config.ckpt_every == 0 or done == config.steps:
+                env.check_in_sync(run.model)
+                if env.main:
+                    last_path = save_checkpoint(
+                        checkpoint_path(ckpt_dir, done),
+                        {
+                            "trainer": run.state_dict(),
+                            "torch_rng": torch.get_rng_state(),
+                            "config": dataclasses.asdict(config),
+                            "model_config": model_config.to_dict(),
+                        },
+                    )
+                    prune_checkpoints(ckpt_dir, config.keep_last)
+            bar.update(1)
+    finally:
+        bar.close()
+        if run_log is not None:
+            run_log.close()
+    return last_path

@@ -1,0 +1,160 @@
+"""Long runs on bad days: a SIGKILL mid-run, non-finite losses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from train_helpers import train_args
+
+from fmae.data import ClipDataset
+from fmae.pretraining import records, run
+from fmae.runtime.distributed import Distributed
+from fmae.train import main
+from fmae.weights.checkpoint import load_checkpoint
+
+LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
+
+
+def _args(root, out, steps, *extra):
+    return train_args(root, out, steps, "--dtype", "fp32", *extra, ckpt_every=4)
+
+
+def _metrics(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows}  # a redone step's last record wins
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(small_set, tmp_path):
+    steps = 16
+    straight = tmp_path / "straight"
+    assert main(_args(small_set, straight, steps)) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmae.train", *_args(small_set, killed, steps)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = killed / "checkpoints" / "ckpt-00000004.safetensors"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "checkpoints" / f"ckpt-{steps:08d}.safetensors").exists()
+
+    assert main(_args(small_set, killed, steps, "--resume")) == 0
+    want, got = _metrics(straight), _metrics(killed)
+    assert sorted(got) == list(range(1, steps + 1))
+    for step in range(1, steps + 1):
+        for key in LOSS_KEYS:
+            assert got[step][key] == want[step][key], (step, key)
+    a = load_checkpoint(straight / "checkpoints" / f"ckpt-{steps:08d}.safetensors")["trainer"]
+    b = load_checkpoint(killed / "checkpoints" / f"ckpt-{steps:08d}.safetensors")["trainer"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_corrupt_last_checkpoint_resumes_from_the_one_before(small_set, tmp_path, monkeypatch, caplog):
+    straight = tmp_path / "straight"
+    assert main(_args(small_set, straight, 12)) == 0
+
+    broken = tmp_path / "broken"
+    real_step = run.Pretrainer.step
+
+    def crash_after_nine(self, *args, **kwargs):
+        if self.step_count == 9:
+            raise KeyboardInterrupt("simulated crash")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(run.Pretrainer, "step", crash_after_nine)
+    with pytest.raises(KeyboardInterrupt):
+        main(_args(small_set, broken, 12))
+    monkeypatch.setattr(run.Pretrainer, "step", real_step)
+    last = broken / "checkpoints" / "ckpt-00000008.safetensors"
+    data = bytearray(last.read_bytes())
+    data[-10] ^= 0xFF  # a flipped bit in the tensor data
+    last.write_bytes(bytes(data))
+
+    with caplog.at_level("WARNING"):
+        assert main(_args(small_set, broken, 12, "--resume")) == 0
+    assert "ckpt-00000008.safetensors is corrupt" in caplog.text
+    want, got = _metrics(straight), _metrics(broken)
+    for step in range(5, 13):  # redone from the step-4 checkpoint
+        for key in LOSS_KEYS:
+            assert got[step][key] == want[step][key], (step, key)
+
+
+def test_non_finite_data_is_skipped_then_stops_the_run(small_set, tmp_path, monkeypatch, capsys):
+    real_clip = ClipDataset.clip
+
+    def poisoned(self, index, epoch):
+        item = real_clip(self, index, epoch)
+        item["clip"][0, 0, 0, 0] = float("nan")
+        return item
+
+    monkeypatch.setattr(ClipDataset, "clip", poisoned)
+    out = tmp_path / "run"
+    code = main(_args(small_set, out, 30, "--max-bad-steps", "5"))
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "steps in a row" in err
+    rows = _metrics(out)
+    assert max(rows) < 30 and all(r["skipped"] == 1.0 for r in rows.values())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_memory_stays_flat_over_a_long_run(small_set, tmp_path, monkeypatch):
+    rss = []
+    real_step = run.Pretrainer.step
+
+    def measured(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        rss.append(_rss_mb())
+        return out
+
+    monkeypatch.setattr(run.Pretrainer, "step", measured)
+    # No checkpoint inside the measured window: saving one copies the whole training
+    # state once, a one-off bump, not a creep.
+    args = _args(small_set, tmp_path / "run", 150, "--adv-weight", "0")
+    args[args.index("--ckpt-every") + 1] = "1000"
+    args[args.index("--log-every") + 1] = "10"
+    assert main(args) == 0
+    # After warm-up (allocator pools, lazily built kernels), RSS must not creep with the
+    # step count: keeping one batch per step alive (0.4 MB here) would add 40 MB.
+    growth = max(rss[50:]) - rss[49]
+    assert growth < 10, f"RSS grew {growth:.1f} MB between steps 50 and 150 ({rss[49]:.0f} -> {max(rss[50:]):.0f} MB)"
+
+
+_real_clip = ClipDataset.clip
+
+
+def _die_in_worker(self, index, epoch):
+    if torch.utils.data.get_worker_info() is not None:
+        os._exit(1)  # what a worker killed by the OOM killer looks like to the loader
+    return _real_clip(self, index, epoch)
+
+
+def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(ClipDataset, "clip", _die_in_worker)
+    args = _args(small_set, tmp_path / "run", 4)
+    args[args.index("--num-workers") + 1] = "1"
+    with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
+        main(args)
+
+
+@pytest.mark.parametrize("disc_loss, warned", [(5e-4, True), (0.7, False)])
+def test_a_collapsed_discriminator_is_warned_about(caplog, disc_loss, warned):
+
+    stats = {"rec_loss": 1.0, "disc_loss": disc_loss, "skipped": 0.0}
+    with caplog.at_level("WARNING", logger="fmae.pretraining.records"):
+        records.log_step(Distributed("cpu"), None, 40, [stats, stats], 1.0)
+    assert ("discriminator" in caplog.text and "collapsed" in caplog.text) == warned
