@@ -17,10 +17,12 @@ threads, load average at the start and the end).
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import torch
+
+from fmae.benchmarking import timing
+from fmae.runtime.machine import describe, load_averages
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -45,7 +47,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "full: a heavy benchmark, run only with --full")
     config._fmae_matmul_peak = {}
-    config._fmae_load_at_start = os.getloadavg()
+    config._fmae_load_at_start = load_averages()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -87,18 +89,22 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     """What the timings depend on besides the CPU: torch, its threads, the OpenMP wait
     policy, the device, and the machine's load (1/5/15-minute averages) at the start and
     the end of the run — other processes' load only ever adds time."""
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    machine = describe(torch.device("cuda") if torch.cuda.is_available() else None)
     machine_info["fmae"] = {
-        "torch": torch.__version__,
-        "device": device,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", ""),
+        "torch": machine["torch"],
+        "device": machine["gpu"] or "cpu",
+        "cpu_count": machine["cpu_count"],
+        "torch_threads": machine["cpu_threads"],
+        "OMP_WAIT_POLICY": machine["omp_wait_policy"],
         "full": config.getoption("--full"),
         "rounds": config.getoption("--rounds"),
-        "load_average_start": [round(x, 2) for x in config._fmae_load_at_start],
-        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "load_average_start": _rounded(config._fmae_load_at_start),
+        "load_average_end": _rounded(load_averages()),
     }
+
+
+def _rounded(averages: tuple[float, ...] | None) -> list[float] | None:
+    return None if averages is None else [round(x, 2) for x in averages]
 
 
 def _fractions_of_peak(config, benchmarks) -> None:
@@ -135,25 +141,12 @@ def measure(benchmark, request):
     return run
 
 
-def _fastest_matmul_s(a: torch.Tensor, b: torch.Tensor, rounds: int = 5) -> float:
-    best = float("inf")
-    for i in range(rounds + 1):  # the first is a warm-up
-        if a.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if a.device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
 class MatmulPeak:
     """The machine's matmul FLOP/s, the yardstick of achieved-FLOP/s fractions.
 
-    ``peak.sample(dtype, device)`` times a square product ``n × n @ n × n`` now (``n =
-    peak.size(dtype, device)``, the fastest of 5 after a warm-up, well under a second)
+    ``peak.sample(dtype, device)`` times a square product ``n × n @ n × n`` now
+    (:func:`fmae.benchmarking.timing.matmul_peak`: ``n =`` :func:`~fmae.benchmarking.timing.peak_size`,
+    the fastest of 5 after a warm-up, well under a second)
     and keeps the best FLOP/s of the run for that device and dtype; it returns their key
     (``"cpu float32"``) for the benchmark's ``extra_info["matmul_peak"]``, or ``None``
     under ``--benchmark-disable``. Sampling beside each benchmark and keeping the best
@@ -164,24 +157,12 @@ class MatmulPeak:
     def __init__(self, best: dict[str, float], disabled: bool) -> None:
         self.best, self.disabled = best, disabled
 
-    @staticmethod
-    def size(dtype: torch.dtype, device: torch.device | str) -> int:
-        """1024, or 512 for bf16 on a CPU without bf16 hardware (AMX/AVX512-BF16), whose
-        fallback kernel is two orders of magnitude slower than fp32."""
-        from fmae.runtime.device import cpu_has_fast_bf16
-
-        slow = torch.device(device).type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16()
-        return 512 if slow else 1024
-
     def sample(self, dtype: torch.dtype, device: torch.device | str) -> str | None:
         if self.disabled:
             return None
         device = torch.device(device)
         key = f"{device.type} {str(dtype).removeprefix('torch.')}"
-        n = self.size(dtype, device)
-        g = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(n, n, generator=g).to(device, dtype) for _ in range(2))
-        self.best[key] = max(self.best.get(key, 0.0), 2 * n**3 / _fastest_matmul_s(a, b))
+        self.best[key] = max(self.best.get(key, 0.0), timing.matmul_peak(dtype, device, rounds=5))
         return key
 
 

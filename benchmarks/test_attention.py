@@ -1,25 +1,30 @@
 """Attention forward + backward at the model's shapes, every backend that runs on the
 device against the plain float32 reference (the baseline of each group).
 
-Shapes (B=2): the base encoder at 90 % masking (157 visible tokens, 12 heads), the
-same with a key padding mask, and the decoders over all 1568 tokens (base: 6 heads
-of 64, tiny: 4 heads of 32). Triton is measured on CUDA only: under the CPU
+Shapes (B=2), :data:`fmae.benchmarking.shapes.ATTENTION_SHAPES` (the GPU check's too): the
+base encoder at 90 % masking (157 visible tokens, 12 heads), the same with a key padding
+mask, the base encoder at 50 % (784 tokens), and the decoders over all 1568 tokens (base: 6
+heads of 64, tiny: 4 heads of 32). Triton is measured on CUDA only: under the CPU
 interpreter its time says nothing about the kernel.
 """
 
 import pytest
 import torch
 
+from fmae.benchmarking.shapes import ATTENTION_SHAPES
+from fmae.benchmarking.timing import synchronize
 from fmae.ops import _backend, attention, attention_reference
 from fmae.ops.attention import _XFORMERS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 B = 2
+PADDED = ("encoder-base-r0.9",)
+"""The shapes also timed with a key padding mask (``<slug>-padded``)."""
 SHAPES = {  # name: (heads, N, head_dim, masked)
-    "encoder-base-r0.9": (12, 157, 64, False),
-    "encoder-base-r0.9-padded": (12, 157, 64, True),
-    "decoder-base": (6, 1568, 64, False),
-    "decoder-tiny": (4, 1568, 32, False),
+    f"{s.slug}{suffix}": (s.heads, s.tokens, s.head_dim, masked)
+    for s in ATTENTION_SHAPES
+    for suffix, masked in (("", False), ("-padded", True))
+    if not masked or s.slug in PADDED
 }
 IMPLS = ["reference", "sdpa", "sdpa_fp32"]
 if DEVICE == "cuda" and _backend.triton_importable():
@@ -55,8 +60,7 @@ def test_attention_fwd_bwd(benchmark, measure, impl, shape, dtype):
         q.grad = k.grad = v.grad = None
         out = fn()
         out.backward(grad)
-        if DEVICE == "cuda":
-            torch.cuda.synchronize()
+        synchronize(DEVICE)
         return out
 
     out = measure(run, impl=impl, baseline=impl == "reference")

@@ -16,6 +16,7 @@ with ``--full``.
 import pytest
 import torch
 
+from fmae.benchmarking.timing import synchronize
 from fmae.runtime.device import cpu_has_fast_bf16, resolve_device
 
 DEVICE = resolve_device("auto")
@@ -50,8 +51,7 @@ def test_matmul(benchmark, measure, matmul_peak, dtype, shape):
 
     def run():
         out = a @ b
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(DEVICE)
         return out
 
     out = measure(run, impl=dtype, baseline=dtype == "fp32", rounds=5)

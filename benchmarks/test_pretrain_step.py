@@ -60,6 +60,7 @@ import pytest
 import torch
 
 from fmae.benchmarking.step import PeakMemory, hf_videomae_step, make_pretrain_step
+from fmae.benchmarking.timing import synchronize
 from fmae.masking import num_decoder_targets, num_masked
 from fmae.model import FMAE, FMAEConfig, get_config
 from fmae.model.flops import step_flops
@@ -132,8 +133,7 @@ QUICK_IMPLS = ("hf_videomae", "fmae_random_mae", "fmae_facial_adv")
 
 
 def _now() -> float:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(DEVICE)
     return time.perf_counter()
 
 

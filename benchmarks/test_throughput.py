@@ -32,6 +32,7 @@ import contextlib
 import pytest
 import torch
 
+from fmae.benchmarking.timing import synchronize
 from fmae.masking import decoder_targets, num_decoder_targets, num_masked, random_mask
 from fmae.model import create, patchify
 from fmae.model.flops import decoder_flops, encoder_flops
@@ -69,8 +70,7 @@ def test_encoder_vs_ratio(benchmark, measure, matmul_peak, model_name, ratio):
         with autocast:
             latent = model.forward_encoder(cubes, visible)
         latent.backward(grad.to(latent.dtype))
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(DEVICE)
         return latent.detach()
 
     latent = measure(run, impl=f"ratio {ratio}", baseline=ratio == 0.0, rounds=3)
@@ -118,8 +118,7 @@ def test_decoder_vs_keep(benchmark, measure, matmul_peak, model_name, keep):
         with autocast:
             pred = model.forward_decoder(latent, visible, targets)
         pred.backward(grad.to(pred.dtype))
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(DEVICE)
         return pred.detach()
 
     pred = measure(run, impl=f"keep {keep:g}", baseline=keep == 1.0, rounds=3)

@@ -1,11 +1,15 @@
 """FMAE: a facial masked autoencoder for self-supervised engagement recognition.
 
-Data flows one way: ``data`` → ``face`` → ``masking`` → ``model`` → ``losses`` →
-``train`` / ``probe``; ``fmae.ops`` (the kernels) sits below all of them.
+The top of the package holds the commands (``python -m fmae.<command>``) and this face;
+the library lives in subpackages named for their jobs, imported one way:
+``runtime`` → ``ops`` (the kernels) → ``face`` → ``data`` → ``masking`` → ``model`` →
+``weights`` → ``interop`` → ``figures`` → ``evaluation`` → ``pretraining`` → ``downstream``
+→ ``experiments`` → ``benchmarking`` (``CONTRIBUTING.md``).
 
-At the top of the package, for using a trained encoder::
+At the top of the package, for building a model or using a trained encoder::
 
     import fmae
+    model = fmae.create("fmae_vit_tiny", img_size=112)  # a fresh FMAE model by size name
     encoder = fmae.load_encoder("runs/pretrain")       # or an exported / converted .safetensors
     features = encoder.forward_features(clips)          # [B, C, T, H, W] → [B, D]; pool=False: [B, N, D]
     video = fmae.extract_video(encoder, "lecture.mp4")  # a whole video: features [W, D], start_s, end_s
@@ -26,15 +30,20 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
 
-__all__ = ["extract_video", "load_encoder"]
+__all__ = ["create", "extract_video", "load_encoder"]
 
 if TYPE_CHECKING:
     from fmae.downstream.extract import extract_video
+    from fmae.model import create
     from fmae.weights import load_encoder
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: ``import fmae`` stays cheap (no torch) until the loader is wanted.
+    if name == "create":
+        from fmae.model import create
+
+        return create
     if name == "load_encoder":
         from fmae.weights import load_encoder
 

@@ -8,7 +8,7 @@ described in :mod:`fmae.benchmarking.step`, with its share of the matmul peak in
 on stdout. Progress goes to stderr.
 
 ``python -m fmae.bench gpu --out DIR``: every check that needs a GPU in one command
-(:mod:`fmae.benchmarking.gpu_check`); without CUDA, or with ``--dry-run``, it lists what it would run.
+(:mod:`fmae.benchmarking.gpu`); without CUDA, or with ``--dry-run``, it lists what it would run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 import sys
 from typing import Any
 
-from fmae.benchmarking.gpu_check import GpuCheckConfig
-from fmae.benchmarking.gpu_check import run as run_gpu_check
+from fmae.benchmarking.gpu import GpuCheckConfig
+from fmae.benchmarking.gpu import run as run_gpu_check
 from fmae.benchmarking.step import StepBenchConfig, bench_step
 from fmae.runtime.cli import add_command_args, run_parsed
 

@@ -1,6 +1,6 @@
 """``python -m fmae.evaluate CHECKPOINT``: how well a pre-trained model reconstructs
 masked cubes of held-out clips, overall and per facial region, beside three baselines
-that see the same visible cubes; see :mod:`fmae.evaluation.evaluate`.
+that see the same visible cubes; see :mod:`fmae.evaluation`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps 100000 --batch-size 64.  Your own recordings, unlabelled: python -m fmae.preprocess /data/webcam "
         "/data/webcam-faces, then --data-root /data/webcam-faces.  Several processes: "
         "torchrun --nproc-per-node 8 -m fmae.train ... "
-        "(the batch size is global; see the README for several machines).",
+        "(the batch size is global; see docs/distributed.md for several machines).",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
     return run_command(parser, TrainConfig, _train, argv)

@@ -8,15 +8,16 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
 - ``s_per_step``: the median step time (background load only ever adds time, the
   median ignores the odd slow step); ``s_per_step_mean`` and ``s_per_step_min`` beside
   it. On CUDA steps are timed with CUDA events recorded between them, so no host
-  synchronisation is added to the step; on CPU with the wall clock.
+  synchronisation is added to the step; on CPU with the wall clock
+  (:func:`fmae.benchmarking.timing.timed_calls`).
 - ``clips_per_s = batch_size / s_per_step``;
 - ``tflops``: achieved matrix-product TFLOP/s, :func:`fmae.model.flops.step_flops` (the
   algorithm's count, discriminator included when λ > 0, decoder masking counted) over
   ``s_per_step``; ``fraction_of_peak``: that over ``matmul_peak_tflops``, the machine's
   matrix-product rate in the step's compute dtype (``dtype``: bf16 on a CPU with AMX or
   AVX512-BF16, where it is several times the fp32 rate, and on GPUs that have it), measured in
-  the same process: the fastest of :data:`PEAK_ROUNDS` square ``PEAK_SIZE²`` products
-  (:func:`matmul_peak`), sampled before and after the timed steps, the better kept (on a
+  the same process: the fastest of ``PEAK_ROUNDS`` square ``PEAK_SIZE²`` products
+  (:func:`fmae.benchmarking.timing.matmul_peak`), sampled before and after the timed steps, the better kept (on a
   shared machine, its quietest moment) — the yardstick of the benchmarks'
   ``fraction_of_peak`` too (``benchmarks/conftest.py``);
 - ``peak_mem_mb``: the memory the steps need on top of the built model and inputs
@@ -57,27 +58,25 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import resource
 import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
-import fmae
+from fmae.benchmarking.timing import abba, matmul_peak, timed_call, timed_calls
 from fmae.face import NUM_REGIONS
 from fmae.masking import DECODER_STRATEGIES, STRATEGIES
 from fmae.model import MODEL_CONFIGS, FMAEConfig, get_config
 from fmae.model.flops import step_flops
 from fmae.pretraining.step import PretrainConfig, Pretrainer
 from fmae.runtime.config import check_choices, setting
-from fmae.runtime.device import DTYPES, autocast, cpu_has_fast_bf16, resolve_device, resolve_dtype
+from fmae.runtime.device import DTYPES, autocast, resolve_device, resolve_dtype
+from fmae.runtime.machine import describe
 
 MODEL_SIZES: tuple[str, ...] = tuple(name.removeprefix("fmae_vit_") for name in MODEL_CONFIGS)
 REGION_BLOCK = 8
@@ -85,10 +84,6 @@ REGION_BLOCK = 8
 a parsed face's parts at the 16-pixel tubelet scale."""
 COMPARE: tuple[str, ...] = ("none", "hf")
 """What ``bench step`` may time beside FMAE's step in the same run (``--compare``)."""
-PEAK_SIZE, PEAK_ROUNDS = 1024, 10
-"""The square product of :func:`matmul_peak`: ``PEAK_SIZE²`` (512² for bf16 on a CPU
-without bf16 hardware, whose fallback is two orders of magnitude slower), fastest of
-``PEAK_ROUNDS`` after a warm-up — the size the benchmarks' yardstick uses."""
 
 
 @dataclass
@@ -278,26 +273,6 @@ def hf_videomae_step(
     return HFStep(model, optimizer, pixels.to(device), mask.to(device), dtype, device)
 
 
-def matmul_peak(
-    dtype: torch.dtype, device: torch.device | str, size: int | None = None, rounds: int = PEAK_ROUNDS
-) -> float:
-    """The machine's matrix-product FLOP/s in ``dtype`` now: the fastest of ``rounds``
-    square ``size × size`` products after one warm-up (``size`` default
-    :data:`PEAK_SIZE`, 512 for bf16 on a CPU without bf16 hardware). Well under a second."""
-    device = torch.device(device)
-    if size is None:
-        slow = device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16()
-        size = 512 if slow else PEAK_SIZE
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
-    best = float("inf")
-    for i in range(rounds + 1):
-        seconds = _wall_s(lambda: a @ b, device)
-        if i:
-            best = min(best, seconds)
-    return 2 * size**3 / best
-
-
 class PeakMemory:
     """Memory the timed steps need on top of a baseline (see the module docstring)."""
 
@@ -347,65 +322,6 @@ def _maxrss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        if found:
-            return found.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """What the timings depend on besides the settings: torch, CUDA, the GPU, the CPU."""
-    return {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": _cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_fast_bf16": cpu_has_fast_bf16(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-        "python": platform.python_version(),
-        "fmae": fmae.__version__,
-    }
-
-
-def _wall_s(fn: Callable[[], Any], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-def _timed_steps(
-    step: Callable[[], torch.Tensor], n: int, device: torch.device, bar: tqdm
-) -> tuple[list[float], torch.Tensor]:
-    """Seconds of each of ``n`` steps and the last step's loss."""
-    if device.type != "cuda":
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            loss = step()
-            times.append(time.perf_counter() - start)
-            bar.update()
-        return times, loss
-    events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)]
-    events[0].record()
-    for i in range(n):
-        loss = step()
-        events[i + 1].record()
-        bar.update()
-    torch.cuda.synchronize(device)
-    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])], loss
-
-
 @dataclass
 class _Timed:
     """One implementation's timed steps: seconds, last loss, peak memory growth and process peak (MiB)."""
@@ -419,24 +335,19 @@ class _Timed:
 def _alternating(
     steps: dict[str, Callable[[], torch.Tensor]], n: int, device: torch.device, memory: PeakMemory, bar: tqdm
 ) -> dict[str, _Timed]:
-    """``n`` timed steps of each of ``steps``, alternating in ABBA order, each timed alone
-    (wall clock, synchronised on CUDA) with its own peak-memory window."""
+    """``n`` timed steps of each of ``steps``, alternating in ABBA order (:func:`fmae.benchmarking.timing.abba`),
+    each timed alone (wall clock, synchronised on CUDA) with its own peak-memory window."""
     out = {name: _Timed([], torch.zeros(()), 0.0, 0.0) for name in steps}
-    names = list(steps)
-    for i in range(n):
-        for name in names if i % 2 == 0 else names[::-1]:
-            memory.set_base()
-            memory.reset_peak()
-            start = time.perf_counter()
-            loss = steps[name]()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            out[name].times.append(time.perf_counter() - start)
-            peak, process = memory.read()
-            timed = out[name]
-            timed.loss, timed.peak_mb = loss, max(timed.peak_mb, peak)
-            timed.process_peak_mb = max(timed.process_peak_mb, process)
-            bar.update()
+    for name in abba(list(steps), n):
+        memory.set_base()
+        memory.reset_peak()
+        seconds, loss = timed_call(steps[name], device)
+        peak, process = memory.read()
+        timed = out[name]
+        timed.times.append(seconds)
+        timed.loss, timed.peak_mb = loss, max(timed.peak_mb, peak)
+        timed.process_peak_mb = max(timed.process_peak_mb, process)
+        bar.update()
     return out
 
 
@@ -456,21 +367,10 @@ def _summary(timed: _Timed, batch_size: int, flops: int, peak: float) -> dict[st
     }
 
 
-def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]:
-    """Time ``config.steps`` pre-training steps after ``config.warmup`` untimed ones
-    (and as many of HF's, alternating with them, with ``config.compare == "hf"``).
-
-    Returns the flat dict described in the module docstring. Raises ``ValueError`` for
-    settings the model or the device cannot take (a tubelet that does not divide the
-    clip, a ratio that masks no token, CUDA asked for where there is none), and
-    ``ImportError`` when the comparison needs ``transformers`` and it is missing.
-    """
-    try:
-        device = resolve_device(config.device)
-    except RuntimeError as err:
-        raise ValueError(str(err)) from err
-    dtype = resolve_dtype(config.dtype, device)
-    model_config = config.model_config()
+def _build_steps(
+    config: StepBenchConfig, model_config: FMAEConfig, device: torch.device, dtype: torch.dtype
+) -> tuple[PretrainStep, dict[str, Callable[[], torch.Tensor]]]:
+    """FMAE's step (compiled when asked) and, with ``compare == "hf"``, HF's: each a call that returns the loss."""
     pretrain = PretrainConfig(
         strategy=config.strategy,
         mask_ratio=config.ratio,
@@ -489,9 +389,18 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
         steps["hf"] = hf_videomae_step(
             model_config, config.ratio, config.batch_size, dtype, config.compile, device, config.seed
         )
-    peak = matmul_peak(dtype, device)
-    memory = PeakMemory(device)
-    memory.set_base()
+    return step, steps
+
+
+def _run_steps(
+    config: StepBenchConfig,
+    steps: dict[str, Callable[[], torch.Tensor]],
+    device: torch.device,
+    memory: PeakMemory,
+    progress: bool,
+) -> tuple[dict[str, float], dict[str, _Timed]]:
+    """The warm-up (the first step's seconds of each) and the timed steps: FMAE's alone back to
+    back, or alternating with HF's."""
     first: dict[str, float] = {}
     with tqdm(
         total=(config.warmup + config.steps) * len(steps),
@@ -503,15 +412,56 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
     ) as bar:
         for _ in range(config.warmup):
             for name, fn in steps.items():
-                seconds = _wall_s(fn, device)
-                first.setdefault(name, seconds)
+                first.setdefault(name, timed_call(fn, device)[0])
                 bar.update()
-        if len(steps) == 1:
-            memory.reset_peak()
-            times, loss = _timed_steps(steps["fmae"], config.steps, device, bar)
-            timed = {"fmae": _Timed(times, loss, *memory.read())}
-        else:
-            timed = _alternating(steps, config.steps, device, memory, bar)
+        if len(steps) > 1:
+            return first, _alternating(steps, config.steps, device, memory, bar)
+        memory.reset_peak()
+        times, loss = timed_calls(steps["fmae"], config.steps, device, bar.update)
+        return first, {"fmae": _Timed(times, loss, *memory.read())}
+
+
+def _memory_kind(memory: PeakMemory, alternating: bool) -> str:
+    """How the peak memory was read: around all the timed steps, or around each one alone when alternating."""
+    if not alternating:
+        return memory.kind
+    per_step = {"cpu_peak_rss_growth": "cpu_step_rss_growth", "cuda_max_allocated_growth": "cuda_step_allocated_growth"}
+    return per_step.get(memory.kind, memory.kind)
+
+
+def _hf_summary(
+    config: StepBenchConfig, model_config: FMAEConfig, timed: _Timed, first_s: float, peak: float, fmae: dict
+) -> dict[str, Any]:
+    """HF's numbers (``hf_`` keys) and FMAE's speed-up over them."""
+    flops = step_flops(model_config, config.batch_size, config.ratio, "random", 0.0).total
+    hf = _summary(timed, config.batch_size, flops, peak)
+    out = {f"hf_{k}": v for k, v in hf.items()}
+    out["hf_first_step_s"] = first_s
+    out["speedup_vs_hf"] = hf["s_per_step"] / fmae["s_per_step"]
+    out["speedup_vs_hf_min"] = hf["s_per_step_min"] / fmae["s_per_step_min"]
+    return out
+
+
+def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]:
+    """Time ``config.steps`` pre-training steps after ``config.warmup`` untimed ones
+    (and as many of HF's, alternating with them, with ``config.compare == "hf"``).
+
+    Returns the flat dict described in the module docstring. Raises ``ValueError`` for
+    settings the model or the device cannot take (a tubelet that does not divide the
+    clip, a ratio that masks no token, CUDA asked for where there is none), and
+    ``ImportError`` when the comparison needs ``transformers`` and it is missing.
+    """
+    try:
+        device = resolve_device(config.device)
+    except RuntimeError as err:
+        raise ValueError(str(err)) from err
+    dtype = resolve_dtype(config.dtype, device)
+    model_config = config.model_config()
+    step, steps = _build_steps(config, model_config, device, dtype)
+    peak = matmul_peak(dtype, device)
+    memory = PeakMemory(device)
+    memory.set_base()
+    first, timed = _run_steps(config, steps, device, memory, progress)
     peak = max(peak, matmul_peak(dtype, device))
 
     flops = step_flops(
@@ -527,24 +477,15 @@ def bench_step(config: StepBenchConfig, progress: bool = True) -> dict[str, Any]
         "dtype_requested": config.dtype,
         "device": str(device),
         **result,
-        "peak_mem_kind": memory.kind
-        if len(steps) == 1
-        else {
-            "cpu_peak_rss_growth": "cpu_step_rss_growth",
-            "cuda_max_allocated_growth": "cuda_step_allocated_growth",
-        }.get(memory.kind, memory.kind),
+        "peak_mem_kind": _memory_kind(memory, len(steps) > 1),
         "num_masked": step.run.num_masked,
         "decoder_targets": step.run.num_targets,
         "matmul_peak_tflops": peak / 1e12,
         "first_step_s": first_step_s,
         "compile_s": max(0.0, first_step_s - result["s_per_step"]) if config.compile else None,
-        **environment(device),
+        **describe(device),
     }
     if "hf" in timed:
-        hf_flops = step_flops(model_config, config.batch_size, config.ratio, "random", 0.0).total
-        hf = _summary(timed["hf"], config.batch_size, hf_flops, peak)
-        out.update({f"hf_{k}": v for k, v in hf.items()})
-        out["hf_first_step_s"] = first.get("hf", timed["hf"].times[0])
-        out["speedup_vs_hf"] = hf["s_per_step"] / result["s_per_step"]
-        out["speedup_vs_hf_min"] = hf["s_per_step_min"] / result["s_per_step_min"]
+        hf_first = first.get("hf", timed["hf"].times[0])
+        out.update(_hf_summary(config, model_config, timed["hf"], hf_first, peak, result))
     return out

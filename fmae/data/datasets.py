@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from fmae.data.clips import SPLITS, VIDEO_SUFFIXES, ClipItem, count_frames, list_clips
+from fmae.data.clips import SPLITS, VIDEO_SUFFIXES, ClipItem, count_frames, label_file, list_clips
 
 log = logging.getLogger(__name__)
 
@@ -328,3 +328,16 @@ def list_items(dataset: str, root: str | Path, split: str | None = None, **optio
         split = SPLITS[0]
     args = (root,) if split is None else (root, split)
     return ADAPTERS[dataset](*args, **options)
+
+
+def resolve_dataset(root: str | Path, dataset: str, splits: Sequence[str] = SPLITS) -> str:
+    """How a command reads ``root`` given its ``--dataset``: ``dataset`` itself unless it is
+    ``auto``; ``auto`` is ``daisee`` when ``root`` has the label file
+    (``Labels/<split>Labels.csv``) of one of ``splits`` (default: any split), else ``folder``.
+
+    Evaluation reads any labelled split as DAiSEE; pre-training, which reads the Train split,
+    passes ``splits=("Train",)``.
+    """
+    if dataset != "auto":
+        return dataset
+    return "daisee" if any(label_file(root, split).is_file() for split in splits) else "folder"

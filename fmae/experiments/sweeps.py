@@ -34,10 +34,9 @@ up with ``steps``, ``model``, ``img_size``, ``data_root`` and ``seeds``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import logging
 import statistics
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,17 +44,13 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from fmae.downstream.probe import TASKS, ProbeConfig, run_probe
+from fmae.experiments.cells import Pretrained, run_cell
 from fmae.masking import STRATEGIES
-from fmae.model import MODEL_CONFIGS, get_config
+from fmae.model import get_config
 from fmae.model.flops import encoder_flops, step_flops
-from fmae.pretraining.step import ADV_WEIGHT
-from fmae.pretraining.train import TrainConfig, pretrain
+from fmae.pretraining.train import TrainConfig
 from fmae.runtime.config import check_choices, setting
-from fmae.runtime.device import DTYPES
-from fmae.runtime.files import write_atomically
-from fmae.weights.checkpoint import latest_checkpoint
-
-log = logging.getLogger(__name__)
+from fmae.runtime.files import digest, write_json
 
 SWEEPS: tuple[str, ...] = ("ratio", "stride", "strategy")
 DEFAULT_VALUES: dict[str, str] = {
@@ -78,48 +73,85 @@ PAPER_DAISEE_ACCURACY: dict[tuple[str, str], float] = {
     ("facial", "AL"): 63.64,
     ("facial", "RL+AL"): 64.74,
 }
-_RESULT = "result.json"
+_NOT_GIVEN: Any = object()
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_TRAIN_TYPES = typing.get_type_hints(TrainConfig)
 
 
-@dataclass
-class AblationConfig:
-    """The settings every cell of a sweep shares; the swept one is overridden per cell."""
+def _from_training(name: str, default: Any = _NOT_GIVEN, help: str = "") -> tuple[str, Any, Any]:
+    """:class:`fmae.pretraining.train.TrainConfig`'s field ``name`` (its type, choices, default and
+    help) as a field of a sweep's settings, with the sweep's own ``default`` and ``help`` where given."""
+    field = _TRAIN_FIELDS[name]
+    value = field.default if default is _NOT_GIVEN else default
+    return name, _TRAIN_TYPES[name], setting(value, help or field.metadata["help"], field.metadata.get("choices"))
 
-    values: str = setting(
+
+def _own(
+    name: str, kind: type, default: Any, help: str, choices: tuple[str, ...] | None = None
+) -> tuple[str, Any, Any]:
+    """A field of a sweep's settings that pre-training does not have."""
+    return name, kind, setting(default, help, choices)
+
+
+# Flag order of ``python -m fmae.ablate --help``; every field but the swept values, the seeds, the
+# probe's and ``out_dir`` is TrainConfig's and is handed to each cell's pre-training.
+_FIELDS = [
+    _own(
+        "values",
+        str,
         "",
         "comma-separated values to sweep; empty: the defaults (ratio: "
         f"{DEFAULT_VALUES['ratio']}; stride: {DEFAULT_VALUES['stride']}; "
         f"strategy: {DEFAULT_VALUES['strategy']})",
-    )
-    seeds: int = setting(1, "seeds per setting (0 … n-1); tables give the mean, ± the standard deviation over seeds")
-    model: str = setting("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
-    img_size: int = setting(64, "side of the face crop in pixels (the paper: 224)")
-    num_frames: int = setting(
-        8, "frames per clip (the paper: 16); the stride sweep keeps num_frames × temporal_stride video frames per clip"
-    )
-    temporal_stride: int = setting(2, "take every k-th frame (the paper: 2)")
-    mask_strategy: str = setting("facial", "masking strategy of the ratio and stride sweeps", STRATEGIES)
-    mask_ratio: float = setting(0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)")
-    adv_weight: float = setting(
-        ADV_WEIGHT, "λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)"
-    )
-    steps: int = setting(100, "pre-training steps per cell")
-    batch_size: int = setting(8, "pre-training clips per step")
-    task: str = setting("daisee", "what the probe learns (see python -m fmae.probe --help)", tuple(TASKS))
-    probe_epochs: int = setting(0, "linear-probe epochs per cell; 0: the probe's default (fmae.probe --epochs)")
-    data_root: str = setting("", "data set folder for pre-training and probing; empty: the built-in synthetic set")
-    out_dir: str = setting("runs/ablate", "where cells, tables and plots go")
-    dtype: str = setting("auto", "compute dtype", DTYPES)
-    device: str = setting("auto", "cpu, cuda, cuda:N or auto")
-    num_workers: int = setting(2, "data-loading worker processes")
+    ),
+    _own("seeds", int, 1, "seeds per setting (0 … n-1); tables give the mean, ± the standard deviation over seeds"),
+    _from_training("model"),
+    _from_training("img_size", 64, "side of the face crop in pixels (the paper: 224)"),
+    _from_training(
+        "num_frames",
+        8,
+        "frames per clip (the paper: 16); the stride sweep keeps num_frames × temporal_stride video frames per clip",
+    ),
+    _from_training("temporal_stride", help="take every k-th frame (the paper: 2)"),
+    _from_training("mask_strategy", help="masking strategy of the ratio and stride sweeps"),
+    _from_training("mask_ratio", help="masking ratio of the stride and strategy sweeps (the paper: 0.9)"),
+    _from_training(
+        "adv_weight", help="λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)"
+    ),
+    _from_training("steps", 100, "pre-training steps per cell"),
+    _from_training("batch_size", help="pre-training clips per step"),
+    _own("task", str, "daisee", "what the probe learns (see python -m fmae.probe --help)", tuple(TASKS)),
+    _own("probe_epochs", int, 0, "linear-probe epochs per cell; 0: the probe's default (fmae.probe --epochs)"),
+    _from_training("data_root", help="data set folder for pre-training and probing; empty: the built-in synthetic set"),
+    _own("out_dir", str, "runs/ablate", "where cells, tables and plots go"),
+    _from_training("dtype", help="compute dtype"),
+    _from_training("device"),
+    _from_training("num_workers"),
+]
+_TRAINING = [name for name, _, _ in _FIELDS if name in _TRAIN_FIELDS and name != "out_dir"]
+"""The settings a sweep hands to pre-training as they are."""
 
-    def __post_init__(self) -> None:
-        check_choices(self)
-        if self.seeds < 1 or self.probe_epochs < 0:
-            raise ValueError(f"seeds must be at least 1 and probe_epochs >= 0, got {self.seeds}, {self.probe_epochs}")
-        if self.adv_weight <= 0:
-            raise ValueError(f"adv_weight must be positive (the RL-only cells set it to 0), got {self.adv_weight}")
-        _train_config(self, "")  # TrainConfig checks the rest
+
+def _check(self: Any) -> None:
+    check_choices(self)
+    if self.seeds < 1 or self.probe_epochs < 0:
+        raise ValueError(f"seeds must be at least 1 and probe_epochs >= 0, got {self.seeds}, {self.probe_epochs}")
+    if self.adv_weight <= 0:
+        raise ValueError(f"adv_weight must be positive (the RL-only cells set it to 0), got {self.adv_weight}")
+    _train_config(self, "")  # TrainConfig checks the rest
+
+
+AblationConfig = dataclasses.make_dataclass(
+    "AblationConfig",
+    _FIELDS,
+    namespace={
+        "__doc__": "The settings every cell of a sweep shares; the swept one is overridden per cell. Its "
+        "pre-training settings are :class:`fmae.pretraining.train.TrainConfig`'s fields (types, choices), "
+        "with the sweep's defaults and help.",
+        "__post_init__": _check,
+        "__module__": __name__,
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -140,23 +172,8 @@ class Cell:
 
 
 def _train_config(config: AblationConfig, out_dir: str, **overrides: Any) -> TrainConfig:
-    settings = dict(
-        model=config.model,
-        img_size=config.img_size,
-        num_frames=config.num_frames,
-        temporal_stride=config.temporal_stride,
-        mask_strategy=config.mask_strategy,
-        mask_ratio=config.mask_ratio,
-        adv_weight=config.adv_weight,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        data_root=config.data_root,
-        dtype=config.dtype,
-        device=config.device,
-        num_workers=config.num_workers,
-        out_dir=out_dir,
-    )
-    settings.update(overrides)
+    settings = {name: getattr(config, name) for name in _TRAINING}
+    settings.update(out_dir=out_dir, **overrides)
     steps = settings["steps"]
     # Ten log records for clips/s; a few checkpoints to resume a cell from; one image at the end.
     settings.update(log_every=max(1, steps // 10), ckpt_every=max(1, steps // 4), image_every=steps, keep_last=1)
@@ -194,15 +211,11 @@ def parse_values(sweep: str, text: str, config: AblationConfig) -> list[Any]:
     return values
 
 
-def _digest(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def _cell_id(config: AblationConfig, train: TrainConfig) -> str:
     """Hash of what shapes a cell's result: its pre-training settings (not where it runs
     or writes) and the probe's."""
     settings = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("out_dir", "device", "num_workers")}
-    return _digest({**settings, "task": config.task, "probe_epochs": config.probe_epochs})
+    return digest({**settings, "task": config.task, "probe_epochs": config.probe_epochs})
 
 
 def make_cells(sweep: str, config: AblationConfig) -> list[Cell]:
@@ -265,39 +278,38 @@ def _probe_config(config: AblationConfig, out_dir: Path, seed: int, stride: int,
     )
 
 
-def _clips_per_s(metrics_jsonl: Path) -> float | None:
+def _clips_per_s(records: Sequence[dict[str, Any]]) -> float | None:
     """Median pre-training throughput over the run's log records, the first left out
     when there are others (it carries start-up and warm-up)."""
-    if not metrics_jsonl.exists():
-        return None
-    rates = [json.loads(line)["clips_per_s"] for line in metrics_jsonl.read_text().splitlines() if line.strip()]
+    rates = [r["clips_per_s"] for r in records]
     return statistics.median(rates[1:] or rates) if rates else None
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
-
-
-def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[str, Any]:
-    """Pre-train and probe one cell, or read its ``result.json`` when it is done.
+def run_sweep_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[str, Any]:
+    """Pre-train and probe one cell (:func:`fmae.experiments.cells.run_cell`), or read its
+    ``result.json`` when it is done.
 
     Returns the cell's settings, :func:`_metrics` of its probe, and its cost:
     ``encoder_gflops`` (encoder forward, every token visible, per clip),
     ``pretrain_gflops`` (one pre-training step per clip) and measured ``clips_per_s``.
     """
-    done = cell.folder / _RESULT
     here = {"sweep": cell.sweep, "value": cell.value, "losses": cell.losses}
-    if done.exists():
-        return {**json.loads(done.read_text()), **here}
-    t = cell.train
-    resume = latest_checkpoint(Path(t.out_dir) / "checkpoints") is not None
-    checkpoint = pretrain(t, resume=resume, progress=progress)
+
+    def measure(pretrained: Pretrained | None) -> dict[str, Any]:
+        assert pretrained is not None
+        return {**here, **_probe_pretrained(cell, config, pretrained, progress)}
+
+    return {**run_cell(cell.folder, measure, train=cell.train, progress=progress), **here}
+
+
+def _probe_pretrained(cell: Cell, config: AblationConfig, pretrained: Pretrained, progress: bool) -> dict[str, Any]:
+    """The probe of a cell's pre-trained encoder, with the cell's settings and cost."""
+    t, checkpoint = cell.train, pretrained.checkpoint
     report = run_probe(
         _probe_config(config, cell.folder / "probe", cell.seed, t.temporal_stride, checkpoint=str(checkpoint)), progress
     )
     mc = get_config(t.model, img_size=t.img_size, num_frames=t.num_frames)
-    result = {
-        **here,
+    return {
         "seed": cell.seed,
         "mask_strategy": t.mask_strategy,
         "mask_ratio": t.mask_ratio,
@@ -309,12 +321,10 @@ def run_cell(cell: Cell, config: AblationConfig, progress: bool = True) -> dict[
         **_metrics(report),
         "encoder_gflops": encoder_flops(mc, 1, mc.num_tokens)[0] / 1e9,
         "pretrain_gflops": step_flops(mc, 1, t.mask_ratio, t.mask_strategy, t.adv_weight).total / 1e9,
-        "clips_per_s": _clips_per_s(Path(t.out_dir) / "metrics.jsonl"),
+        "clips_per_s": _clips_per_s(pretrained.log),
         "checkpoint": str(checkpoint),
         "probe_dir": str(cell.folder / "probe"),
     }
-    _write_json(done, result)
-    return result
 
 
 def run_reference(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
@@ -324,27 +334,18 @@ def run_reference(config: AblationConfig, progress: bool = True) -> dict[str, An
         k: getattr(config, k)
         for k in ("model", "img_size", "num_frames", "temporal_stride", "task", "probe_epochs", "data_root", "dtype")
     }
-    folder = Path(config.out_dir) / "cells" / f"reference-random-init-{_digest(settings)}"
-    done = folder / _RESULT
-    if done.exists():
-        return json.loads(done.read_text())
-    report = run_probe(
-        _probe_config(
-            config,
-            folder / "probe",
-            0,
-            config.temporal_stride,
-            random_init=True,
-            model=config.model,
-            img_size=config.img_size,
-            num_frames=config.num_frames,
-        ),
-        progress,
+    folder = Path(config.out_dir) / "cells" / f"reference-random-init-{digest(settings)}"
+    probe = _probe_config(
+        config,
+        folder / "probe",
+        0,
+        config.temporal_stride,
+        random_init=True,
+        model=config.model,
+        img_size=config.img_size,
+        num_frames=config.num_frames,
     )
-    result = _metrics(report)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(done, result)
-    return result
+    return run_cell(folder, lambda _: _metrics(run_probe(probe, progress)), progress=progress)
 
 
 def sweep_rows(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -502,56 +503,15 @@ def save_plot(
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     try:
         if sweep == "strategy":
-            names = list(dict.fromkeys(r["value"] for r in rows))
-            losses = list(dict.fromkeys(r["losses"] for r in rows))
-            width = 0.8 / len(losses)
-            for i, loss in enumerate(losses):
-                offset = (i - (len(losses) - 1) / 2) * width
-                xs = [names.index(r["value"]) + offset for r in rows if r["losses"] == loss]
-                ys = [r[key] for r in rows if r["losses"] == loss]
-                errs = [r[key + "_std"] for r in rows if r["losses"] == loss]
-                bars = ax.bar(xs, ys, width, yerr=errs, capsize=3, label=loss)
-                ax.bar_label(bars, fmt="%.1f" if key == "accuracy" else "%.3f", fontsize=7)
-            ax.set_xticks(range(len(names)), [n.capitalize() for n in names])
-            ax.set_xlabel("masking strategy")
+            _plot_bars(ax, rows, key)
+            cost = None
         else:
-            xs = [r["value"] for r in rows]
-            ax.errorbar(
-                xs,
-                [r[key] for r in rows],
-                yerr=[r[key + "_std"] for r in rows],
-                marker="o",
-                capsize=3,
-                color="C0",
-                label=label,
-            )
-            ax.set_xlabel("masking ratio" if sweep == "ratio" else "minimum temporal stride")
-            if sweep == "stride":
-                ax.set_xscale("log", base=2)
-                ax.set_xticks(xs, [str(x) for x in xs])
-                cost = ax.twinx()
-                cost.plot(
-                    xs,
-                    [r["encoder_gflops"] for r in rows],
-                    marker="s",
-                    linestyle="--",
-                    color="C1",
-                    label="encoder GFLOPs / clip",
-                )
-                cost.set_ylabel("encoder GFLOPs / clip", color="C1")
-                cost.set_ylim(bottom=0)
-        ax.axhline(reference[key], color="grey", linestyle=":", label="random-init encoder")
-        ax.axhline(
-            reference["baseline"],
-            color="grey",
-            linestyle="--",
-            linewidth=0.8,
-            label="majority class" if key == "accuracy" else "training mean",
-        )
+            cost = _plot_line(ax, sweep, rows, key, label)
+        _plot_baselines(ax, reference, key)
         ax.set_ylabel(label)
         ax.set_title(_TITLES[sweep], fontsize=10)
         handles, labels = ax.get_legend_handles_labels()
-        if sweep == "stride":
+        if cost is not None:
             more = cost.get_legend_handles_labels()
             handles, labels = handles + more[0], labels + more[1]
         ax.legend(handles, labels, fontsize=8, loc="best")
@@ -560,6 +520,66 @@ def save_plot(
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def _plot_bars(ax: Any, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """The strategy sweep: one group of bars per strategy, one bar per losses."""
+    names = list(dict.fromkeys(r["value"] for r in rows))
+    losses = list(dict.fromkeys(r["losses"] for r in rows))
+    width = 0.8 / len(losses)
+    for i, loss in enumerate(losses):
+        offset = (i - (len(losses) - 1) / 2) * width
+        xs = [names.index(r["value"]) + offset for r in rows if r["losses"] == loss]
+        ys = [r[key] for r in rows if r["losses"] == loss]
+        errs = [r[key + "_std"] for r in rows if r["losses"] == loss]
+        bars = ax.bar(xs, ys, width, yerr=errs, capsize=3, label=loss)
+        ax.bar_label(bars, fmt="%.1f" if key == "accuracy" else "%.3f", fontsize=7)
+    ax.set_xticks(range(len(names)), [n.capitalize() for n in names])
+    ax.set_xlabel("masking strategy")
+
+
+def _plot_line(ax: Any, sweep: str, rows: Sequence[dict[str, Any]], key: str, label: str) -> Any:
+    """The ratio or stride sweep: the metric against the value; for the stride, the encoder's
+    GFLOPs on a second axis, which is returned (else ``None``)."""
+    xs = [r["value"] for r in rows]
+    ax.errorbar(
+        xs,
+        [r[key] for r in rows],
+        yerr=[r[key + "_std"] for r in rows],
+        marker="o",
+        capsize=3,
+        color="C0",
+        label=label,
+    )
+    ax.set_xlabel("masking ratio" if sweep == "ratio" else "minimum temporal stride")
+    if sweep != "stride":
+        return None
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    cost = ax.twinx()
+    cost.plot(
+        xs,
+        [r["encoder_gflops"] for r in rows],
+        marker="s",
+        linestyle="--",
+        color="C1",
+        label="encoder GFLOPs / clip",
+    )
+    cost.set_ylabel("encoder GFLOPs / clip", color="C1")
+    cost.set_ylim(bottom=0)
+    return cost
+
+
+def _plot_baselines(ax: Any, reference: dict[str, Any], key: str) -> None:
+    """Grey lines: the random-init probe (dotted) and the trivial baseline (dashed)."""
+    ax.axhline(reference[key], color="grey", linestyle=":", label="random-init encoder")
+    ax.axhline(
+        reference["baseline"],
+        color="grey",
+        linestyle="--",
+        linewidth=0.8,
+        label="majority class" if key == "accuracy" else "training mean",
+    )
 
 
 def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict[str, Any]:
@@ -574,8 +594,7 @@ def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for cell in tqdm(cells, desc=f"ablate {sweep}", unit="cell", disable=not progress, dynamic_ncols=True):
-        log.info("cell %s", cell.folder.name)
-        results.append(run_cell(cell, config, progress))
+        results.append(run_sweep_cell(cell, config, progress))
     reference = run_reference(config, progress)
     rows = sweep_rows(results)
     files = {"md": str(out / f"{sweep}.md"), "json": str(out / f"{sweep}.json"), "png": str(out / f"{sweep}.png")}
@@ -589,5 +608,5 @@ def run_sweep(sweep: str, config: AblationConfig, progress: bool = True) -> dict
     }
     Path(files["md"]).write_text(sweep_table(sweep, rows, reference, config))
     save_plot(sweep, rows, reference, config, files["png"])
-    _write_json(Path(files["json"]), summary)
+    write_json(files["json"], summary)
     return summary

@@ -31,10 +31,10 @@ import torch
 from tqdm import tqdm
 
 from fmae.data import ClipItem, epoch_order, list_items, make_loader, prepared_root
-from fmae.data.clips import label_file
+from fmae.data.datasets import resolve_dataset
 from fmae.data.loader import BACKENDS as LOADER_BACKENDS
 from fmae.data.loader import ClipLoader, with_region_maps
-from fmae.evaluation.evaluate import held_out_set
+from fmae.evaluation.held_out import HeldOut, held_out_set
 from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES, mask_generator
 from fmae.model import MODEL_CONFIGS, get_config
 from fmae.model.losses import ADV_LOSSES
@@ -208,9 +208,7 @@ _RESUME_FIXED = (
 def train_items(config: TrainConfig, root: Path) -> list[ClipItem]:
     """The items pre-training draws clips from: ``root``'s, read as ``config.dataset``
     says (see :class:`TrainConfig`), those with region maps beside them."""
-    dataset = config.dataset
-    if dataset == "auto":
-        dataset = "daisee" if label_file(root, "Train").is_file() else "folder"
+    dataset = resolve_dataset(root, config.dataset, splits=("Train",))
     options = {"window": config.window or None} if dataset == "folder" else {}
     return with_region_maps(list_items(dataset, root, **options))
 
@@ -280,33 +278,63 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
 
 
 def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distributed) -> Path:
-    out_dir = Path(config.out_dir).expanduser()
-    ckpt_dir = out_dir / "checkpoints"
-    device = env.device
-    dtype = resolve_dtype(config.dtype, device)
     if config.batch_size % env.world:
         raise ValueError(f"batch_size {config.batch_size} must split evenly over {env.world} processes")
+    out_dir = Path(config.out_dir).expanduser()
+    state = _resume_state(out_dir / "checkpoints", resume, config)
+    root, items = _training_data(config, env, progress)
+    run = _trainer(config, state, env.device)
+    outputs = _Outputs.open(config, out_dir, env, root, items, run) if env.main else None
+    loader = _loader(config, items, env, run.step_count)
+    log.info(
+        "pre-training %s on %s (%d items, %s loader), %s, %s, %d process(es), steps %d..%d",
+        config.model,
+        root,
+        len(items),
+        config.loader,
+        env.device,
+        run.config.autocast,
+        env.world,
+        run.step_count,
+        config.steps,
+    )
+    try:
+        return _loop(config, env, run, loader, outputs, root, out_dir / "checkpoints", progress)
+    finally:
+        if outputs is not None:
+            outputs.run_log.close()
 
-    state = None
-    if resume:
-        found = load_latest_valid(ckpt_dir)
-        if found is None:
-            raise FileNotFoundError(f"--resume: no usable checkpoint in {ckpt_dir}")
-        last, state = found
-        _check_resume(state["config"], config)
-        log.info("resuming from %s (step %d)", last, state["trainer"]["step"])
-    elif latest_checkpoint(ckpt_dir) is not None:
-        raise FileExistsError(
-            f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir"
-        )
 
+def _resume_state(ckpt_dir: Path, resume: bool, config: TrainConfig) -> dict[str, Any] | None:
+    """The newest valid checkpoint's state when resuming; ``None`` for a fresh run, which
+    must not write over another run's checkpoints."""
+    if not resume:
+        if latest_checkpoint(ckpt_dir) is not None:
+            raise FileExistsError(
+                f"{ckpt_dir} already holds checkpoints: pass --resume to continue, or choose another --out-dir"
+            )
+        return None
+    found = load_latest_valid(ckpt_dir)
+    if found is None:
+        raise FileNotFoundError(f"--resume: no usable checkpoint in {ckpt_dir}")
+    last, state = found
+    _check_resume(state["config"], config)
+    log.info("resuming from %s (step %d)", last, state["trainer"]["step"])
+    return state
+
+
+def _training_data(config: TrainConfig, env: Distributed, progress: bool) -> tuple[Path, list[ClipItem]]:
+    """The prepared data folder and the items of one epoch (enough to fill a batch)."""
     if env.main:  # one process prepares the synthetic set; the others then find it done
         root = prepared_root(config.data_root, config.img_size, workers=config.num_workers, progress=progress)
     env.barrier()
     if not env.main:
         root = prepared_root(config.data_root, config.img_size, workers=config.num_workers, progress=False)
-    share = config.batch_size // env.world
-    items = fill_batch(train_items(config, root), config.batch_size)
+    return root, fill_batch(train_items(config, root), config.batch_size)
+
+
+def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.device) -> Pretrainer:
+    """The model and its optimisers: fresh, from ``--init`` weights, or as a checkpoint left them."""
     init = _initial_weights(config) if config.init and state is None else None
     if init is not None:
         model_config = dataclasses.replace(init.model.config, norm_pix_loss=config.norm_pix_loss)
@@ -329,7 +357,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
             total_steps=config.steps,
             weight_decay=config.weight_decay,
             clip_grad=config.clip_grad or None,
-            autocast=dtype,
+            autocast=resolve_dtype(config.dtype, device),
             decoder_keep=config.decoder_keep,
             decoder_strategy=config.decoder_strategy,
         ),
@@ -342,13 +370,23 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
     if state is not None:
         run.load_state_dict(state["trainer"])
         torch.set_rng_state(state["torch_rng"])
-    start = run.step_count
+    return run
 
-    run_log = heldout = None
-    if env.main:
+
+@dataclass
+class _Outputs:
+    """What rank 0 writes besides checkpoints: the settings, the logs, the held-out error."""
+
+    out_dir: Path
+    run_log: RunLog
+    heldout: HeldOut | None
+
+    @classmethod
+    def open(
+        cls, config: TrainConfig, out_dir: Path, env: Distributed, root: Path, items: list[ClipItem], run: Pretrainer
+    ) -> "_Outputs":
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(config))
-        run_log = RunLog(out_dir)
         # Read once, on rank 0 only; evaluating touches neither the training batches, masks nor RNG.
         heldout = held_out_set(
             root,
@@ -360,13 +398,18 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
             ratio=config.mask_ratio,
             strategy=config.mask_strategy,
             seed=config.seed,
-            device=device,
-            dtype=dtype,
+            device=env.device,
+            dtype=run.config.autocast,
         )
-    # Every process reads its block of each global batch; a resumed run starts inside its epoch.
+        return cls(out_dir, RunLog(out_dir), heldout)
+
+
+def _loader(config: TrainConfig, items: list[ClipItem], env: Distributed, start: int) -> ClipLoader:
+    """Every process reads its block of each global batch; a resumed run starts inside its epoch."""
+    share = config.batch_size // env.world
     per_epoch = len(epoch_order(len(items), 0, False, 0, 0, env.world, share, drop_last=True)) // share
     epoch, first = divmod(start, per_epoch)
-    loader = make_loader(
+    return make_loader(
         items=items,
         batch_size=share,
         num_frames=config.num_frames,
@@ -377,25 +420,46 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         drop_last=True,
         shard_id=env.rank,
         num_shards=env.world,
-        device=device,
+        device=env.device,
         num_workers=config.num_workers,
         epoch=epoch,
         start_batch=first,
         backend=config.loader,
     )
-    log.info(
-        "pre-training %s on %s (%d items, %s loader), %s, %s, %d process(es), steps %d..%d",
-        config.model,
-        root,
-        len(items),
-        config.loader,
-        device,
-        dtype,
-        env.world,
-        start,
-        config.steps,
-    )
 
+
+class _BadSteps:
+    """Non-finite (skipped) steps in a row, counted on the device and read on log steps only."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.in_a_row = torch.zeros((), device=device)
+        self.worst = torch.zeros((), device=device)
+
+    def add(self, skipped: torch.Tensor) -> None:
+        self.in_a_row = (self.in_a_row + 1) * skipped
+        self.worst = torch.maximum(self.worst, self.in_a_row)
+
+    def check(self, step: int, limit: int, ckpt_dir: Path) -> None:
+        if int(self.worst) >= limit:
+            raise FloatingPointError(
+                f"stopping at step {step}: {int(self.worst)} steps in a row had a non-finite loss or "
+                "gradient (they were skipped). Lower --base-lr, check the data, or try --dtype fp32; "
+                f"the last good checkpoint is in {ckpt_dir}."
+            )
+
+
+def _loop(
+    config: TrainConfig,
+    env: Distributed,
+    run: Pretrainer,
+    loader: ClipLoader,
+    outputs: _Outputs | None,
+    root: Path,
+    ckpt_dir: Path,
+    progress: bool,
+) -> Path:
+    """The steps from where the run stands to ``config.steps``; returns the last checkpoint."""
+    start, device = run.step_count, env.device
     last_path = latest_checkpoint(ckpt_dir)
     bar = tqdm(
         total=config.steps,
@@ -406,64 +470,54 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         dynamic_ncols=True,
     )
     pending: list[dict[str, Any]] = []
-    # Non-finite steps are counted on the device and read on log steps only.
-    in_a_row = torch.zeros((), device=device)
-    worst_in_a_row = torch.zeros((), device=device)
+    bad = _BadSteps(device)
     tick, clips_since = time.perf_counter(), 0
-    try:
+    with bar:
         for step, batch in enumerate(_batches(loader, start, config.steps), start=start):
             clip, regions = batch["clip"], batch["region_map"]
             if step == start and tuple(clip.shape[-2:]) != (config.img_size, config.img_size):
                 raise ValueError(f"clips in {root} are {tuple(clip.shape[-2:])}, but img_size is {config.img_size}")
             stats = run.step(clip, regions, mask_generator(config.seed, step, device))
             pending.append(stats)
-            in_a_row = (in_a_row + 1) * stats["skipped"]
-            worst_in_a_row = torch.maximum(worst_in_a_row, in_a_row)
+            bad.add(stats["skipped"])
             clips_since += clip.shape[0] * env.world
             done = step + 1
             seconds = time.perf_counter() - tick  # the held-out evaluation below is no training time
-            is_ckpt = done % config.ckpt_every == 0 or done == config.steps
-            heldout_values = heldout.scalars(run.model) if heldout is not None and is_ckpt else {}
-            if done % config.log_every == 0 or done == config.steps:
-                values = log_step(env, run_log, done, pending, clips_since / seconds, extra=heldout_values)
+            is_last = done == config.steps
+            is_ckpt = done % config.ckpt_every == 0 or is_last
+            heldout = outputs.heldout.scalars(run.model) if outputs and outputs.heldout and is_ckpt else {}
+            if done % config.log_every == 0 or is_last:
+                run_log = outputs.run_log if outputs else None
+                values = log_step(env, run_log, done, pending, clips_since / seconds, heldout)
                 bar.set_postfix(loss=f"{values['rec_loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
-                if int(worst_in_a_row) >= config.max_bad_steps:
-                    raise FloatingPointError(
-                        f"stopping at step {done}: {int(worst_in_a_row)} steps in a row had a non-finite loss or "
-                        "gradient (they were skipped). Lower --base-lr, check the data, or try --dtype fp32; "
-                        f"the last good checkpoint is in {ckpt_dir}."
-                    )
+                bad.check(done, config.max_bad_steps, ckpt_dir)
                 pending, tick, clips_since = [], time.perf_counter(), 0
-            elif heldout_values:  # a checkpoint between log steps: its own line
-                run_log.scalars(done, heldout_values)
-            if env.main and (done % config.image_every == 0 or done == config.steps):
+            elif heldout:  # a checkpoint between log steps: its own line
+                outputs.run_log.scalars(done, heldout)
+            if outputs is not None and (done % config.image_every == 0 or is_last):
                 write_reconstruction(
-                    run,
-                    clip[:1],
-                    regions[:1],
-                    config.mask_strategy,
-                    config.mask_ratio,
-                    config.seed,
-                    done,
-                    out_dir,
-                    run_log,
-                )
-            if done % config.ckpt_every == 0 or done == config.steps:
-                env.check_in_sync(run.model)
-                if env.main:
-                    last_path = save_checkpoint(
-                        checkpoint_path(ckpt_dir, done),
-                        {
-                            "trainer": run.state_dict(),
-                            "torch_rng": torch.get_rng_state(),
-                            "config": dataclasses.asdict(config),
-                            "model_config": model_config.to_dict(),
-                        },
-                    )
-                    prune_checkpoints(ckpt_dir, config.keep_last)
+                    run, clip[:1], regions[:1], config.mask_strategy, config.mask_ratio, config.seed, done,
+                    outputs.out_dir, outputs.run_log,
+                )  # fmt: skip
+            if is_ckpt:
+                last_path = _checkpoint(config, env, run, ckpt_dir, done) or last_path
             bar.update(1)
-    finally:
-        bar.close()
-        if run_log is not None:
-            run_log.close()
     return last_path
+
+
+def _checkpoint(config: TrainConfig, env: Distributed, run: Pretrainer, ckpt_dir: Path, step: int) -> Path | None:
+    """Checks the processes agree, then rank 0 writes step ``step``'s checkpoint and prunes old ones."""
+    env.check_in_sync(run.model)
+    if not env.main:
+        return None
+    path = save_checkpoint(
+        checkpoint_path(ckpt_dir, step),
+        {
+            "trainer": run.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "config": dataclasses.asdict(config),
+            "model_config": run.model.config.to_dict(),
+        },
+    )
+    prune_checkpoints(ckpt_dir, config.keep_last)
+    return path

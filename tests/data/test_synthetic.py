@@ -24,6 +24,8 @@ from fmae.data.clips import (
 )
 from fmae.data.region_maps import load_region_maps, region_map_path
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, generate_clip
+from fmae.data.synthetic import cache as synthetic_cache
+from fmae.data.synthetic import writer as synthetic_writer
 from fmae.face import NUM_REGIONS, FaceRegion
 
 # Four subjects with one clip each: levels 0..3, two subjects in Train, one each in
@@ -163,7 +165,7 @@ def test_same_seed_same_bytes_other_seed_other_faces(tiny, tmp_path):
 
 def test_second_call_is_cached(tiny, monkeypatch):
     stamp = (tiny / "manifest.json").stat().st_mtime_ns
-    monkeypatch.setattr(synthetic, "write_dataset", lambda *a: pytest.fail("regenerated a finished set"))
+    monkeypatch.setattr(synthetic_cache, "write_dataset", lambda *a: pytest.fail("regenerated a finished set"))
     assert ensure_synthetic_daisee(tiny.parent, TINY) == tiny
     assert (tiny / "manifest.json").stat().st_mtime_ns == stamp
 
@@ -188,7 +190,7 @@ def test_interrupted_generation_is_not_taken_for_done(tiny, tmp_path, monkeypatc
 
     # A run that fails part-way leaves neither the set nor its temporary folder.
     calls = []
-    real_write_video = synthetic.write_video
+    real_write_video = synthetic_writer.write_video
 
     def flaky(*args):
         calls.append(1)
@@ -196,11 +198,11 @@ def test_interrupted_generation_is_not_taken_for_done(tiny, tmp_path, monkeypatc
             raise KeyboardInterrupt
         real_write_video(*args)
 
-    monkeypatch.setattr(synthetic, "write_video", flaky)
+    monkeypatch.setattr(synthetic_writer, "write_video", flaky)
     with pytest.raises(KeyboardInterrupt):
         ensure_synthetic_daisee(tmp_path, cfg)
     assert not final.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(synthetic, "write_video", real_write_video)
+    monkeypatch.setattr(synthetic_writer, "write_video", real_write_video)
 
     (abandoned / "Labels").mkdir(parents=True)
     (abandoned / "manifest.json").write_text(json.dumps({"digest": cfg.digest(), "clips": []}))

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import fmae
 from fmae.data.clips import normalise_clip, read_frames
-from fmae.downstream import feature_export
+from fmae.downstream import extract as extract_module
 from fmae.downstream.extract import ExtractConfig, run_extract
 from fmae.extract import main
 from fmae.model import FMAE, get_config
@@ -110,7 +110,7 @@ def test_reruns_skip_finished_videos_and_shards_share_one_index(videos, encoder_
     assert sum(second.values()) == 2
     assert len({r["video"] for r in _index(out)}) == 4
     calls = []
-    monkeypatch.setattr(feature_export, "features_of", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(extract_module, "features_of", lambda *a, **k: calls.append(a))
     again = run_extract([videos], ExtractConfig(rank=0, **config), progress=False)
     # Finished videos are skipped; the broken one (unreadable, not an error) too.
     assert again == {"skipped": 2} and not calls

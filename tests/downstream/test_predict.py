@@ -11,7 +11,7 @@ from fmae.data import ClipItem, make_loader
 from fmae.data.clips import normalise_clip
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
-from fmae.downstream import timeline
+from fmae.downstream import predict as predict_module
 from fmae.downstream.features import extract_features
 from fmae.downstream.fit import train_probe
 from fmae.downstream.head import LinearProbe, save_probe
@@ -182,7 +182,7 @@ def test_frames_without_a_face_are_reported_not_guessed(predictor, tmp_path):
 
 
 def test_demo_recording_by_default(predictor, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(timeline, "DEMO_SECONDS", 1.0)  # 60 frames instead of 240: the test's time
+    monkeypatch.setattr(predict_module, "DEMO_SECONDS", 1.0)  # 60 frames instead of 240: the test's time
     out = tmp_path / "demo"
     assert (
         main(

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items, probing_set
-from fmae.downstream import probe_run
+from fmae.downstream import probe as probe_module
 from fmae.downstream.features import encode_clips, extract_features, pooled_dim
 from fmae.downstream.finetune import _oversampled
 from fmae.downstream.fit import _one_thread, class_weights, default_epochs, train_probe
@@ -181,8 +181,8 @@ def test_the_random_init_row_is_the_same_probe_on_a_fresh_encoder_of_the_same_ar
     checkpoint = _tiny_encoder(tmp_path / "encoder.safetensors")
     trained = load_encoder(checkpoint)
     made = []
-    real = probe_run.random_encoder
-    monkeypatch.setattr(probe_run, "random_encoder", lambda mc, seed: made.append((mc, seed)) or real(mc, seed))
+    real = probe_module.random_encoder
+    monkeypatch.setattr(probe_module, "random_encoder", lambda mc, seed: made.append((mc, seed)) or real(mc, seed))
     common = [
         "--checkpoint",
         str(checkpoint),
@@ -260,11 +260,11 @@ def test_mean_std_pooling_and_its_users(small_set, tmp_path):
 def test_default_data_is_the_engagement_set(tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(
-        probe_run,
+        probe_module,
         "prepared_root",
         lambda data_root, img_size, workers, progress, synthetic: asked.append((data_root, synthetic)) or tmp_path,
     )
-    assert probe_run.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
+    assert probe_module.data_root(ProbeConfig(random_init=True), 64, progress=False) == tmp_path
     ((root, synthetic),) = asked
     assert root == "" and synthetic == probing_set(64) and synthetic.size == 64
     assert (

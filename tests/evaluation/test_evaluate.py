@@ -6,16 +6,9 @@ import torch
 
 from fmae.data import list_items, make_loader, region_map_path
 from fmae.evaluate import main
-from fmae.evaluation.evaluate import (
-    BASELINES,
-    REGIONS,
-    baseline_predictions,
-    evaluate_reconstruction,
-    flat_scalars,
-    mean_cubes,
-    nearest_visible_index,
-    target_cubes,
-)
+from fmae.evaluation.baselines import BASELINES, baseline_predictions, nearest_visible_index
+from fmae.evaluation.error import REGIONS, evaluate_reconstruction, mean_cubes, target_cubes
+from fmae.evaluation.report import flat_scalars
 from fmae.masking import make_mask, mask_generator
 from fmae.model import Reconstruction, create
 from fmae.ops import gather_tokens, visible_index

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+import fmae.experiments.cells
 import fmae.experiments.sweeps
 from fmae.ablate import main
 from fmae.experiments.sweeps import AblationConfig, make_cells, parse_values, save_plot, sweep_rows, sweep_table
@@ -61,7 +62,7 @@ def _forbid_training(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr(fmae.experiments.sweeps, "pretrain", fail)
+    monkeypatch.setattr(fmae.experiments.cells, "pretrain", fail)
     monkeypatch.setattr(fmae.experiments.sweeps, "run_probe", fail)
 
 
@@ -89,13 +90,13 @@ def test_ratio_sweep_end_to_end_and_rerun_skips_finished_cells(small_set, tmp_pa
     # A cell killed after pre-training but before its result resumes from its checkpoint, trains no more, probes again.
     first = summary["cells"][0]
     (fmae.experiments.sweeps.Path(first["probe_dir"]).parent / "result.json").unlink()
-    real_pretrain, calls = fmae.experiments.sweeps.pretrain, []
+    real_pretrain, calls = fmae.experiments.cells.pretrain, []
 
     def resumed_pretrain(config, resume=False, progress=True):
         calls.append(resume)
         return real_pretrain(config, resume=resume, progress=progress)
 
-    monkeypatch.setattr(fmae.experiments.sweeps, "pretrain", resumed_pretrain)
+    monkeypatch.setattr(fmae.experiments.cells, "pretrain", resumed_pretrain)
     assert _run("ratio", small_set, out, "--values", "0.5,0.9") == 0
     assert calls == [True]
     again = json.loads((out / "ratio.json").read_text())

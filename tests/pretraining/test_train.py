@@ -7,7 +7,7 @@ from train_helpers import train_args
 
 from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
 from fmae.data.loader import dali_available
-from fmae.pretraining import run as trainer
+from fmae.pretraining import train as trainer
 from fmae.pretraining.train import TrainConfig
 from fmae.train import main
 from fmae.weights.checkpoint import load_checkpoint

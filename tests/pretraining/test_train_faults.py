@@ -12,7 +12,7 @@ import torch
 from train_helpers import train_args
 
 from fmae.data import ClipDataset
-from fmae.pretraining import records, run
+from fmae.pretraining import records, train
 from fmae.runtime.distributed import Distributed
 from fmae.train import main
 from fmae.weights.checkpoint import load_checkpoint
@@ -64,17 +64,17 @@ def test_corrupt_last_checkpoint_resumes_from_the_one_before(small_set, tmp_path
     assert main(_args(small_set, straight, 12)) == 0
 
     broken = tmp_path / "broken"
-    real_step = run.Pretrainer.step
+    real_step = train.Pretrainer.step
 
     def crash_after_nine(self, *args, **kwargs):
         if self.step_count == 9:
             raise KeyboardInterrupt("simulated crash")
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(run.Pretrainer, "step", crash_after_nine)
+    monkeypatch.setattr(train.Pretrainer, "step", crash_after_nine)
     with pytest.raises(KeyboardInterrupt):
         main(_args(small_set, broken, 12))
-    monkeypatch.setattr(run.Pretrainer, "step", real_step)
+    monkeypatch.setattr(train.Pretrainer, "step", real_step)
     last = broken / "checkpoints" / "ckpt-00000008.safetensors"
     data = bytearray(last.read_bytes())
     data[-10] ^= 0xFF  # a flipped bit in the tensor data
@@ -114,14 +114,14 @@ def _rss_mb() -> float:
 
 def test_memory_stays_flat_over_a_long_run(small_set, tmp_path, monkeypatch):
     rss = []
-    real_step = run.Pretrainer.step
+    real_step = train.Pretrainer.step
 
     def measured(self, *args, **kwargs):
         out = real_step(self, *args, **kwargs)
         rss.append(_rss_mb())
         return out
 
-    monkeypatch.setattr(run.Pretrainer, "step", measured)
+    monkeypatch.setattr(train.Pretrainer, "step", measured)
     # No checkpoint inside the measured window: saving one copies the whole training
     # state once, a one-off bump, not a creep.
     args = _args(small_set, tmp_path / "run", 150, "--adv-weight", "0")

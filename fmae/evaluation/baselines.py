@@ -1,0 +1,104 @@
+"""The naive predictors a model has to beat (:data:`BASELINES`): each predicts every masked
+cube of a clip from its visible cubes only (:func:`baseline_predictions`).
+
+- ``visible_mean``: every masked cube is the mean of the clip's visible cubes;
+- ``nearest_visible``: the visible cube nearest in space-time, by Euclidean distance on
+  the token grid ``(t', h, w)``, the lowest token index among equally near ones
+  (:func:`nearest_visible_index`);
+- ``temporal_interp``: linear interpolation in time between the nearest visible cubes at
+  the same spatial position before and after (weighted by the distance in ``t'``); with
+  only one of them, that one; with neither, ``nearest_visible``.
+
+A model that beats them has learnt more about faces than copying or averaging what it
+was shown.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+BASELINES: tuple[str, ...] = ("visible_mean", "nearest_visible", "temporal_interp")
+"""The naive predictors measured beside the model (see the module docstring)."""
+
+
+def _grid_coords(grid: Sequence[int], device: torch.device) -> torch.Tensor:
+    """int64 ``[N, 3]``: ``(t', h, w)`` of every token, in token order."""
+    t, h, w = grid
+    axes = torch.meshgrid(
+        torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    return torch.stack(axes, dim=-1).reshape(-1, 3)
+
+
+def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """int64 ``[B, N]``: for every token, the visible token nearest to it on the token
+    grid ``(t', h, w)`` (Euclidean), the lowest index among equally near ones; a visible
+    token is its own nearest. mask: bool ``[B, N]``, True = masked, at least one visible
+    token per row."""
+    B, N = mask.shape
+    coords = _grid_coords(grid, mask.device)
+    d2 = (coords[:, None, :] - coords[None, :, :]).square().sum(-1)  # [N, N] squared distances
+    # One integer key per (query, candidate): distance first, then the candidate's index,
+    # so the smallest key is the nearest token with the lowest index; hidden candidates last.
+    keys = d2 * N + torch.arange(N, device=mask.device)
+    hidden = int(d2.max()) * N + N
+    return torch.stack([keys.masked_fill(row, hidden).argmin(dim=1) for row in mask.unsqueeze(1)])
+
+
+def baseline_predictions(targets: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Every baseline's prediction of every cube, from the visible cubes only.
+
+    Args:
+        targets: float ``[B, N, P]``, every token's cube in the space of the training
+            targets (see :func:`target_cubes`).
+        mask: bool ``[B, N]``, True = masked; every row keeps at least one token visible.
+        grid: the token grid ``(T', Hp, Wp)``, ``N = T'·Hp·Wp``, tokens in VideoMAE order.
+
+    Returns:
+        ``{name: float [B, N, P]}`` for each of :data:`BASELINES`; the predictions mean
+        something at masked positions (a visible cube predicts itself).
+    """
+    B, N, P = targets.shape
+    t, h, w = (int(g) for g in grid)
+    if mask.shape != (B, N) or t * h * w != N:
+        raise ValueError(f"targets {tuple(targets.shape)}, mask {tuple(mask.shape)} and grid {tuple(grid)} disagree")
+    visible = ~mask
+    if not bool(visible.any(dim=1).all()):
+        raise ValueError("a clip has no visible token: nothing to predict the masked cubes from")
+    targets = targets.float()
+    weights = visible.unsqueeze(-1).float()
+    mean = (targets * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+    nearest = targets.gather(1, nearest_visible_index(mask, grid).unsqueeze(-1).expand(B, N, P))
+    return {
+        "visible_mean": mean.expand(B, N, P),
+        "nearest_visible": nearest,
+        "temporal_interp": _temporal_interp(targets, visible, nearest, (t, h, w)),
+    }
+
+
+def _temporal_interp(
+    targets: torch.Tensor, visible: torch.Tensor, nearest: torch.Tensor, grid: tuple[int, int, int]
+) -> torch.Tensor:
+    """float ``[B, N, P]``: the ``temporal_interp`` baseline, falling back to ``nearest``
+    where a spatial position is hidden at every ``t'``."""
+    B, N, P = targets.shape
+    t, h, w = grid
+    # Per spatial position, the last visible time slice at or before t' and the first at or after it.
+    vis = visible.view(B, t, h * w)
+    ts = torch.arange(t, device=visible.device).view(1, t, 1)
+    before = torch.where(vis, ts, -1).cummax(dim=1).values
+    after = torch.where(vis, ts, t).flip(1).cummin(dim=1).values.flip(1)
+    cubes = targets.reshape(B, t, h * w, P)
+    prev = cubes.gather(1, before.clamp(min=0).unsqueeze(-1).expand(B, t, h * w, P))
+    nxt = cubes.gather(1, after.clamp(max=t - 1).unsqueeze(-1).expand(B, t, h * w, P))
+    has_prev, has_next = (before >= 0).unsqueeze(-1), (after < t).unsqueeze(-1)
+    toward_next = ((ts - before).float() / (after - before).clamp(min=1).float()).unsqueeze(-1)
+    between = prev + toward_next * (nxt - prev)
+    interp = torch.where(
+        has_prev & has_next,
+        between,
+        torch.where(has_prev, prev, torch.where(has_next, nxt, nearest.reshape(B, t, h * w, P))),
+    )
+    return interp.reshape(B, N, P)
