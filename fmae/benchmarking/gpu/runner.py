@@ -19,7 +19,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import fmae
 from fmae.benchmarking.gpu.config import Check, GpuCheckConfig
 from fmae.benchmarking.gpu.report import jsonable, summary_line
 from fmae.runtime.files import write_json
@@ -115,7 +114,7 @@ def error_line(err: BaseException, chars: int = 700) -> str:
 
 def source_root() -> Path | None:
     """The source checkout (the folder with ``tests/ops``): the working folder, else the one above the package."""
-    for base in (Path.cwd(), Path(fmae.__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):  # fmae/benchmarking/gpu/ -> the checkout
         if (base / "tests" / "ops").is_dir():
             return base
     return None
