@@ -65,6 +65,7 @@ def evaluate_reconstruction(
 
     Returns:
         ``{"clips", "masked_cubes", "ratio", "strategy", "model": {"all", <region>...},
+        "model_spread": {"clip_std", "all_sem"},
         "baselines": {<baseline>: {"all", <region>...}}}``, and ``"mean_face": {"all",
         <region>...}`` when ``mean_face`` is given: mean squared errors per masked cube in
         the space of the training targets; the regions are :data:`REGIONS`, ``None`` for a
@@ -186,14 +187,25 @@ class _Totals:
         self.sums = torch.zeros(predictors, NUM_REGIONS, dtype=torch.float64)
         self.counts = torch.zeros(NUM_REGIONS, dtype=torch.int64)
         self.clips = 0
+        self.model_per_clip: list[torch.Tensor] = []  # float64 [B]: the model's mean error on each clip
 
     def add(self, errors: Sequence[torch.Tensor], labels: torch.Tensor) -> None:
         """errors: per predictor float ``[B, M]``; labels: int64 ``[B, M]`` region ids."""
         self.clips += labels.shape[0]
+        self.model_per_clip.append(errors[0].double().mean(-1).cpu())
         labels = labels.reshape(-1).cpu()
         self.counts += torch.bincount(labels, minlength=NUM_REGIONS)
         for i, err in enumerate(errors):
             self.sums[i] += torch.bincount(labels, weights=err.reshape(-1).double().cpu(), minlength=NUM_REGIONS)
+
+    def spread(self) -> dict[str, float | None]:
+        """How much the model's error varies between clips: the standard deviation of its
+        per-clip error (every clip masks as many cubes) and the standard error of ``all``."""
+        per_clip = torch.cat(self.model_per_clip)
+        if per_clip.numel() < 2:
+            return {"clip_std": None, "all_sem": None}
+        std = float(per_clip.std())
+        return {"clip_std": std, "all_sem": std / per_clip.numel() ** 0.5}
 
     def row(self, i: int) -> dict[str, float | None]:
         total = int(self.counts.sum())
@@ -240,6 +252,7 @@ def _result(totals: _Totals, masking: _Masking, with_mean_face: bool) -> dict[st
         "ratio": float(masking.ratio),
         "strategy": masking.strategy,
         "model": totals.row(0),
+        "model_spread": totals.spread(),
         "baselines": {name: totals.row(1 + i) for i, name in enumerate(BASELINES)},
     }
     if with_mean_face:

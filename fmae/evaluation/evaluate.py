@@ -60,7 +60,12 @@ class EvaluateConfig:
     strategy: str = setting("facial", "masking strategy", STRATEGIES)
     temporal_stride: int = setting(0, "take every k-th frame; 0: the checkpoint's, else 2")
     seed: int = setting(0, "seed of the masks (clip i's mask is drawn with seed (seed, i))")
-    clips: int = setting(0, "evaluate the first this many clips; 0: all")
+    window: int = setting(
+        300,
+        "folder: cut longer videos into windows of this many frames, as pre-training's --window does, "
+        "and evaluate the centred clip of each; 0: one centred clip per video",
+    )
+    clips: int = setting(0, "evaluate the first this many clips (windows); 0: all")
     mean_face: bool = setting(
         False,
         "also measure the mean face: each masked cube predicted by the mean cube at its "
@@ -77,8 +82,8 @@ class EvaluateConfig:
         check_choices(self)
         if self.ratio != 0.0 and not 0.0 < self.ratio < 1.0:
             raise ValueError(f"ratio must be in (0, 1) (or 0: the checkpoint's), got {self.ratio}")
-        if min(self.temporal_stride, self.clips, self.num_workers) < 0 or self.batch_size < 1:
-            raise ValueError("temporal_stride, clips and num_workers must be >= 0, batch_size >= 1")
+        if min(self.temporal_stride, self.clips, self.num_workers, self.window) < 0 or self.batch_size < 1:
+            raise ValueError("temporal_stride, clips, num_workers and window must be >= 0, batch_size >= 1")
         if self.split and self.dataset == "daisee" and self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} for a DAiSEE layout, got {self.split!r}")
 
@@ -97,17 +102,23 @@ def training_config(path: str | Path) -> dict[str, Any]:
         return {}
 
 
-def evaluation_items(root: Path, dataset: str, split: str = "", clips: int = 0) -> tuple[list[ClipItem], str]:
+def evaluation_items(
+    root: Path, dataset: str, split: str = "", clips: int = 0, window: int = 0
+) -> tuple[list[ClipItem], str]:
     """The items to evaluate, those with region maps, the first ``clips`` (0: all), and
     what they are in words: a DAiSEE ``split`` (default Test), or every video of a folder
-    (``dataset`` read by :func:`fmae.data.datasets.resolve_dataset`)."""
+    (``dataset`` read by :func:`fmae.data.datasets.resolve_dataset`), cut into windows of
+    ``window`` frames (0: one item per video) as pre-training cuts them."""
     if resolve_dataset(root, dataset) == "daisee":
         split = split or "Test"
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} for a DAiSEE layout, got {split!r}")
         items, what = list_items("daisee", root, split), f"the {split} split of {root}"
     else:
-        items, what = list_items("folder", root, split or None), f"every video under {root / split if split else root}"
+        items = list_items("folder", root, split or None, window=window or None)
+        what = f"every video under {root / split if split else root}" + (
+            f", in {window}-frame windows" if window else ""
+        )
     if not items:
         raise FileNotFoundError(f"no videos in {what}")
     items = with_region_maps(items)
@@ -129,7 +140,7 @@ def run_evaluate(config: EvaluateConfig, progress: bool = True) -> dict[str, Any
     ratio, stride = _ratio_and_stride(config, path)
     c = model.config
     root = prepared_root(config.data_root, c.img_size, workers=config.num_workers, progress=progress)
-    items, what = evaluation_items(root, config.dataset, config.split, config.clips)
+    items, what = evaluation_items(root, config.dataset, config.split, config.clips, config.window)
     if config.mean_face and resolve_dataset(root, config.dataset) != "daisee":
         raise ValueError(f"--mean-face averages a DAiSEE layout's Train split, and {root} is a plain folder")
 

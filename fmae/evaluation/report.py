@@ -27,6 +27,8 @@ def markdown_report(result: dict[str, Any], checkpoint: str | Path = "") -> str:
         "",
         f"- checkpoint: `{checkpoint}`" if checkpoint else "- checkpoint: (not given)",
         f"- clips: {result['clips']}, masked cubes: {result['masked_cubes']}",
+        f"- the model's error varies between clips by {_cell(result['model_spread']['clip_std'])} (standard "
+        f"deviation); the standard error of its `all` is {_cell(result['model_spread']['all_sem'])}",
         f"- ratio: {result['ratio']:g}, strategy: {result['strategy']}",
         "",
         "Mean squared error per masked cube, in the space of the training targets (pixels, or per-cube "
@@ -42,9 +44,11 @@ def markdown_report(result: dict[str, Any], checkpoint: str | Path = "") -> str:
 
 
 def flat_scalars(result: dict[str, Any], prefix: str = "heldout") -> dict[str, float | None]:
-    """``{"<prefix>/<region>": …}`` of the model and ``{"<prefix>/<baseline>/<region>": …}``
+    """``{"<prefix>/<region>": …}`` of the model, ``<prefix>/all_sem`` (the standard error of its
+    ``all`` over the clips), and ``{"<prefix>/<baseline>/<region>": …}``
     of every baseline (``all`` among the regions), for TensorBoard and ``metrics.jsonl``."""
     values = {f"{prefix}/{k}": v for k, v in result["model"].items()}
+    values[f"{prefix}/all_sem"] = result["model_spread"]["all_sem"]
     for name in BASELINES:
         values.update({f"{prefix}/{name}/{k}": v for k, v in result["baselines"][name].items()})
     return values

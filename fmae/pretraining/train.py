@@ -120,8 +120,9 @@ class TrainConfig:
         -1,
         "held-out clips whose masked-cube reconstruction error (model, visible-mean, "
         "nearest-visible and temporal-interpolation baselines; overall and per facial region) "
-        "is logged at every checkpoint as heldout/...: a DAiSEE layout's first Validation clips "
-        "(else Test), centred, fixed masks. -1: 8 for a DAiSEE layout, off for a plain folder "
+        "is logged at every checkpoint as heldout/... (with heldout/all_sem, its standard error over the clips): "
+        "a DAiSEE layout's Validation clips (else Test), spread over its people, centred, fixed masks. "
+        "-1: 40 for a DAiSEE layout, off for a plain folder "
         "(it has no held-out split; a number N there evaluates its first N videos, which "
         "training also sees); 0: off",
     )

@@ -8,6 +8,7 @@ from fmae.data import list_items, make_loader, region_map_path
 from fmae.evaluate import main
 from fmae.evaluation.baselines import BASELINES, baseline_predictions, nearest_visible_index
 from fmae.evaluation.error import REGIONS, evaluate_reconstruction, mean_cubes, target_cubes
+from fmae.evaluation.evaluate import evaluation_items
 from fmae.evaluation.report import flat_scalars
 from fmae.masking import make_mask, mask_generator
 from fmae.model import Reconstruction, create
@@ -144,7 +145,7 @@ def test_errors_are_split_by_the_region_that_labels_each_token(monkeypatch):
 def test_result_shape_keys_and_json(monkeypatch):
     model = create("fmae_vit_tiny", img_size=32, num_frames=4)
     result = evaluate_reconstruction(model, [_region_batch(), _region_batch()], ratio=0.5, strategy="random", seed=3)
-    assert list(result) == ["clips", "masked_cubes", "ratio", "strategy", "model", "baselines"]
+    assert list(result) == ["clips", "masked_cubes", "ratio", "strategy", "model", "model_spread", "baselines"]
     assert (result["clips"], result["masked_cubes"], result["ratio"], result["strategy"]) == (2, 8, 0.5, "random")
     assert list(result["model"]) == KEYS and list(result["baselines"]) == list(BASELINES)
     assert all(list(row) == KEYS for row in result["baselines"].values())
@@ -175,7 +176,16 @@ def test_the_mean_face_is_the_mean_cube_at_each_position():
     own = evaluate_reconstruction(
         model, [a], ratio=0.5, strategy="random", seed=3, mean_face=target_cubes(a["clip"], model)[0]
     )
-    assert list(own) == ["clips", "masked_cubes", "ratio", "strategy", "model", "baselines", "mean_face"]
+    assert list(own) == [
+        "clips",
+        "masked_cubes",
+        "ratio",
+        "strategy",
+        "model",
+        "model_spread",
+        "baselines",
+        "mean_face",
+    ]
     assert own["mean_face"]["all"] == 0.0 and own["baselines"]["visible_mean"]["all"] > 0.1
     mean = evaluate_reconstruction(model, [a], ratio=0.5, strategy="random", seed=3, mean_face=face)
     masked = (own["masked_cubes"], own["baselines"])  # the same masks with or without the mean face
@@ -231,7 +241,7 @@ def test_command_writes_json_and_table(run_dir, small_set, tmp_path, capsys):
     assert main(_args(run_dir, small_set, out)) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "reconstruction.json").read_text())
-    assert list(result) == ["clips", "masked_cubes", "ratio", "strategy", "model", "baselines"]
+    assert list(result) == ["clips", "masked_cubes", "ratio", "strategy", "model", "model_spread", "baselines"]
     # The Test split (2 clips), the checkpoint's ratio: 7 of the 8 tokens of a 4×32×32 clip hidden.
     assert (result["clips"], result["masked_cubes"], result["ratio"], result["strategy"]) == (2, 14, 0.9, "facial")
     assert all(result["model"]["all"] > 0 and row["all"] > 0 for row in result["baselines"].values())
@@ -274,14 +284,24 @@ def test_command_measures_the_mean_face_on_request(run_dir, small_set, tmp_path)
     assert result["mean_face"]["all"] == pytest.approx(by_hand["mean_face"]["all"], rel=1e-5)
 
 
-def test_command_reads_a_plain_folder_whole(run_dir, small_set, tmp_path):
+def test_command_cuts_a_plain_folder_into_windows(run_dir, small_set, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
     for item in list_items("daisee", small_set, "Train")[:3]:
         shutil.copy(item.path, folder / item.path.name)
         shutil.copy(region_map_path(item.path), region_map_path(folder / item.path.name))
     assert main(_args(run_dir, folder, tmp_path / "eval", "--ratio", "0.5")) == 0
-    assert json.loads((tmp_path / "eval" / "reconstruction.json").read_text())["clips"] == 3
+    assert json.loads((tmp_path / "eval" / "reconstruction.json").read_text())["clips"] == 3  # 24 < 300 frames
+    # 24-frame videos in 8-frame windows, as pre-training's --window cuts them: a centred clip of each.
+    assert main(_args(run_dir, folder, tmp_path / "windows", "--ratio", "0.5", "--window", "8")) == 0
+    assert json.loads((tmp_path / "windows" / "reconstruction.json").read_text())["clips"] == 9
+    items, what = evaluation_items(folder, "folder", window=8)
+    assert sorted((item.path.name, item.start, item.stop) for item in items) == sorted(
+        (path.name, start, start + 8) for path in folder.glob("*.avi") for start in (0, 8, 16)
+    )
+    assert "8-frame windows" in what and len(evaluation_items(folder, "folder", clips=4, window=8)[0]) == 4
+    assert main(_args(run_dir, folder, tmp_path / "capped", "--window", "8", "--clips", "4")) == 0
+    assert json.loads((tmp_path / "capped" / "reconstruction.json").read_text())["clips"] == 4
     assert main(_args(run_dir, folder, tmp_path / "mean", "--mean-face")) == 2  # no Train split to average
 
 
