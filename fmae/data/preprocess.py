@@ -236,6 +236,146 @@ def _ranges(mask: np.ndarray) -> list[list[int]]:
     return edges.reshape(-1, 2).tolist()
 
 
+@dataclass
+class _Tracked:
+    """What the first decoding pass keeps: per-frame boxes and landmarks, and the stream's facts."""
+
+    boxes: list
+    landmarks: list
+    fps: Fraction = DEFAULT_FPS
+    declared: int = 0
+    decode_error: str | None = None
+
+
+@dataclass
+class _CropPlan:
+    """Each frame's crop window, where its landmarks come from and whether it is parsed."""
+
+    windows: np.ndarray
+    source: np.ndarray
+    parsed: np.ndarray
+    has_face: np.ndarray
+
+
+def _finish(record: dict, start: float, status: str, message: str = "") -> dict:
+    """Close ``record`` with its status, message and the seconds since ``start``."""
+    record.update(status=status, message=message, seconds=round(time.perf_counter() - start, 3))
+    return record
+
+
+def _track_faces(src: Path, backend: FaceBackend, record: dict) -> _Tracked:
+    """Pass 1: decode ``src`` and detect and track one face, keeping only boxes and landmarks."""
+    tracked = _Tracked(boxes=[], landmarks=[])
+    with _Video(src) as video:
+        record.update(fps=float(video.fps))
+        backend.start_video()
+        frames = _decode(video)
+        while True:
+            try:
+                rgb = next(frames)
+            except StopIteration as stop:
+                tracked.decode_error = stop.value
+                break
+            if not tracked.landmarks:
+                record.update(height=rgb.shape[0], width=rgb.shape[1])
+            det = backend.detect(rgb)
+            tracked.boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
+            tracked.landmarks.append(det.landmarks if det is not None else None)
+        tracked.fps, tracked.declared = video.fps, video.frames_declared
+    return tracked
+
+
+def _no_frames(decode_error: str | None) -> tuple[str, str]:
+    """The status and message of a video of which no frame decoded."""
+    if decode_error:
+        return "unreadable", f"no frame decodes: {decode_error}"
+    return "empty", "the video has no frames"
+
+
+def _truncation_notes(tracked: _Tracked, T: int) -> list[str]:
+    """Notes saying the video ended early: a decoding error, or fewer frames than its header says."""
+    if tracked.decode_error:
+        return [f"truncated: decoding stopped after frame {T - 1}: {tracked.decode_error}"]
+    if tracked.declared > T:
+        return [f"truncated: the header says {tracked.declared} frames, {T} decode"]
+    return []
+
+
+def _count_faces(record: dict, landmarks: list) -> np.ndarray:
+    """Record which frames have a face; returns that bool [T] mask."""
+    has_face = np.array([lm is not None for lm in landmarks])
+    T = len(landmarks)
+    record.update(
+        face_frames=int(has_face.sum()),
+        frames_without_face=int(T - has_face.sum()),
+        missing_face_ranges=_ranges(~has_face),
+    )
+    return has_face
+
+
+def _plan_crops(record: dict, tracked: _Tracked, has_face: np.ndarray, config: PreprocessConfig) -> _CropPlan:
+    """Fill and smooth the boxes into crop windows, apply the gap rule, and record both."""
+    T = len(tracked.boxes)
+    filled, source = hold_gaps(np.stack(tracked.boxes))
+    windows = crop_windows(smooth(filled, config.smooth), (record["height"], record["width"]), config.margin)
+    parsed = np.abs(np.arange(T) - source) <= config.max_gap
+    sides = windows[:, 2] - windows[:, 0]
+    mean_window = [round(float(v), 1) for v in windows.mean(0)]
+    record.update(
+        unparsed_frames=int(T - parsed.sum()),
+        boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())},
+    )
+    return _CropPlan(windows=windows, source=source, parsed=parsed, has_face=has_face)
+
+
+def _stream_crops(
+    src: Path,
+    video_tmp: Path,
+    maps_tmp: Path | None,
+    backend: FaceBackend,
+    config: PreprocessConfig,
+    tracked: _Tracked,
+    plan: _CropPlan,
+) -> None:
+    """Pass 2: decode again, crop and parse each frame, streaming crops and maps to the temporary files."""
+    S, T = config.size, len(tracked.boxes)
+    background = np.full((1, S, S), FaceRegion.BACKGROUND, np.uint8)
+    count = 0
+    with (
+        _Video(src) as video,
+        VideoWriter(video_tmp, tracked.fps, (S, S), config.qscale) as crops,
+        RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
+    ):
+        for t, rgb in enumerate(_decode(video, limit=T)):
+            crop = crop_frame(rgb, plan.windows[t], S)
+            crops.write(crop)
+            if maps is not None:
+                maps.write(
+                    backend.parse(crop, to_crop_coords(tracked.landmarks[plan.source[t]], plan.windows[t], S))[None]
+                    if plan.parsed[t]
+                    else background
+                )
+            count = t + 1
+        if count != T:
+            raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
+        if maps is not None:
+            maps.add(boxes=plan.windows, has_face=plan.has_face)
+
+
+def _write_cache(
+    src: Path, video_out: Path, backend: FaceBackend, config: PreprocessConfig, tracked: _Tracked, plan: _CropPlan
+) -> None:
+    """Run pass 2 into temporary names, renamed into place (maps first) once both are complete."""
+
+    def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
+        _stream_crops(src, video_tmp, maps_tmp, backend, config, tracked, plan)
+
+    if config.regions:
+        write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
+    else:
+        write_atomically(video_out, lambda v: stream(v, None))
+
+
 def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, config: PreprocessConfig) -> dict:
     """Preprocess one video into ``video_out`` (``.avi``) and its ``.regions.npz`` sidecar.
 
@@ -252,99 +392,23 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     src, video_out = Path(src), Path(video_out)
     start = time.perf_counter()
     record: dict = {"status": "ok", "message": "", "frames": 0, "truncated": False}
-
-    def finish(status: str, message: str = "") -> dict:
-        record.update(status=status, message=message, seconds=round(time.perf_counter() - start, 3))
-        return record
-
-    # Pass 1: detect and track. Only boxes and landmarks are kept.
-    boxes, landmarks = [], []
     try:
-        with _Video(src) as video:
-            record.update(fps=float(video.fps))
-            backend.start_video()
-            frames = _decode(video)
-            while True:
-                try:
-                    rgb = next(frames)
-                except StopIteration as stop:
-                    decode_error = stop.value
-                    break
-                if not landmarks:
-                    record.update(height=rgb.shape[0], width=rgb.shape[1])
-                det = backend.detect(rgb)
-                boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
-                landmarks.append(det.landmarks if det is not None else None)
-            fps, declared = video.fps, video.frames_declared
+        tracked = _track_faces(src, backend, record)
     except _Unreadable as e:
-        return finish("unreadable", str(e))
+        return _finish(record, start, "unreadable", str(e))
     except _Empty as e:
-        return finish("empty", str(e))
-    T = len(boxes)
-    record["frames"] = T
+        return _finish(record, start, "empty", str(e))
+    T = record["frames"] = len(tracked.boxes)
     if T == 0:
-        return (
-            finish("unreadable", f"no frame decodes: {decode_error}")
-            if decode_error
-            else finish("empty", "the video has no frames")
-        )
-    notes = []
-    if decode_error:
-        notes.append(f"truncated: decoding stopped after frame {T - 1}: {decode_error}")
-    elif declared > T:
-        notes.append(f"truncated: the header says {declared} frames, {T} decode")
+        return _finish(record, start, *_no_frames(tracked.decode_error))
+    notes = _truncation_notes(tracked, T)
     record["truncated"] = bool(notes)
-    has_face = np.array([lm is not None for lm in landmarks])
-    record.update(
-        face_frames=int(has_face.sum()),
-        frames_without_face=int(T - has_face.sum()),
-        missing_face_ranges=_ranges(~has_face),
-    )
+    has_face = _count_faces(record, tracked.landmarks)
     if not has_face.any():
-        return finish("no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
-
-    filled, source = hold_gaps(np.stack(boxes))
-    windows = crop_windows(smooth(filled, config.smooth), (record["height"], record["width"]), config.margin)
-    parsed = np.abs(np.arange(T) - source) <= config.max_gap
-    sides = windows[:, 2] - windows[:, 0]
-    mean_window = [round(float(v), 1) for v in windows.mean(0)]
-    record.update(
-        unparsed_frames=int(T - parsed.sum()),
-        boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())},
-    )
-
-    # Pass 2: crop and parse, streaming crops and maps to disk, so memory does not grow
-    # with the video's length.
-    S = config.size
-    background = np.full((1, S, S), FaceRegion.BACKGROUND, np.uint8)
-
-    def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
-        count = 0
-        with (
-            _Video(src) as video,
-            VideoWriter(video_tmp, fps, (S, S), config.qscale) as crops,
-            RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
-        ):
-            for t, rgb in enumerate(_decode(video, limit=T)):
-                crop = crop_frame(rgb, windows[t], S)
-                crops.write(crop)
-                if maps is not None:
-                    maps.write(
-                        backend.parse(crop, to_crop_coords(landmarks[source[t]], windows[t], S))[None]
-                        if parsed[t]
-                        else background
-                    )
-                count = t + 1
-            if count != T:
-                raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
-            if maps is not None:
-                maps.add(boxes=windows, has_face=has_face)
-
-    if config.regions:
-        write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
-    else:
-        write_atomically(video_out, lambda v: stream(v, None))
-    return finish("ok", "; ".join(notes))
+        return _finish(record, start, "no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
+    plan = _plan_crops(record, tracked, has_face, config)
+    _write_cache(src, video_out, backend, config, tracked, plan)
+    return _finish(record, start, "ok", "; ".join(notes))
 
 
 # ------------------------------------------------------------------------ folders
@@ -476,6 +540,109 @@ def _run_one(src: Path, video_out: Path, config: PreprocessConfig, backend: Face
         return {"status": "error", "message": _describe(e)}
 
 
+@dataclass
+class _Run:
+    """What a :func:`preprocess` run's stages share: where and how it works, and its tallies."""
+
+    src: Path
+    out: Path
+    config: PreprocessConfig
+    rank: int
+    manifest: Path
+    digest: str
+    counts: dict[str, int]
+    bar: tqdm | None = None
+
+    def record(self, rel: PurePosixPath, stat: os.stat_result, rec: dict) -> None:
+        """Complete a video's record with what identifies the work, append it to the manifest, count it."""
+        target = output_video_path(self.out, rel)
+        ok = rec["status"] == "ok"
+        rec.update(
+            source=rel.as_posix(),
+            video=target.relative_to(self.out).as_posix() if ok else None,
+            regions=region_map_path(target).relative_to(self.out).as_posix() if ok and self.config.regions else None,
+            config=self.digest,
+            backend=self.config.backend,
+            source_size=stat.st_size,
+            source_mtime_ns=stat.st_mtime_ns,
+            rank=self.rank,
+            time=time.time(),
+        )
+        _append(self.manifest, rec)
+        self.counts[rec["status"]] += 1
+        if not ok:
+            log.warning("%s: %s: %s", rel, rec["status"], rec["message"])
+        self.bar.update()
+
+
+def _check_folders(src: Path, out: Path) -> None:
+    """Refuse a ``src`` that is not a folder, or an ``out`` that is ``src`` itself."""
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src} is not a folder")
+    if src.resolve() == out.resolve():
+        raise ValueError("OUT must differ from SRC (the cache would overwrite the videos)")
+
+
+def _prepare_out(src: Path, out: Path, rank: int) -> None:
+    """Create ``out``; rank 0 copies the label files into it."""
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        copy_label_files(src, out)
+
+
+def _pending(run: _Run, videos: list[PurePosixPath], done: dict[str, dict], retry: bool) -> deque:
+    """The ``(rel, stat)`` tasks still to do; records the videos that cannot be, counts those already done."""
+    tasks, owners = deque(), {}
+    for rel in videos:
+        target = output_video_path(run.out, rel)
+        try:
+            # Stat before processing: a file replaced meanwhile is then redone next run.
+            stat = (run.src / rel).stat()
+        except OSError as e:
+            problem = f"cannot stat: {_describe(e)}"
+        else:
+            problem = (
+                f"its cache file {target.name} is also {owners[target]}'s; rename one" if target in owners else None
+            )
+        if problem:
+            run.counts["error"] += 1
+            _append(
+                run.manifest, {"source": rel.as_posix(), "status": "error", "message": problem, "time": time.time()}
+            )
+            log.warning("%s: error: %s", rel, problem)
+            continue
+        owners[target] = rel.as_posix()
+        if _is_done(done.get(rel.as_posix()), stat, run.digest, run.out, retry):
+            run.counts["skipped"] += 1
+        else:
+            tasks.append((rel, stat))
+    return tasks
+
+
+def _progress_bar(total: int, skipped: int, progress: bool) -> tqdm:
+    """The run's tqdm bar, starting at the videos already done."""
+    return tqdm(
+        total=total,
+        initial=skipped,
+        unit="video",
+        desc="preprocess",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+
+def _process(run: _Run, tasks: deque, workers: int) -> None:
+    """Process the tasks, in this process (``workers <= 1``) or in a pool, recording each."""
+    config, src, out = run.config, run.src, run.out
+    if workers <= 1:
+        with config.create_backend() as backend:
+            for rel, stat in tasks:
+                run.record(rel, stat, _run_one(src / rel, output_video_path(out, rel), config, backend))
+    else:
+        config.create_backend().close()  # fail here, clearly, rather than in every worker
+        _run_pool(tasks, workers, config, src, out, run.record)
+
+
 def preprocess(
     src: str | Path,
     out: str | Path,
@@ -501,77 +668,16 @@ def preprocess(
     """
     config = config or PreprocessConfig()
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src} is not a folder")
-    if src.resolve() == out.resolve():
-        raise ValueError("OUT must differ from SRC (the cache would overwrite the videos)")
+    _check_folders(src, out)
     videos = shard(find_videos(src, exclude=out), rank, world_size)
-    out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        copy_label_files(src, out)
+    _prepare_out(src, out, rank)
     digest, done = config.digest(), read_manifest(out)
-    manifest = manifest_path(out, rank, world_size)
     counts = {s: 0 for s in (*STATUSES, "skipped")}
-    tasks, owners = deque(), {}
-    for rel in videos:
-        target = output_video_path(out, rel)
-        try:
-            # Stat before processing: a file replaced meanwhile is then redone next run.
-            stat = (src / rel).stat()
-        except OSError as e:
-            problem = f"cannot stat: {_describe(e)}"
-        else:
-            problem = (
-                f"its cache file {target.name} is also {owners[target]}'s; rename one" if target in owners else None
-            )
-        if problem:
-            counts["error"] += 1
-            _append(manifest, {"source": rel.as_posix(), "status": "error", "message": problem, "time": time.time()})
-            log.warning("%s: error: %s", rel, problem)
-            continue
-        owners[target] = rel.as_posix()
-        if _is_done(done.get(rel.as_posix()), stat, digest, out, retry):
-            counts["skipped"] += 1
-        else:
-            tasks.append((rel, stat))
-
-    bar = tqdm(
-        total=len(videos),
-        initial=counts["skipped"],
-        unit="video",
-        desc="preprocess",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-
-    def record(rel: PurePosixPath, stat: os.stat_result, rec: dict) -> None:
-        target = output_video_path(out, rel)
-        ok = rec["status"] == "ok"
-        rec.update(
-            source=rel.as_posix(),
-            video=target.relative_to(out).as_posix() if ok else None,
-            regions=region_map_path(target).relative_to(out).as_posix() if ok and config.regions else None,
-            config=digest,
-            backend=config.backend,
-            source_size=stat.st_size,
-            source_mtime_ns=stat.st_mtime_ns,
-            rank=rank,
-            time=time.time(),
-        )
-        _append(manifest, rec)
-        counts[rec["status"]] += 1
-        if not ok:
-            log.warning("%s: %s: %s", rel, rec["status"], rec["message"])
-        bar.update()
-
-    if workers <= 1:
-        with config.create_backend() as backend:
-            for rel, stat in tasks:
-                record(rel, stat, _run_one(src / rel, output_video_path(out, rel), config, backend))
-    else:
-        config.create_backend().close()  # fail here, clearly, rather than in every worker
-        _run_pool(tasks, workers, config, src, out, record)
-    bar.close()
+    run = _Run(src, out, config, rank, manifest_path(out, rank, world_size), digest, counts)
+    tasks = _pending(run, videos, done, retry)
+    run.bar = _progress_bar(len(videos), counts["skipped"], progress)
+    _process(run, tasks, workers)
+    run.bar.close()
     log.info("preprocess %s → %s: %s", src, out, ", ".join(f"{v} {k}" for k, v in counts.items() if v))
     return counts
 

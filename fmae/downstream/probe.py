@@ -331,23 +331,57 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
 
 
 def _run_probe(config: ProbeConfig, progress: bool, env: Distributed) -> dict[str, Any]:
+    out = _write_config(config, env)
+    run = _set_up(config, progress, env, out)
+    probe, evaluated, pool = _train(run)
+    videos, labels, scores = _video_scores(probe, evaluated, run.task)
+    report = _report(run, pool, labels, scores, len(videos))
+    if config.random_baseline and not config.random_init and not config.finetune:
+        report["random_init"] = _random_init_row(run)
+    _write_outputs(run, probe, report, pool, videos, labels, scores)
+    return report
+
+
+@dataclass
+class _ProbeRun:
+    """What the stages of one probe run share: settings, encoder, data, items and feature arguments."""
+
+    config: ProbeConfig
+    env: Distributed
+    out: Path
+    task: Task
+    encoder: FMAE
+    mc: FMAEConfig
+    source: str
+    root: Path
+    train_items: list[ClipItem]
+    eval_items: list[ClipItem]
+    class_names: list[str]
+    out_dim: int
+    common: dict[str, Any]
+    cache_dir: Path
+    show_progress: bool
+
+
+def _write_config(config: ProbeConfig, env: Distributed) -> Path:
+    """Resolve the output folder and, on rank 0, create it and write ``config.yaml`` there."""
     out = Path(config.out_dir).expanduser()
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(to_yaml(config))
+    return out
+
+
+def _set_up(config: ProbeConfig, progress: bool, env: Distributed, out: Path) -> _ProbeRun:
+    """Build the encoder, find the data, list and check the items, and fix the feature arguments."""
     task = TASKS[config.task]
     device = env.device
     dtype = resolve_dtype(config.dtype, device)
     encoder, source = build_encoder(config, device)
     mc = encoder.config
-    if env.main:  # one process prepares the default data; the others then find it done
-        root = data_root(config, mc.img_size, progress)
-    env.barrier()
-    if not env.main:
-        root = data_root(config, mc.img_size, progress=False)
+    root = _shared_data_root(config, mc.img_size, progress, env)
     # Items and labels first: a wrong label file fails here, before any encoder pass.
     train_items, eval_items, class_names = task_items(config, root)
-    out_dim = len(class_names) or 1
     common = dict(
         stride=config.temporal_stride,
         batch_size=config.batch_size,
@@ -357,101 +391,163 @@ def _run_probe(config: ProbeConfig, progress: bool, env: Distributed) -> dict[st
         progress=progress and env.main,
         env=env,
     )
-    cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else out / "features"
-
-    if config.finetune:
-        pool = "mean"  # what fmae.downstream.finetune trains through
-        torch.manual_seed(config.seed)
-        probe = LinearProbe(mc.embed_dim, out_dim, config.head_norm).to(device)
-        finetune(
-            encoder,
-            probe,
-            train_items,
-            epochs=config.finetune_epochs,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            balance=config.balance,
-            seed=config.seed,
-            **common,
-        )
-        env.check_in_sync(encoder)
-        if env.main:
-            save_encoder(encoder, out / "encoder.safetensors")
-        evaluated = extract_features(
-            encoder, eval_items, views=config.test_views, desc=f"features {config.eval_split}", **common
-        )
-    else:
-        pool = config.pool
-        probe, evaluated = linear_probe(
-            encoder, train_items, eval_items, config, out_dim, cache_dir, common, progress and env.main
-        )
-    videos, labels, scores = per_video(
-        evaluated.paths, evaluated.labels, score_items(probe, evaluated.features, task.kind)
+    return _ProbeRun(
+        config=config,
+        env=env,
+        out=out,
+        task=task,
+        encoder=encoder,
+        mc=mc,
+        source=source,
+        root=root,
+        train_items=train_items,
+        eval_items=eval_items,
+        class_names=class_names,
+        out_dim=len(class_names) or 1,
+        common=common,
+        cache_dir=Path(config.cache_dir).expanduser() if config.cache_dir else out / "features",
+        show_progress=progress and env.main,
     )
-    train_labels = item_labels(train_items)
 
+
+def _shared_data_root(config: ProbeConfig, img_size: int, progress: bool, env: Distributed) -> Path:
+    """The data root, prepared by rank 0 first so the other ranks find it done."""
+    if env.main:  # one process prepares the default data; the others then find it done
+        root = data_root(config, img_size, progress)
+    env.barrier()
+    if not env.main:
+        root = data_root(config, img_size, progress=False)
+    return root
+
+
+def _train(run: _ProbeRun) -> tuple[LinearProbe, Features, str]:
+    """Fine-tune, or train a linear probe on frozen features; returns the probe, eval features and pooling."""
+    if run.config.finetune:
+        return _finetune_encoder(run)
+    probe, evaluated = linear_probe(
+        run.encoder,
+        run.train_items,
+        run.eval_items,
+        run.config,
+        run.out_dim,
+        run.cache_dir,
+        run.common,
+        run.show_progress,
+    )
+    return probe, evaluated, run.config.pool
+
+
+def _finetune_encoder(run: _ProbeRun) -> tuple[LinearProbe, Features, str]:
+    """Train encoder and probe end to end, export the encoder (rank 0), extract the eval features."""
+    config, env = run.config, run.env
+    pool = "mean"  # what fmae.downstream.finetune trains through
+    torch.manual_seed(config.seed)
+    probe = LinearProbe(run.mc.embed_dim, run.out_dim, config.head_norm).to(env.device)
+    finetune(
+        run.encoder,
+        probe,
+        run.train_items,
+        epochs=config.finetune_epochs,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        balance=config.balance,
+        seed=config.seed,
+        **run.common,
+    )
+    env.check_in_sync(run.encoder)
+    if env.main:
+        save_encoder(run.encoder, run.out / "encoder.safetensors")
+    evaluated = extract_features(
+        run.encoder, run.eval_items, views=config.test_views, desc=f"features {config.eval_split}", **run.common
+    )
+    return probe, evaluated, pool
+
+
+def _video_scores(probe: LinearProbe, evaluated: Features, task: Task) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Score every evaluated clip with ``probe`` and average per video: ``(videos, labels, scores)``."""
+    return per_video(evaluated.paths, evaluated.labels, score_items(probe, evaluated.features, task.kind))
+
+
+def _report(run: _ProbeRun, pool: str, labels: torch.Tensor, scores: torch.Tensor, videos: int) -> dict[str, Any]:
+    """The run's facts, its metrics and the trivial baseline (majority class, or mean score)."""
+    config, task = run.config, run.task
+    train_labels = item_labels(run.train_items)
     report: dict[str, Any] = {
         "task": config.task,
         "mode": "finetune" if config.finetune else "linear probe",
         "split": config.eval_split,
-        "encoder": source,
-        "encoder_fingerprint": fingerprint(encoder),
-        "data_root": str(root),
-        "train_items": len(train_items),
-        "eval_items": len(eval_items),
-        "eval_videos": len(videos),
+        "encoder": run.source,
+        "encoder_fingerprint": fingerprint(run.encoder),
+        "data_root": str(run.root),
+        "train_items": len(run.train_items),
+        "eval_items": len(run.eval_items),
+        "eval_videos": videos,
         "pool": pool,
     }
-    report.update(_metrics(task, labels, scores, out_dim, class_names))
+    report.update(_metrics(task, labels, scores, run.out_dim, run.class_names))
     if task.kind == "classification":
-        majority = int(torch.bincount(train_labels, minlength=out_dim).argmax())
+        majority = int(torch.bincount(train_labels, minlength=run.out_dim).argmax())
         report["majority_class"] = majority
         report["majority_accuracy"] = float((labels == majority).float().mean())
     else:
         report["mean_baseline_mse"] = float(((labels - train_labels.mean()) ** 2).mean())
-    if config.random_baseline and not config.random_init and not config.finetune:
-        # The same probe on the same clips, from an encoder that saw no pre-training.
-        baseline = random_encoder(mc, config.seed).to(device)
-        base_probe, base_eval = linear_probe(
-            baseline,
-            train_items,
-            eval_items,
-            config,
-            out_dim,
-            cache_dir,
-            common,
-            progress and env.main,
-            desc="random init ",
-        )
-        _, base_labels, base_scores = per_video(
-            base_eval.paths, base_eval.labels, score_items(base_probe, base_eval.features, task.kind)
-        )
-        report["random_init"] = {
-            "encoder": f"random init, seed {config.seed} (architecture of {source})",
-            "encoder_fingerprint": fingerprint(baseline),
-            **_metrics(task, base_labels, base_scores, out_dim, class_names),
-        }
+    return report
+
+
+def _random_init_row(run: _ProbeRun) -> dict[str, Any]:
+    """The same probe on the same clips from a seeded random-init encoder: its description and metrics."""
+    config = run.config
+    baseline = random_encoder(run.mc, config.seed).to(run.env.device)
+    base_probe, base_eval = linear_probe(
+        baseline,
+        run.train_items,
+        run.eval_items,
+        config,
+        run.out_dim,
+        run.cache_dir,
+        run.common,
+        run.show_progress,
+        desc="random init ",
+    )
+    _, base_labels, base_scores = _video_scores(base_probe, base_eval, run.task)
+    return {
+        "encoder": f"random init, seed {config.seed} (architecture of {run.source})",
+        "encoder_fingerprint": fingerprint(baseline),
+        **_metrics(run.task, base_labels, base_scores, run.out_dim, run.class_names),
+    }
+
+
+def _write_outputs(
+    run: _ProbeRun,
+    probe: LinearProbe,
+    report: dict[str, Any],
+    pool: str,
+    videos: list[str],
+    labels: torch.Tensor,
+    scores: torch.Tensor,
+) -> None:
+    """On rank 0, write the confusion plot, the probe with its meta, the predictions and the report."""
+    config, task, out = run.config, run.task, run.out
     meta = {
         "task": config.task,
         "kind": task.kind,
-        "class_names": class_names,
-        "img_size": mc.img_size,
-        "num_frames": mc.num_frames,
+        "class_names": run.class_names,
+        "img_size": run.mc.img_size,
+        "num_frames": run.mc.num_frames,
         "temporal_stride": config.temporal_stride,
         "test_views": config.test_views,
         "pool": pool,
-        "encoder": source,
+        "encoder": run.source,
         "encoder_fingerprint": report["encoder_fingerprint"],
     }
-    if env.main:
+    if run.env.main:
         if task.kind == "classification":
             save_confusion_png(
                 report["confusion_matrix"],
-                class_names,
+                run.class_names,
                 out / "confusion.png",
                 f"{config.task}, {config.eval_split}: accuracy {report['accuracy']:.3f}",
             )
         save_probe(probe.cpu(), out / "probe.safetensors", meta)
-        write_predictions(out / "predictions.csv", videos, labels, scores, class_names)
+        write_predictions(out / "predictions.csv", videos, labels, scores, run.class_names)
         write_report(report, out, "metrics", f"FMAE {report['mode']}: {config.task}, {config.eval_split} split")
-    return report

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -36,7 +36,7 @@ from fmae.data import SPLITS, ClipDataset, ClipItem, list_items, prepared_root, 
 from fmae.data.clips import clip_to_frames
 from fmae.downstream.features import pooled_dim
 from fmae.downstream.gradcam import grad_cam
-from fmae.downstream.head import load_probe
+from fmae.downstream.head import LinearProbe, load_probe
 from fmae.face import FaceRegion
 from fmae.figures.drawing import (
     REGION_COLOURS,
@@ -251,97 +251,166 @@ def run_viz(config: VizConfig, progress: bool = True) -> dict[str, Any]:
     """
     device = resolve_device(config.device)
     model, has_decoder, _ = load_model(config.checkpoint, device)
+    probe, meta = _load_checked_probe(config, model, device)
+    stride = config.temporal_stride or int((meta or {}).get("temporal_stride", 2))
+    sample = _load_clip(config, model, stride, progress)
+    scene = _start_scene(config, device, model, sample)
+    _draw_regions(scene)
+    masks = _draw_masks(scene)
+    _draw_reconstruction(scene, masks, has_decoder, stride)
+    _draw_gradcam(scene, probe, meta)
+    _drop_skipped(scene)
+    return {"files": scene.files, "skipped": scene.skipped, "clip": str(sample.path), "stride": stride}
+
+
+@dataclass
+class _Scene:
+    """What the drawing stages of :func:`run_viz` share, and what they drew or skipped."""
+
+    config: VizConfig
+    device: torch.device
+    model: FMAE
+    sample: Sample
+    out: Path
+    show: np.ndarray
+    """Indices of the frames shown per row."""
+    frames: np.ndarray
+    """uint8 ``[T, H, W, 3]`` RGB frames of the clip."""
+    files: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _load_checked_probe(
+    config: VizConfig, model: FMAE, device: torch.device
+) -> tuple[LinearProbe | None, dict[str, Any] | None]:
+    """``(probe, meta)`` of ``config.probe``, checked against ``model``; ``(None, None)`` without one."""
+    if not config.probe:
+        return None, None
+    probe, meta = load_probe(config.probe, device)
+    check_probe(meta, probe.in_dim, model, config.probe)
+    return probe, meta
+
+
+def _load_clip(config: VizConfig, model: FMAE, stride: int, progress: bool) -> Sample:
+    """Load the clip to draw (``config.video`` or item ``index`` of the split) and check its size."""
     c = model.config
-    probe = meta = None
-    if config.probe:
-        probe, meta = load_probe(config.probe, device)
-        check_probe(meta, probe.in_dim, model, config.probe)
     if config.video:
         item = ClipItem(Path(config.video).expanduser())
     else:
         root = prepared_root(config.data_root, c.img_size, workers=config.num_workers, progress=progress)
         item = pick_item(root, config.split, config.index)
-    stride = config.temporal_stride or int((meta or {}).get("temporal_stride", 2))
     sample = load_sample(item, c.num_frames, stride)
     if tuple(sample.clip.shape[1:]) != (c.num_frames, c.img_size, c.img_size):
         raise ValueError(
             f"{sample.path} gives {sample.clip.shape[-1]}×{sample.clip.shape[-2]} frames, the model takes "
             f"{c.img_size}×{c.img_size}: preprocess the video to that size"
         )
+    return sample
 
+
+def _start_scene(config: VizConfig, device: torch.device, model: FMAE, sample: Sample) -> _Scene:
+    """Create the output folder, write ``config.yaml`` and pick the frames to show."""
     out = Path(config.out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(config))
-    files: dict[str, Path] = {}
-    skipped: dict[str, str] = {}
-    show = shown_frames(c.num_frames, config.frames)
-    frames = clip_to_frames(sample.clip)
-    name = sample.path.name
+    show = shown_frames(model.config.num_frames, config.frames)
+    return _Scene(config, device, model, sample, out, show, clip_to_frames(sample.clip))
 
+
+def _draw_regions(scene: _Scene) -> None:
+    """Draw ``regions.png`` (frames and parsed regions), or skip it without a region map."""
+    sample, frames, show = scene.sample, scene.frames, scene.show
+    name = sample.path.name
     if sample.regions is None:
-        skipped["regions"] = (
+        scene.skipped["regions"] = (
             f"{name} has no {region_map_path(sample.path).name} beside it (and masks.png has no facial row)"
         )
-    else:
-        legend = {r.name.lower().replace("_", " "): REGION_COLOURS[r] for r in FaceRegion}
-        overlay = region_overlay(frames, sample.regions.numpy())
-        files["regions"] = save_grid(
-            [("frames", frames[show]), ("regions", overlay[show])],
-            show.tolist(),
-            f"Parsed facial regions: {name}",
-            out / "regions.png",
-            legend,
-        )
+        return
+    legend = {r.name.lower().replace("_", " "): REGION_COLOURS[r] for r in FaceRegion}
+    overlay = region_overlay(frames, sample.regions.numpy())
+    scene.files["regions"] = save_grid(
+        [("frames", frames[show]), ("regions", overlay[show])],
+        show.tolist(),
+        f"Parsed facial regions: {name}",
+        scene.out / "regions.png",
+        legend,
+    )
 
-    masks = draw_masks(sample, c.grid, c.tubelet, config.ratio, config.seed)
-    painted = dict(zip(masks, masks_panel(frames, [mask_pixels(m, c.grid, c.tubelet) for m in masks.values()])))
-    files["masks"] = save_grid(
+
+def _draw_masks(scene: _Scene) -> dict[str, torch.Tensor]:
+    """Draw ``masks.png``, one row per masking strategy; returns the masks."""
+    config, c, show = scene.config, scene.model.config, scene.show
+    masks = draw_masks(scene.sample, c.grid, c.tubelet, config.ratio, config.seed)
+    painted = dict(zip(masks, masks_panel(scene.frames, [mask_pixels(m, c.grid, c.tubelet) for m in masks.values()])))
+    scene.files["masks"] = save_grid(
         [(f"{s} ({int(m.sum())}/{m.numel()})", painted[s][show]) for s, m in masks.items()],
         show.tolist(),
         f"Masks at ratio {config.ratio} (grey: hidden from the encoder)",
-        out / "masks.png",
+        scene.out / "masks.png",
     )
+    return masks
 
+
+def _reconstruction_skip_reason(scene: _Scene, masks: dict[str, torch.Tensor], has_decoder: bool) -> str | None:
+    """Why the reconstruction cannot be drawn (no decoder, no such mask, nothing visible), or ``None``."""
+    config, name = scene.config, scene.sample.path.name
     if not has_decoder:
-        skipped["reconstruction"] = (
+        return (
             f"{config.checkpoint} is an exported encoder without the decoder: give the "
             "pre-training checkpoint for the reconstruction"
         )
-    elif config.strategy not in masks:
-        skipped["reconstruction"] = f"the {config.strategy} mask needs a region map, and {name} has none"
-    elif bool(masks[config.strategy].all()):
-        skipped["reconstruction"] = (
+    if config.strategy not in masks:
+        return f"the {config.strategy} mask needs a region map, and {name} has none"
+    if bool(masks[config.strategy].all()):
+        return (
             f"the {config.strategy} mask at ratio {config.ratio} hides every token of this "
             "clip, so the encoder would see nothing: lower --ratio"
         )
-    else:
-        mask = masks[config.strategy]
-        recon = model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
-        files["reconstruction"] = save_grid(
-            reconstruction_rows(sample.clip, mask, recon, c.grid, c.tubelet, show),
-            show.tolist(),
-            f"Reconstruction, {config.strategy} mask at ratio {config.ratio}",
-            out / "reconstruction.png",
-        )
-        every = reconstruction_rows(sample.clip, mask, recon, c.grid, c.tubelet, np.arange(c.num_frames))
-        files["reconstruction_video"] = write_mp4(
-            out / "reconstruction.mp4", side_by_side(every, VIDEO_GAP), video_fps(sample.path) / stride
-        )
+    return None
 
+
+def _draw_reconstruction(scene: _Scene, masks: dict[str, torch.Tensor], has_decoder: bool, stride: int) -> None:
+    """Draw ``reconstruction.png`` and ``reconstruction.mp4``, or record why not."""
+    why = _reconstruction_skip_reason(scene, masks, has_decoder)
+    if why is not None:
+        scene.skipped["reconstruction"] = why
+        return
+    config, c, sample, device = scene.config, scene.model.config, scene.sample, scene.device
+    mask = masks[config.strategy]
+    recon = scene.model.reconstruct(sample.clip[None].to(device), mask[None].to(device))[0]
+    scene.files["reconstruction"] = save_grid(
+        reconstruction_rows(sample.clip, mask, recon, c.grid, c.tubelet, scene.show),
+        scene.show.tolist(),
+        f"Reconstruction, {config.strategy} mask at ratio {config.ratio}",
+        scene.out / "reconstruction.png",
+    )
+    every = reconstruction_rows(sample.clip, mask, recon, c.grid, c.tubelet, np.arange(c.num_frames))
+    scene.files["reconstruction_video"] = write_mp4(
+        scene.out / "reconstruction.mp4", side_by_side(every, VIDEO_GAP), video_fps(sample.path) / stride
+    )
+
+
+def _draw_gradcam(scene: _Scene, probe: LinearProbe | None, meta: dict[str, Any] | None) -> None:
+    """Draw ``gradcam.png`` of the probe's prediction, or skip it without a probe."""
     if probe is None:
-        skipped["gradcam"] = "no --probe given (train one with python -m fmae.probe on this checkpoint)"
-    else:
-        cam = grad_cam(model, probe, sample.clip[None].to(device), pool=meta.get("pool", "mean"))
-        heat = heat_overlay(frames, cam.heat[0].cpu().numpy())
-        files["gradcam"] = save_grid(
-            [("frames", frames[show]), ("Grad-CAM", heat[show])],
-            show.tolist(),
-            _gradcam_title(meta, cam.logits[0].cpu(), int(cam.target[0]), sample.label),
-            out / "gradcam.png",
-        )
-    if "reconstruction" in skipped:
+        scene.skipped["gradcam"] = "no --probe given (train one with python -m fmae.probe on this checkpoint)"
+        return
+    frames, show = scene.frames, scene.show
+    cam = grad_cam(scene.model, probe, scene.sample.clip[None].to(scene.device), pool=meta.get("pool", "mean"))
+    heat = heat_overlay(frames, cam.heat[0].cpu().numpy())
+    scene.files["gradcam"] = save_grid(
+        [("frames", frames[show]), ("Grad-CAM", heat[show])],
+        show.tolist(),
+        _gradcam_title(meta, cam.logits[0].cpu(), int(cam.target[0]), scene.sample.label),
+        scene.out / "gradcam.png",
+    )
+
+
+def _drop_skipped(scene: _Scene) -> None:
+    """Delete earlier runs' files of the skipped pictures and log why each was skipped."""
+    out = scene.out
+    if "reconstruction" in scene.skipped:
         (out / "reconstruction.mp4").unlink(missing_ok=True)
-    for what, why in skipped.items():
+    for what, why in scene.skipped.items():
         (out / f"{what}.png").unlink(missing_ok=True)  # a picture of an earlier run would pass for this one's
         log.warning("%s.png not drawn: %s", what, why)
-    return {"files": files, "skipped": skipped, "clip": str(sample.path), "stride": stride}

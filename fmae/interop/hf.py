@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -248,28 +249,41 @@ def _put_block(block: torch.nn.Module, dst: str, out: dict[str, torch.Tensor], n
         out[f"{dst}{name}.weight"], out[f"{dst}{name}.bias"] = weight, bias
 
 
-def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bool = False) -> tuple[str, list[str]]:
-    """Write ``model`` as a ``transformers`` VideoMAE folder; returns ``(class name, notes)``.
+@dataclass(frozen=True)
+class _HFLayout:
+    """What :func:`write_hf` writes: the HF class, its key prefix and which optional parts it holds."""
 
-    The class is ``VideoMAEForPreTraining`` with the decoder, else ``VideoMAEModel`` — or
-    ``VideoMAEForVideoClassification`` without labels (its logits are the pooled
-    features) for ``pooling="mean_fc_norm"``, whose ``fc_norm`` ``VideoMAEModel`` has no
-    place for. Exact in arithmetic, not bitwise, where HF needs the weights rewritten
-    (a key bias dropped, layer scale folded, a pixel head rescaled); settings HF cannot
-    hold are refused (a learned position table) or noted (other LayerNorm epsilons, a
-    decoder embedding with a bias, which leaves the decoder out).
-    """
+    cls_name: str
+    prefix: str
+    with_decoder: bool
+    classify: bool
+    mean_pooling: bool
+
+
+_KEY_NOTE = "the attention's key bias dropped (a shift of every score that the softmax ignores)"
+
+
+def _import_transformers():
+    """The ``transformers`` module, or a ``ValueError`` saying how to install it."""
     try:
         import transformers
     except ImportError as err:
         raise ValueError("writing a Hugging Face folder needs transformers: pip install transformers") from err
-    out_dir = Path(out_dir)
+    return transformers
+
+
+def _clear_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` that is not an empty folder, or remove it with ``overwrite``."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             raise FileExistsError(f"{out_dir} exists and is not an empty folder (--overwrite to replace it)")
         shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-    c, notes = model.config, []
-    tt, th, tw = c.tubelet
+
+
+def _check_patches_and_positions(model: FMAE, notes: list[str]) -> None:
+    """Refuse what HF cannot hold (non-square patches, a learned or non-sinusoidal position table)."""
+    c = model.config
+    _, th, tw = c.tubelet
     if th != tw:
         raise ValueError(f"HF VideoMAE needs square patches; this model's tubelet is {c.tubelet}")
     if c.position_embedding == "learned":
@@ -285,6 +299,11 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         notes.append(
             f"approximate: HF recomputes the position tables in float64 (the stored ones differ by {diff:.2g})"
         )
+
+
+def _choose_layout(model: FMAE, with_decoder: bool, notes: list[str]) -> _HFLayout:
+    """Pick the HF class and its parts, noting what HF approximates or leaves out."""
+    c = model.config
     if with_decoder and c.decoder_embed_bias and model.decoder_embed.bias.detach().any():
         with_decoder = False
         notes.append("decoder left out: its decoder_embed has a bias, HF's encoder_to_decoder has none")
@@ -306,9 +325,13 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
     cls_name = (
         "VideoMAEForPreTraining" if with_decoder else "VideoMAEForVideoClassification" if classify else "VideoMAEModel"
     )
-    e = "" if cls_name == "VideoMAEModel" else "videomae."
+    prefix = "" if cls_name == "VideoMAEModel" else "videomae."
+    return _HFLayout(cls_name, prefix, with_decoder, classify, mean_pooling)
 
-    key_note = "the attention's key bias dropped (a shift of every score that the softmax ignores)"
+
+def _hf_state(model: FMAE, layout: _HFLayout, notes: list[str]) -> dict[str, torch.Tensor]:
+    """The model's tensors under HF's keys: embedding, encoder, final norm and, if written, the decoder."""
+    c, e = model.config, layout.prefix
     out: dict[str, torch.Tensor] = {
         f"{e}embeddings.patch_embeddings.projection.weight": linear_to_conv3d(
             model.patch_embed.weight, c.tubelet, c.in_chans
@@ -316,25 +339,36 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         f"{e}embeddings.patch_embeddings.projection.bias": model.patch_embed.bias,
     }
     for i, block in enumerate(model.blocks):
-        _put_block(block, f"{e}encoder.layer.{i}.", out, notes, key_note)
+        _put_block(block, f"{e}encoder.layer.{i}.", out, notes, _KEY_NOTE)
     if c.pooling in ("norm_mean", "mean_norm"):
         out[f"{e}layernorm.weight"], out[f"{e}layernorm.bias"] = model.norm.weight, model.norm.bias
-    if classify:
+    if layout.classify:
         out["fc_norm.weight"], out["fc_norm.bias"] = model.fc_norm.weight, model.fc_norm.bias
-    if any(b.gamma_1 is not None for b in [*model.blocks, *(model.decoder_blocks if with_decoder else [])]):
+    if any(b.gamma_1 is not None for b in [*model.blocks, *(model.decoder_blocks if layout.with_decoder else [])]):
         notes.append("layer scale folded into the output projections")
-    if with_decoder:
-        out["encoder_to_decoder.weight"], out["mask_token"] = model.decoder_embed.weight, model.mask_token
-        for i, block in enumerate(model.decoder_blocks):
-            _put_block(block, f"decoder.decoder_layers.{i}.", out, notes, key_note)
-        out["decoder.norm.weight"], out["decoder.norm.bias"] = model.decoder_norm.weight, model.decoder_norm.bias
-        weight, bias = model.decoder_pred.weight, model.decoder_pred.bias
-        if not c.norm_pix_loss and c.in_chans == 3:
-            weight, bias = fold_unit_output(weight, bias, 3, inverse=True)
-            notes.append("decoder head rescaled to [0, 1] pixels, HF's targets without norm_pix_loss")
-        out["decoder.head.weight"], out["decoder.head.bias"] = weight, bias
+    if layout.with_decoder:
+        _put_decoder(model, out, notes)
+    return out
 
-    hf_config = transformers.VideoMAEConfig(
+
+def _put_decoder(model: FMAE, out: dict[str, torch.Tensor], notes: list[str]) -> None:
+    """The decoder as ``VideoMAEForPreTraining``'s, its pixel head rescaled to HF's targets where needed."""
+    c = model.config
+    out["encoder_to_decoder.weight"], out["mask_token"] = model.decoder_embed.weight, model.mask_token
+    for i, block in enumerate(model.decoder_blocks):
+        _put_block(block, f"decoder.decoder_layers.{i}.", out, notes, _KEY_NOTE)
+    out["decoder.norm.weight"], out["decoder.norm.bias"] = model.decoder_norm.weight, model.decoder_norm.bias
+    weight, bias = model.decoder_pred.weight, model.decoder_pred.bias
+    if not c.norm_pix_loss and c.in_chans == 3:
+        weight, bias = fold_unit_output(weight, bias, 3, inverse=True)
+        notes.append("decoder head rescaled to [0, 1] pixels, HF's targets without norm_pix_loss")
+    out["decoder.head.weight"], out["decoder.head.bias"] = weight, bias
+
+
+def _hf_config(transformers, c: FMAEConfig, layout: _HFLayout):
+    """The ``transformers.VideoMAEConfig`` of the model, with its FMAE config carried as ``fmae_config``."""
+    tt, th, _ = c.tubelet
+    return transformers.VideoMAEConfig(
         image_size=c.img_size,
         patch_size=th,
         num_channels=c.in_chans,
@@ -347,15 +381,19 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         hidden_act="gelu",
         layer_norm_eps=c.layer_norm_eps,
         qkv_bias=c.qkv_bias != "none",
-        use_mean_pooling=mean_pooling,
+        use_mean_pooling=layout.mean_pooling,
         norm_pix_loss=c.norm_pix_loss,
         decoder_num_attention_heads=c.decoder_num_heads,
         decoder_hidden_size=c.decoder_embed_dim,
         decoder_num_hidden_layers=c.decoder_depth,
         decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio),
         fmae_config=c.to_dict(),
-        **({"num_labels": 0} if classify else {}),
+        **({"num_labels": 0} if layout.classify else {}),
     )
+
+
+def _save_hf(transformers, cls_name: str, hf_config, out: dict[str, torch.Tensor], out_dir: Path) -> None:
+    """Load ``out`` strictly into a new HF model of ``cls_name`` and save it to ``out_dir``."""
     hf_model = getattr(transformers, cls_name)(hf_config)
     expected = hf_model.state_dict()
     if any(k.endswith(".q_bias") for k in expected):  # transformers 4 names
@@ -365,4 +403,25 @@ def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bo
         raise RuntimeError(f"FMAE → {cls_name}: missing {describe_keys(missing)}, unexpected {describe_keys(extra)}")
     hf_model.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in out.items()}, strict=True)
     hf_model.save_pretrained(out_dir)
-    return cls_name, notes
+
+
+def write_hf(model: FMAE, out_dir: str | Path, with_decoder: bool, overwrite: bool = False) -> tuple[str, list[str]]:
+    """Write ``model`` as a ``transformers`` VideoMAE folder; returns ``(class name, notes)``.
+
+    The class is ``VideoMAEForPreTraining`` with the decoder, else ``VideoMAEModel`` — or
+    ``VideoMAEForVideoClassification`` without labels (its logits are the pooled
+    features) for ``pooling="mean_fc_norm"``, whose ``fc_norm`` ``VideoMAEModel`` has no
+    place for. Exact in arithmetic, not bitwise, where HF needs the weights rewritten
+    (a key bias dropped, layer scale folded, a pixel head rescaled); settings HF cannot
+    hold are refused (a learned position table) or noted (other LayerNorm epsilons, a
+    decoder embedding with a bias, which leaves the decoder out).
+    """
+    transformers = _import_transformers()
+    out_dir = Path(out_dir)
+    _clear_out_dir(out_dir, overwrite)
+    notes: list[str] = []
+    _check_patches_and_positions(model, notes)
+    layout = _choose_layout(model, with_decoder, notes)
+    out = _hf_state(model, layout, notes)
+    _save_hf(transformers, layout.cls_name, _hf_config(transformers, model.config, layout), out, out_dir)
+    return layout.cls_name, notes
