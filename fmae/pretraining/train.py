@@ -284,8 +284,9 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
     out_dir = Path(config.out_dir).expanduser()
     state = _resume_state(out_dir / "checkpoints", resume, config)
     root, items = _training_data(config, env, progress)
-    run = _trainer(config, state, env.device)
-    outputs = _Outputs.open(config, out_dir, env, root, items, run) if env.main else None
+    dtype = resolve_dtype(config.dtype, env.device)
+    run = _trainer(config, state, env.device, dtype)
+    outputs = _Outputs.open(config, out_dir, env, root, items, run, dtype) if env.main else None
     loader = _loader(config, items, env, run.step_count)
     log.info(
         "pre-training %s on %s (%d items, %s loader), %s, %s, %d process(es), steps %d..%d",
@@ -294,7 +295,7 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
         len(items),
         config.loader,
         env.device,
-        run.config.autocast,
+        dtype,
         env.world,
         run.step_count,
         config.steps,
@@ -334,7 +335,7 @@ def _training_data(config: TrainConfig, env: Distributed, progress: bool) -> tup
     return root, fill_batch(train_items(config, root), config.batch_size)
 
 
-def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.device) -> Pretrainer:
+def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.device, dtype: torch.dtype) -> Pretrainer:
     """The model and its optimisers: fresh, from ``--init`` weights, or as a checkpoint left them."""
     init = _initial_weights(config) if config.init and state is None else None
     if init is not None:
@@ -358,7 +359,7 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
             total_steps=config.steps,
             weight_decay=config.weight_decay,
             clip_grad=config.clip_grad or None,
-            autocast=resolve_dtype(config.dtype, device),
+            autocast=dtype,
             decoder_keep=config.decoder_keep,
             decoder_strategy=config.decoder_strategy,
         ),
@@ -384,7 +385,14 @@ class _Outputs:
 
     @classmethod
     def open(
-        cls, config: TrainConfig, out_dir: Path, env: Distributed, root: Path, items: list[ClipItem], run: Pretrainer
+        cls,
+        config: TrainConfig,
+        out_dir: Path,
+        env: Distributed,
+        root: Path,
+        items: list[ClipItem],
+        run: Pretrainer,
+        dtype: torch.dtype,
     ) -> "_Outputs":
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(config))
@@ -400,7 +408,7 @@ class _Outputs:
             strategy=config.mask_strategy,
             seed=config.seed,
             device=env.device,
-            dtype=run.config.autocast,
+            dtype=dtype,
         )
         return cls(out_dir, RunLog(out_dir), heldout)
 

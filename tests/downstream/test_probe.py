@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
+from train_helpers import FAST_PROBE
 
 from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_items, probing_set
 from fmae.downstream import probe as probe_module
@@ -23,29 +24,9 @@ from fmae.pretraining.train import TrainConfig, pretrain
 from fmae.probe import main
 from fmae.weights import fingerprint, load_encoder, save_encoder
 
-# A random-init tiny encoder on the session's 32×32 synthetic set: 4 frames, 8 tokens.
-FAST = [
-    "--random-init",
-    "--img-size",
-    "32",
-    "--num-frames",
-    "4",
-    "--dtype",
-    "fp32",
-    "--device",
-    "cpu",
-    "--num-workers",
-    "0",
-    "--epochs",
-    "3",
-    "--batch-size",
-    "4",
-    "--no-progress",
-]
-
 
 def _run(small_set, out, *extra):
-    return main(["--data-root", str(small_set), "--out-dir", str(out), *FAST, *extra])
+    return main(["--data-root", str(small_set), "--out-dir", str(out), *FAST_PROBE, *extra])
 
 
 def _tiny_encoder(path, seed=123):
@@ -190,7 +171,7 @@ def test_the_random_init_row_is_the_same_probe_on_a_fresh_encoder_of_the_same_ar
         str(small_set),
         "--cache-dir",
         str(tmp_path / "cache"),
-        *FAST[1:],
+        *FAST_PROBE[1:],
         "--seed",
         "3",
     ]
@@ -363,7 +344,7 @@ def test_bad_inputs_give_clear_errors(small_set, tmp_path, capsys):
     # A layout that is not the task's, and clips of the wrong size.
     assert _run(small_set, tmp_path / "y", "--task", "fer") == 2
     assert "folder per class" in capsys.readouterr().err
-    assert main(["--data-root", str(small_set), "--out-dir", str(tmp_path / "z"), *FAST, "--img-size", "64"]) == 2
+    assert main(["--data-root", str(small_set), "--out-dir", str(tmp_path / "z"), *FAST_PROBE, "--img-size", "64"]) == 2
     assert "32×32" in capsys.readouterr().err
 
 

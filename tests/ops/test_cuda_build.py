@@ -14,7 +14,7 @@ import torch
 
 from fmae.ops import region_histogram, region_histogram_reference
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERNELS = sorted((ROOT / "kernels").glob("*.cu"))
 NVCC = shutil.which("nvcc")
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from train_helpers import train_args
+from train_helpers import FAST_PROBE, train_args
 
 from fmae.data.loader import dali_available
 from fmae.train import main
@@ -91,22 +91,7 @@ def test_two_gloo_processes_probe_like_one(small_set, tmp_path):
 
     # Two views per item: the random windows must not depend on which rank encodes an item.
     probe_args = [
-        "--random-init",
-        "--img-size",
-        "32",
-        "--num-frames",
-        "4",
-        "--dtype",
-        "fp32",
-        "--device",
-        "cpu",
-        "--num-workers",
-        "0",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "4",
-        "--no-progress",
+        *FAST_PROBE,
         "--train-views",
         "2",
         "--data-root",
