@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -94,6 +93,7 @@ from fmae.face.backend import FaceBackend, backend_factory, create_backend, regi
 from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
 from fmae.runtime.config import setting
+from fmae.runtime.files import digest as settings_digest
 from fmae.runtime.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,7 @@ class PreprocessConfig:
         """12 hex digits identifying the cache content this config produces."""
         # regions=True is left out, so that caches made before the field keep their digest.
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights" and not (k == "regions" and v)}
-        blob = json.dumps({"version": PIPELINE_VERSION, **fields}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return settings_digest({"version": PIPELINE_VERSION, **fields}, 12)
 
     def create_backend(self) -> FaceBackend:
         """A new face backend of this config's kind."""

@@ -13,7 +13,6 @@ optimiser settings or label columns reuse one encoder pass.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from fmae.data import ClipItem, make_loader
 from fmae.model import FMAE
 from fmae.runtime.device import autocast
 from fmae.runtime.distributed import Distributed
-from fmae.runtime.files import write_atomically
+from fmae.runtime.files import digest, write_atomically
 from fmae.weights import fingerprint
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ def _cache_key(
         "pool": pool,
         "version": 2,
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return digest(key, 16)
 
 
 @torch.no_grad()

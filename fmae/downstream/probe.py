@@ -71,6 +71,7 @@ from fmae.runtime.config import check_choices, setting, to_yaml
 from fmae.runtime.device import DTYPES, resolve_dtype
 from fmae.runtime.distributed import Distributed
 from fmae.weights import fingerprint, load_model, save_encoder
+from fmae.weights.checkpoint import training_settings
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,9 @@ class ProbeConfig:
     seed: int = setting(0, "seed of the probe's initialisation and data order (and of a random-init encoder)")
     random_baseline: bool = setting(
         True,
-        "also probe a randomly initialised encoder of the checkpoint's architecture "
-        "(seeded by --seed) the same way, reported beside as random_init (linear probe "
-        "only; its features are cached too)",
+        "also probe a randomly initialised encoder of the checkpoint's architecture the same way, "
+        "reported beside as random_init: the very weights its pre-training started from (seeded by "
+        "the run's seed; --seed for other weights); linear probe only; its features are cached too",
     )
 
     def __post_init__(self) -> None:
@@ -494,10 +495,18 @@ def _report(run: _ProbeRun, pool: str, labels: torch.Tensor, scores: torch.Tenso
     return report
 
 
+def _start_seed(run: _ProbeRun) -> int:
+    """The seed of the random init that pre-training started from: the run's stored seed for a
+    pre-training checkpoint (:func:`random_encoder` then rebuilds its first weights), else ``--seed``."""
+    stored = training_settings(run.source).get("seed") if run.config.checkpoint else None
+    return int(stored) if stored is not None else run.config.seed
+
+
 def _random_init_row(run: _ProbeRun) -> dict[str, Any]:
     """The same probe on the same clips from a seeded random-init encoder: its description and metrics."""
     config = run.config
-    baseline = random_encoder(run.mc, config.seed).to(run.env.device)
+    seed = _start_seed(run)
+    baseline = random_encoder(run.mc, seed).to(run.env.device)
     base_probe, base_eval = linear_probe(
         baseline,
         run.train_items,
@@ -511,7 +520,7 @@ def _random_init_row(run: _ProbeRun) -> dict[str, Any]:
     )
     _, base_labels, base_scores = _video_scores(base_probe, base_eval, run.task)
     return {
-        "encoder": f"random init, seed {config.seed} (architecture of {run.source})",
+        "encoder": f"random init, seed {seed} (architecture of {run.source})",
         "encoder_fingerprint": fingerprint(baseline),
         **_metrics(run.task, base_labels, base_scores, run.out_dim, run.class_names),
     }

@@ -5,7 +5,6 @@ and write ``reconstruction.json``, ``reconstruction.md`` and ``config.yaml``."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from fmae.runtime.config import check_choices, setting, to_yaml
 from fmae.runtime.device import DTYPES, resolve_device, resolve_dtype
 from fmae.runtime.files import write_json
 from fmae.weights import load_model
+from fmae.weights.checkpoint import training_settings
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +86,6 @@ class EvaluateConfig:
             raise ValueError("temporal_stride, clips, num_workers and window must be >= 0, batch_size >= 1")
         if self.split and self.dataset == "daisee" and self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} for a DAiSEE layout, got {self.split!r}")
-
-
-def training_config(path: str | Path) -> dict[str, Any]:
-    """The ``fmae.train`` settings stored in a pre-training checkpoint (its metadata only,
-    no tensors read); ``{}`` for other files."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            state = json.loads((f.metadata() or {})["fmae_state"])
-        config = dict(state["__dict__"])["config"]
-        return {k: v for k, v in config["__dict__"]}
-    except Exception:  # exported weights, or a checkpoint written before the config was stored
-        return {}
 
 
 def evaluation_items(
@@ -194,7 +180,7 @@ def _model_with_decoder(checkpoint: str, device: torch.device) -> tuple[FMAE, Pa
 def _ratio_and_stride(config: EvaluateConfig, path: Path) -> tuple[float, int]:
     """The masking ratio and temporal stride: ``config``'s, else the checkpoint's training
     settings', else :data:`DEFAULT_RATIO` and 2."""
-    trained = training_config(path)
+    trained = training_settings(path)
     ratio = config.ratio or float(trained.get("mask_ratio", DEFAULT_RATIO))
     stride = config.temporal_stride or int(trained.get("temporal_stride", 2))
     return ratio, stride
@@ -253,5 +239,4 @@ __all__ = [
     "EvaluateConfig",
     "evaluation_items",
     "run_evaluate",
-    "training_config",
 ]

@@ -114,7 +114,7 @@ _FIELDS = [
     ),
     _from_training("temporal_stride", help="take every k-th frame (the paper: 2)"),
     _from_training("mask_strategy", help="masking strategy of the ratio and stride sweeps"),
-    _from_training("mask_ratio", help="masking ratio of the stride and strategy sweeps (the paper: 0.9)"),
+    _from_training("mask_ratio", 0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)"),
     _from_training(
         "adv_weight", help="λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)"
     ),

@@ -2,7 +2,8 @@
 
 Each command's config lives beside the run it configures and is built with
 :func:`setting`; defaults live in the dataclass and nowhere else. A run's settings come from, in order
-of precedence: command-line flags, the ``--config`` YAML file, the defaults.
+of precedence: command-line flags, the ``--config`` YAML file, a named preset (``--preset``,
+where the dataclass has ``PRESETS``), the defaults.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add ``--config`` and one ``--field-name`` flag per field of dataclass ``cls``;
     a bool flag alone means true (``--finetune``), and takes ``true``/``false`` too."""
     parser.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
+    presets: dict[str, dict[str, Any]] = getattr(cls, "PRESETS", {})
+    if presets:
+        described = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for name, p in presets.items())
+        parser.add_argument(
+            "--preset",
+            choices=sorted(presets),
+            help=f"a named set of settings under --config and the flags ({described})".replace("%", "%%"),
+        )
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group("settings (default in brackets)")
     for f in dataclasses.fields(cls):
@@ -64,8 +73,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
-    """Build ``cls`` from defaults, then ``args.config``, then the flags given."""
-    values: dict[str, Any] = {}
+    """Build ``cls`` from defaults, then ``args.preset`` (a key of ``cls.PRESETS``), then
+    ``args.config``, then the flags given."""
+    values: dict[str, Any] = dict(getattr(cls, "PRESETS", {}).get(getattr(args, "preset", None) or "", {}))
     if getattr(args, "config", None) is not None:
         values.update(load_yaml(cls, args.config))
     values.update(

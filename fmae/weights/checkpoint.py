@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
@@ -151,3 +152,15 @@ def prune_checkpoints(folder: str | os.PathLike, keep: int) -> None:
         old.unlink(missing_ok=True)
     for partial in Path(folder).glob(".ckpt-*.tmp"):
         partial.unlink(missing_ok=True)
+
+
+def training_settings(path: str | Path) -> dict[str, Any]:
+    """The ``fmae.train`` settings stored in a pre-training checkpoint (its metadata only,
+    no tensors read); ``{}`` for other files."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads((f.metadata() or {})["fmae_state"])
+        config = dict(state["__dict__"])["config"]
+        return {k: v for k, v in config["__dict__"]}
+    except Exception:  # exported weights, or a checkpoint written before the config was stored
+        return {}

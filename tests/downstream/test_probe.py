@@ -20,6 +20,7 @@ from fmae.downstream.scores import per_video, score_items
 from fmae.downstream.viz import check_probe
 from fmae.downstream.windows import encode_windows
 from fmae.model import FMAE, get_config
+from fmae.pretraining import train as train_module
 from fmae.pretraining.train import TrainConfig, pretrain
 from fmae.probe import main
 from fmae.weights import fingerprint, load_encoder, save_encoder
@@ -154,6 +155,28 @@ def test_cli_writes_its_files_and_reuses_the_feature_cache(small_set, tmp_path, 
     # Other clip sampling is another cache entry, so the encoder must run.
     with pytest.raises(AssertionError, match="cached"):
         _run(small_set, tmp_path / "c", "--cache-dir", str(shared), "--train-views", "3")
+
+
+def test_the_random_init_row_of_a_pretraining_checkpoint_is_the_encoder_its_run_started_from(small_set, tmp_path):
+    config = TrainConfig(
+        img_size=32,
+        num_frames=4,
+        batch_size=2,
+        steps=1,
+        seed=2,
+        data_root=str(small_set),
+        out_dir=str(tmp_path / "run"),
+        num_workers=0,
+        device="cpu",
+        dtype="fp32",
+    )
+    # The weights the run starts from, as its trainer builds them (before any step).
+    first = fingerprint(train_module._trainer(config, None, torch.device("cpu"), torch.float32).model)
+    pretrain(config, progress=False)
+    assert main(["--checkpoint", str(tmp_path / "run"), "--data-root", str(small_set), "--out-dir",
+                 str(tmp_path / "probe"), *FAST_PROBE[1:]]) == 0  # fmt: skip
+    base = json.loads((tmp_path / "probe" / "metrics.json").read_text())["random_init"]
+    assert base["encoder_fingerprint"] == first and base["encoder"].startswith("random init, seed 2 ")
 
 
 def test_the_random_init_row_is_the_same_probe_on_a_fresh_encoder_of_the_same_architecture(

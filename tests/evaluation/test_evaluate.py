@@ -242,14 +242,14 @@ def test_command_writes_json_and_table(run_dir, small_set, tmp_path, capsys):
     printed = capsys.readouterr().out
     result = json.loads((out / "reconstruction.json").read_text())
     assert list(result) == ["clips", "masked_cubes", "ratio", "strategy", "model", "model_spread", "baselines"]
-    # The Test split (2 clips), the checkpoint's ratio: 7 of the 8 tokens of a 4×32×32 clip hidden.
-    assert (result["clips"], result["masked_cubes"], result["ratio"], result["strategy"]) == (2, 14, 0.9, "facial")
+    # The Test split (2 clips), the checkpoint's ratio: 6 of the 8 tokens of a 4×32×32 clip hidden.
+    assert (result["clips"], result["masked_cubes"], result["ratio"], result["strategy"]) == (2, 12, 0.75, "facial")
     assert all(result["model"]["all"] > 0 and row["all"] > 0 for row in result["baselines"].values())
     md = (out / "reconstruction.md").read_text()
     assert md in printed and f"wrote {out / 'reconstruction.json'}" in printed
     rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
     assert rows == ["predictor", "model", *BASELINES]
-    assert "ckpt-00000001.safetensors" in md and "clips: 2, masked cubes: 14" in md and "strategy: facial" in md
+    assert "ckpt-00000001.safetensors" in md and "clips: 2, masked cubes: 12" in md and "strategy: facial" in md
     header = next(line for line in md.splitlines() if line.startswith("| predictor"))
     assert [c.strip() for c in header.split("|")[2:-1]] == [k.replace("_", " ") for k in KEYS]
 
@@ -280,7 +280,7 @@ def test_command_measures_the_mean_face_on_request(run_dir, small_set, tmp_path)
     test = make_loader(
         small_set, "Test", batch_size=2, num_frames=4, random_start=False, shuffle=False, backend="torch"
     )
-    by_hand = evaluate_reconstruction(model, test, ratio=0.9, mean_face=mean_cubes(model, train))
+    by_hand = evaluate_reconstruction(model, test, ratio=0.75, mean_face=mean_cubes(model, train))
     assert result["mean_face"]["all"] == pytest.approx(by_hand["mean_face"]["all"], rel=1e-5)
 
 

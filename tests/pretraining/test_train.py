@@ -200,6 +200,12 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--mask-strategy", "tube")) == 2
     assert "mask_strategy" in capsys.readouterr().err
+    # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
+    paper = tmp_path / "paper"
+    assert main(_args(small_set, paper, 3, "--mask-ratio", "0.9")) == 0
+    assert main(_args(small_set, paper, 6, "--resume")) == 2
+    assert "mask_ratio (0.9 vs 0.75)" in capsys.readouterr().err
+    assert main(_args(small_set, paper, 6, "--resume", "--mask-ratio", "0.9")) == 0
     assert main(_args(tmp_path / "nowhere", tmp_path / "x", 2)) == 2
 
 

@@ -14,9 +14,9 @@ def _parse(argv):
 
 def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("mask_ratio: 0.75\nbatch_size: 4\nnorm_pix_loss: true\n")
+    path.write_text("mask_ratio: 0.6\nbatch_size: 4\nnorm_pix_loss: true\n")
     cfg = _parse(["--config", str(path), "--batch-size", "2"])
-    assert (cfg.mask_ratio, cfg.batch_size, cfg.norm_pix_loss, cfg.steps) == (0.75, 2, True, TrainConfig().steps)
+    assert (cfg.mask_ratio, cfg.batch_size, cfg.norm_pix_loss, cfg.steps) == (0.6, 2, True, TrainConfig().steps)
 
 
 def test_yaml_round_trip(tmp_path):
@@ -64,3 +64,16 @@ def test_commands_report_bad_input_as_one_error_line(capsys):
     assert capsys.readouterr().err == "error: no data at /nowhere\n"
     with pytest.raises(SystemExit):
         run_command(argparse.ArgumentParser(), TrainConfig, run, ["--norm-pix-loss", "maybe"])
+
+
+def test_a_preset_sits_under_the_yaml_and_the_flags(tmp_path):
+    paper = TrainConfig.PRESETS["paper"]
+    cfg = _parse(["--preset", "paper"])
+    assert {k: getattr(cfg, k) for k in paper} == paper and cfg.steps == TrainConfig().steps
+    path = tmp_path / "c.yaml"
+    path.write_text("img_size: 112\n")
+    cfg = _parse(["--preset", "paper", "--config", str(path), "--mask-ratio", "0.8"])
+    assert (cfg.model, cfg.img_size, cfg.mask_ratio, cfg.base_lr) == ("fmae_vit_base", 112, 0.8, 1.5e-4)
+    assert _parse([]) == TrainConfig()  # no preset: the defaults
+    with pytest.raises(SystemExit):
+        _parse(["--preset", "papper"])

@@ -1,0 +1,77 @@
+"""The long run's table and plot: held-out error per region beside the mean face, and the probe
+beside the random init, at each milestone (python report.py OUT --plot PNG > long-run.md)."""
+
+import argparse
+import json
+from pathlib import Path
+
+PARTS = ["all", "left_eye", "right_eye", "nose", "mouth", "background"]
+
+
+def _milestones(out: Path) -> list[tuple[int, dict, dict | None]]:
+    rows = []
+    for path in sorted(out.glob("eval-*/reconstruction.json"), key=lambda p: int(p.parent.name.split("-")[1])):
+        step = int(path.parent.name.split("-")[1])
+        probe = out / f"probe-{step}" / "metrics.json"
+        rows.append((step, json.loads(path.read_text()), json.loads(probe.read_text()) if probe.is_file() else None))
+    return rows
+
+
+def _table(rows: list[tuple[int, dict, dict | None]]) -> str:
+    columns = " | ".join(f"{p.replace('_', ' ')}: model / mean face" for p in PARTS)
+    lines = [
+        f"| step | probe (random init) | {columns} |",
+        "|---:|---|" + "---|" * len(PARTS),
+    ]
+    for step, r, probe in rows:
+        acc = f"{probe['accuracy']:.3f} ({probe['random_init']['accuracy']:.3f})" if probe else "—"
+        cells = [f"{r['model'][p]:.3f} / {r['mean_face'][p]:.3f}" for p in PARTS]
+        lines.append(f"| {step} | {acc} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _heldout_curve(out: Path) -> tuple[list[int], dict[str, list[float]]]:
+    steps, curves = [], {p: [] for p in PARTS}
+    for line in (out / "run" / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "heldout/all" in row:
+            steps.append(row["step"])
+            for p in PARTS:
+                curves[p].append(row[f"heldout/{p}"])
+    return steps, curves
+
+
+def _plot(out: Path, rows: list[tuple[int, dict, dict | None]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, curves = _heldout_curve(out)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for p in PARTS:
+        (line,) = ax.plot(steps, curves[p], label=p.replace("_", " "))
+        if rows:  # the mean face of the milestone evaluations (the same masks): a dashed level
+            ax.axhline(rows[-1][1]["mean_face"][p], color=line.get_color(), linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("pre-training step")
+    ax.set_ylabel("held-out masked-cube MSE (Validation)")
+    ax.set_title("The default recipe's held-out error per region; dashed: the mean face")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    rows = _milestones(args.out)
+    print(_table(rows))
+    if args.plot:
+        _plot(args.out, rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()
