@@ -145,11 +145,10 @@ def spread_over_people(items: Sequence[ClipItem], clips: int) -> list[ClipItem]:
     people = list(by_person.values())
     if clips <= len(people):
         return [people[i * len(people) // clips][0] for i in range(clips)]
-    chosen: list[ClipItem] = []
-    for rank in range(max(len(p) for p in people)):
-        chosen += [p[rank] for p in people if rank < len(p)][: clips - len(chosen)]
-    order = {id(item): i for i, item in enumerate(items)}
-    return sorted(chosen, key=lambda item: order[id(item)])
+    rank = {id(item): k for clips_of_one in people for k, item in enumerate(clips_of_one)}
+    by_rank = sorted(items, key=lambda item: rank[id(item)])  # stable: firsts, then seconds, …
+    chosen = {id(item) for item in by_rank[:clips]}
+    return [item for item in items if id(item) in chosen]
 
 
 def _has_regions(item: ClipItem) -> bool:

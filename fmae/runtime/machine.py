@@ -42,13 +42,6 @@ def load_average() -> str:
     return "?" if averages is None else "/".join(f"{x:.1f}" for x in averages)
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def describe(device: torch.device | None = None) -> dict[str, Any]:
     """What timings depend on besides the settings: torch, CUDA, the GPU of ``device``, the CPU."""
     device = device or torch.device("cpu")
@@ -62,7 +55,7 @@ def describe(device: torch.device | None = None) -> dict[str, Any]:
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "python": platform.python_version(),
-        "fmae": _version("fmae"),
+        "fmae": package_version("fmae"),
     }
 
 
@@ -70,7 +63,7 @@ def package_version(dist: str) -> str | None:
     """The installed version of the distribution ``dist``, ``None`` where it is not installed
     or its metadata cannot be read."""
     try:
-        return _version(dist)
+        return importlib.metadata.version(dist)
     except Exception:  # noqa: BLE001 - broken metadata raises anything; a report still gets written
         return None
 
