@@ -31,6 +31,8 @@ _EXAMPLES = """examples:
   python -m fmae.bench step --model base --strategy random --adv-weight 0 --decoder-keep 0.5 --compare hf
   OMP_WAIT_POLICY=PASSIVE python -m fmae.bench step --model base --compare hf   # on a CPU other jobs share
   python -m fmae.bench step --model tiny --img-size 112 --device cpu --dtype fp32
+  python -m fmae.bench step --model base --batch-size 8 --grad-checkpointing --compare hf --json   # peak memory
+  python -m fmae.bench step --model base --batch-size 8 --accum-steps 4     # 4 micro-batches of 2, one update
 """
 
 
@@ -63,7 +65,8 @@ def _step(config: StepBenchConfig, args: argparse.Namespace) -> int:
 
 
 _GPU_EXAMPLES = """examples:
-  python -m fmae.bench gpu --out runs/gpu_check                # all four checks, 480 s budget
+  python -m fmae.bench gpu --out runs/gpu_check                # all five checks, 480 s budget
+  python -m fmae.bench gpu --out runs/gpu_memory --checks memory   # the largest batch that fits, alone
   python -m fmae.bench gpu --dry-run                           # list what would run
   python -m fmae.bench gpu --out runs/gpu_check --checks attention,step --budget 300
 """
@@ -76,7 +79,8 @@ def _gpu_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="On a CUDA machine, run every check that needs a GPU, each in its own process with a time limit, "
         "within one budget: the GPU tests (pytest tests/ops and the CUDA-gated tests), the attention backends "
         "(triton, sdpa, xformers, reference) at ViT-B's shapes, the ViT-B pre-training step against HF VideoMAE, "
-        "and DALI's GPU decoding against the PyTorch loader. Writes gpu_check.json and gpu_check.md to --out. "
+        "DALI's GPU decoding against the PyTorch loader, and the largest ViT-B and ViT-L batch whose step fits, "
+        "without and with gradient checkpointing. Writes gpu_check.json and gpu_check.md to --out. "
         "Builds nothing: install the package (with its CUDA extension) first. Without CUDA, or with --dry-run, it "
         "says so and lists what it would run. Exit status 1 when a check failed.",
         epilog=_GPU_EXAMPLES,
@@ -101,6 +105,12 @@ def format_table(result: dict[str, Any]) -> str:
         else (f"keep {keep:g}: {r['decoder_targets']} of {r['num_masked']} masked tokens ({r['decoder_strategy']})")
     )
     peak = f"{r['matmul_peak_tflops']:.3g} TFLOP/s"
+    memory_savers = "".join(
+        [
+            f", {r['accum_steps']} micro-batches" if r.get("accum_steps", 1) > 1 else "",
+            ", blocks checkpointed" if r.get("grad_checkpointing") else "",
+        ]
+    )
     rows = [
         (
             "step",
@@ -108,7 +118,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"ratio {r['ratio']} ({r['strategy']}), λ={r['adv_weight']}",
         ),
         ("decoder", decoder),
-        ("run as", f"{r['dtype']} ({r['dtype_requested']} asked), {mode}, {r['device']}"),
+        ("run as", f"{r['dtype']} ({r['dtype_requested']} asked), {mode}{memory_savers}, {r['device']}"),
         (
             "s/step",
             f"{r['s_per_step']:.4f} median of {r['steps']} (mean {r['s_per_step_mean']:.4f}, "

@@ -17,8 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m fmae.preprocess",
         description="Detect and track one face per video, crop it, parse it into the 7 facial regions and cache "
         "crops (MJPEG .avi) and region maps (.regions.npz) under OUT, mirroring SRC; label files are copied. "
+        "With --faces all, every person gets an identity, their own crops and maps (OUT/<video>/person-NN.*) "
+        "and a row per detection in OUT/<video>/tracks.csv. "
         "Reruns skip finished videos; bad files get a status in OUT/manifest.jsonl and never stop the run.",
-        epilog="Example: python -m fmae.preprocess /data/DAiSEE /data/DAiSEE-faces --workers 8",
+        epilog="Examples: python -m fmae.preprocess /data/DAiSEE /data/DAiSEE-faces --workers 8; "
+        "python -m fmae.preprocess /data/lessons /data/lessons-faces --faces all --max-faces 30",
     )
     parser.add_argument("src", metavar="SRC", help="folder of videos (searched recursively)")
     parser.add_argument("out", metavar="OUT", help="cache folder (created; may already hold a partial run)")

@@ -28,7 +28,11 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
   ``/proc/self/clear_refs``, minus its resident set after building; allocator caching
   included, which ``tracemalloc`` cannot see) or ``cpu_maxrss_growth`` (elsewhere:
   ``getrusage``'s lifetime peak, which may include building). ``process_peak_mem_mb``
-  is the whole process's peak (CUDA: all allocated tensors);
+  is the whole process's peak (CUDA: all allocated tensors). On Linux, glibc keeps freed
+  blocks below its mmap threshold (which grows to 32 MiB) in its heap, where they count
+  as resident; ``MALLOC_MMAP_THRESHOLD_=65536`` in the environment hands them back, so the
+  figure follows the live tensors (``benchmarks/results/memory.md``: it moves ViT-B's
+  checkpointed step from 2190 to 1501 MiB);
 - ``first_step_s``, the first step's wall time, and with ``compile`` ``compile_s``, its
   time beyond ``s_per_step`` (``torch.compile`` compiles forward and backward in it);
 - with ``compare="hf"``: HF ``transformers``' ``VideoMAEForPreTraining`` step
@@ -48,6 +52,10 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
   in use just before that step (``peak_mem_kind`` ``cuda_step_allocated_growth`` or
   ``cpu_step_rss_growth``): what one step allocates, its activations and gradients,
   without the optimiser state that the warm-up made;
+- with ``accum_steps`` > 1 each step runs its batch as that many micro-batches, and with
+  ``grad_checkpointing`` the encoder's and decoder's blocks are recomputed in the backward
+  pass (HF's step alike with ``compare="hf"``): ``peak_mem_mb`` then shows what they save,
+  ``s_per_step`` what they cost;
 - the settings, the compute ``dtype`` (``bf16``/``fp32``) and the machine: ``torch``,
   ``cuda``, ``gpu``, ``cpu``, ``cpu_threads``, ``cpu_fast_bf16``, ``omp_wait_policy``,
   ``python``. On a CPU shared with other jobs, run with ``OMP_WAIT_POLICY=PASSIVE``:
@@ -108,6 +116,14 @@ class StepBenchConfig:
     )
     adv_weight: float = setting(0.1, "λ of the adversarial loss; > 0 puts the discriminator's update in the step")
     batch_size: int = setting(2, "clips per step")
+    accum_steps: int = setting(
+        1, "gradient accumulation: run each step's batch as this many micro-batches (HF's step too, with --compare hf)"
+    )
+    grad_checkpointing: bool = setting(
+        False,
+        "recompute each encoder and decoder block in the backward pass (HF's step too, with --compare hf: "
+        "its activation checkpointing)",
+    )
     dtype: str = setting("auto", "compute dtype: bf16 where the CPU/GPU is fast in it, else fp32", DTYPES)
     compile: bool = setting(False, "torch.compile the model (the compile time is reported apart)")
     steps: int = setting(10, "timed steps")
@@ -128,9 +144,13 @@ class StepBenchConfig:
             raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
         if not 0.0 < self.decoder_keep <= 1.0:
             raise ValueError(f"decoder_keep must be in (0, 1], got {self.decoder_keep}")
-        for name in ("img_size", "frames", "stride", "batch_size", "steps"):
+        for name in ("img_size", "frames", "stride", "batch_size", "steps", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size % self.accum_steps:
+            raise ValueError(
+                f"batch_size {self.batch_size} must split into accum_steps {self.accum_steps} micro-batches"
+            )
         if self.warmup < 0 or self.adv_weight < 0:
             raise ValueError(f"warmup and adv_weight must be >= 0, got {self.warmup} and {self.adv_weight}")
         if self.compile and self.warmup < 1:
@@ -197,7 +217,10 @@ def make_pretrain_step(
 class HFStep:
     """HF ``transformers``' ``VideoMAEForPreTraining`` training step on a fixed batch;
     calling it runs one step (forward under autocast, backward, AdamW) and returns the
-    detached loss (no host synchronisation). Built by :func:`hf_videomae_step`."""
+    detached loss (no host synchronisation). With ``accum_steps = k`` the batch runs as
+    ``k`` micro-batches, each loss over ``k`` (every clip has the same number of masked
+    cubes, so the mean losses add up to the batch's), one AdamW step on the summed
+    gradients. Built by :func:`hf_videomae_step`."""
 
     model: Any
     """The ``VideoMAEForPreTraining`` (compiled in place when asked)."""
@@ -208,14 +231,18 @@ class HFStep:
     """``bool [B, N]``, ``round(ratio·N)`` random tokens per clip."""
     dtype: torch.dtype
     device: torch.device
+    accum_steps: int = 1
 
     def __call__(self) -> torch.Tensor:
-        with autocast(self.device, self.dtype):
-            loss = self.model(self.pixels, bool_masked_pos=self.mask).loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        for pixels, mask in zip(self.pixels.chunk(self.accum_steps), self.mask.chunk(self.accum_steps)):
+            with autocast(self.device, self.dtype):
+                loss = self.model(pixels, bool_masked_pos=mask).loss / self.accum_steps
+            loss.backward()
+            losses.append(loss.detach())
         self.optimizer.step()
-        return loss.detach()
+        return torch.stack(losses).sum()
 
 
 def hf_videomae_step(
@@ -226,6 +253,8 @@ def hf_videomae_step(
     compiled: bool = False,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    accum_steps: int = 1,
+    grad_checkpointing: bool = False,
 ) -> HFStep:
     """HF's ``VideoMAEForPreTraining`` at FMAE's sizes, the baseline of the step benchmarks.
 
@@ -236,7 +265,10 @@ def hf_videomae_step(
     fp32 weights with ``dtype`` autocast (float32: none); ``compiled``: the model is
     ``torch.compile``-d in place (the first call compiles). HF's best eager setting on a
     CPU is this with ``dtype`` the machine's fast one (:func:`fmae.runtime.device.resolve_dtype`):
-    fp32 on AVX2, bf16 on AMX. Inputs and weights are seeded by ``seed``.
+    fp32 on AVX2, bf16 on AMX. Inputs and weights are seeded by ``seed``. ``accum_steps``:
+    see :class:`HFStep`; ``grad_checkpointing``: HF's activation checkpointing of every
+    encoder and decoder layer (``activation_checkpointing_enable``, called
+    ``gradient_checkpointing_enable`` before transformers 5), non-reentrant as FMAE's.
 
     Raises ``ImportError`` with the command to run when ``transformers`` is missing.
     """
@@ -263,6 +295,12 @@ def hf_videomae_step(
     )
     torch.manual_seed(seed)
     model = transformers.VideoMAEForPreTraining(hf_config).to(device).train()
+    if grad_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable({"use_reentrant": False})
     if compiled:
         model.compile()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type in ("cpu", "cuda"))
@@ -270,7 +308,7 @@ def hf_videomae_step(
     pixels = torch.randn(batch_size, c.num_frames, c.in_chans, c.img_size, c.img_size, generator=g)
     n, k = c.num_tokens, round(ratio * c.num_tokens)
     mask = torch.rand(batch_size, n, generator=g).argsort(dim=1) < k
-    return HFStep(model, optimizer, pixels.to(device), mask.to(device), dtype, device)
+    return HFStep(model, optimizer, pixels.to(device), mask.to(device), dtype, device, accum_steps)
 
 
 class PeakMemory:
@@ -380,6 +418,8 @@ def _build_steps(
         autocast=dtype,
         decoder_keep=config.decoder_keep,
         decoder_strategy=config.decoder_strategy,
+        accum_steps=config.accum_steps,
+        grad_checkpointing=config.grad_checkpointing,
     )
     step = make_pretrain_step(model_config, pretrain, device, config.seed)
     if config.compile:
@@ -387,7 +427,15 @@ def _build_steps(
     steps: dict[str, Callable[[], torch.Tensor]] = {"fmae": lambda: step()["loss"]}
     if config.compare == "hf":
         steps["hf"] = hf_videomae_step(
-            model_config, config.ratio, config.batch_size, dtype, config.compile, device, config.seed
+            model_config,
+            config.ratio,
+            config.batch_size,
+            dtype,
+            config.compile,
+            device,
+            config.seed,
+            accum_steps=config.accum_steps,
+            grad_checkpointing=config.grad_checkpointing,
         )
     return step, steps
 

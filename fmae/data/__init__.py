@@ -9,7 +9,8 @@ videos; :func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
 (:mod:`fmae.data.dali`, imported only when used) or plain PyTorch;
 :mod:`fmae.data.synthetic` draws and writes the deterministic synthetic set that the
 default run and the tests use; :mod:`fmae.data.preprocess` puts videos through the face
-pipeline into the cache that all of these read, and :func:`prepared_root` is where every
+pipeline into the cache that all of these read (every person's part of it, with
+``--faces all``, written by :mod:`fmae.data.people`), and :func:`prepared_root` is where every
 command gets its data set (the user's folder, or the synthetic default).
 """
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fmae.data.region_maps import load_region_maps
+from fmae.data.video_writer import MAX_FPS, MIN_FPS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 NO_LABEL = -1
 """The ``label`` of an unlabelled item in a batch (pre-training folders)."""
+DEFAULT_FPS = Fraction(25)
+"""The frame rate of a video whose header gives none that FMAE can use."""
 
 
 class ClipItem(NamedTuple):
@@ -252,6 +256,33 @@ def frame_indices(num_available: int, num_frames: int, stride: int, start: int) 
     return np.minimum(start + stride * np.arange(num_frames, dtype=np.int64), num_available - 1)
 
 
+def frame_rate(stream: av.video.stream.VideoStream) -> tuple[Fraction, str]:
+    """A video stream's frame rate, and a note when the header's own was not believed.
+
+    The first of the header's average rate and the rate FFmpeg guesses from the
+    timestamps that lies in ``[MIN_FPS, MAX_FPS]`` (what the face-crop cache can hold);
+    :data:`DEFAULT_FPS` when neither does. A broken header can claim any rate (0, 24000
+    fps, a frame every 50 days); the note says which was not used.
+    """
+    claimed = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate) if rate]
+    usable = [rate for rate in claimed if MIN_FPS <= rate <= MAX_FPS]
+    rate = usable[0] if usable else DEFAULT_FPS
+    if not claimed or rate == claimed[0]:
+        return rate, ""
+    return rate, f"the header's frame rate {float(claimed[0]):g} is outside [{MIN_FPS:g}, {MAX_FPS:g}]; using {rate}"
+
+
+def video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
+    """The first video stream of an open container; ``ValueError`` when it has none, or
+    none that this FFmpeg can decode (a damaged header can name a codec that does not exist)."""
+    if not container.streams.video:
+        raise ValueError(f"{path} has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise ValueError(f"cannot decode {path}: no decoder for its video stream")
+    return stream
+
+
 def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
     """Decode the frames at ``indices`` (any order, repeats allowed) with PyAV.
 
@@ -263,7 +294,7 @@ def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
     got: dict[int, np.ndarray] = {}
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container, path)
             if stream.codec_context.codec.intra_only:
                 got = _read_intra_frames(container, stream, wanted, last)
             if last not in got:  # inter-frame codecs, or an intra-only stream that did not decode packet by packet
@@ -306,10 +337,10 @@ def count_frames(path: str | Path) -> int:
     """Number of video frames: the container's count, or a full decode where it has none."""
     try:
         with av.open(str(path)) as container:
-            n = container.streams.video[0].frames
-            if n > 0:
-                return n
-            return sum(1 for _ in container.decode(video=0))
+            stream = video_stream(container, path)
+            if stream.frames > 0:
+                return stream.frames
+            return sum(1 for _ in container.decode(stream))
     except FileNotFoundError:
         raise
     except av.error.FFmpegError as e:

@@ -1,4 +1,4 @@
-"""Face-video preprocessing: decode, track one face, crop, parse into regions, cache.
+"""Face-video preprocessing: decode, track one face (or every face), crop, parse into regions, cache.
 
 :func:`preprocess` turns a folder of videos ``SRC`` into a cache ``OUT`` that mirrors
 it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` reads::
@@ -38,12 +38,25 @@ and between them each frame's box and landmarks (a few KB a frame), whatever the
 
 Every source frame is kept, so the cache's frame ``t`` is the source's frame ``t``.
 
-Statuses (record ``status``): ``ok``; ``no_face`` (decoded, but no frame has a face:
-nothing written); ``unreadable`` (not a video, or not decodable from the first frame);
-``empty`` (no video stream, or no frames); ``error`` (anything unexpected, with the
-exception in ``message``). A file that decodes for a while and then fails, or that has
-fewer frames than its header says, is ``ok`` with ``truncated: true`` and a message: its
-good frames are cached.
+**Every face** (``faces="all"``, ``--faces all``): pass 1 finds every face in each frame
+(up to ``max_faces + 1``) and describes its appearance; :func:`fmae.face.multi_tracking.track_people`
+groups the detections into people (identities that survive misses, leaving and coming
+back, and tiles that swap places; people seen for less than ``min_track`` seconds are
+dropped); pass 2 writes each person's crops and maps, and a ``tracks.csv``, into
+``OUT/<rel dir>/<stem>/`` (:mod:`fmae.data.people`). Between the passes it holds, per face
+per frame, the box, the descriptor (2 KB) and, for region maps, the landmarks (4 KB). The
+default, ``faces="one"``, is the one-face pipeline above, unchanged.
+
+Statuses (record ``status``): ``ok``; ``no_face`` (decoded, but no frame has a face, or,
+with ``--faces all``, no one is seen for ``min_track`` seconds: nothing written);
+``too_many_faces`` (``--faces all``: more people than ``max_faces``; nothing written);
+``unreadable`` (not a video, or not decodable from the first frame); ``empty`` (no video
+stream, or no frames); ``timeout`` (opening it, or the next frame, took more than
+:data:`STALL_S`: the decoding was cut off; redone by the next run); ``error`` (anything
+unexpected, with the exception in ``message``). A file that decodes for a while and then
+fails, or that has fewer frames than its header says, is ``ok`` with ``truncated: true``
+and a message: its good frames are cached. A header's frame rate that the cache cannot
+hold (:func:`fmae.data.clips.frame_rate`) is replaced, and the message says so.
 
 With ``workers > 1`` each process holds its own backend. A worker process that dies
 (a crash inside a decoder or a model) takes its pool down; the videos that were in
@@ -56,12 +69,22 @@ written), ``frames``, ``fps``, ``width``, ``height``, ``face_frames``,
 ``unparsed_frames`` (beyond the gap rule), ``truncated``, ``boxes`` (mean window and
 side range), ``seconds``, and what identifies the work: ``config`` (digest of
 :class:`PreprocessConfig`), ``backend``, ``source_size``, ``source_mtime_ns``, ``rank``
-and ``time``. A video is processed again only if the newest record for it is missing,
-is ``error``, or was made from another file version or config (or, with ``retry``, is
-not ``ok``); an ``ok`` video whose files are gone is redone too. Records are only ever
-appended: one ``os.write`` per line, a single writer per file (``manifest.jsonl``, or
-``manifest-rank<r>.jsonl`` per rank when sharded, so machines sharing a file system
-never write the same file). :func:`read_manifest` merges them, newest record winning.
+and ``time``. With ``--faces all`` a video's record has ``video`` and ``regions``
+``null`` and instead ``tracks`` (the table's path), ``people`` (how many),
+``dropped_people`` (brief ones left out) and ``persons`` (each person's ``person``,
+``video``, ``regions``); its ``face_frames`` counts the frames with anyone in them.
+Before it, one row per person with the same ``time``: ``source``, ``person``
+(``person-NN``), ``status`` ``ok``, ``video``, ``regions``, and that person's
+``face_frames``, ``frames_without_face``, ``missing_face_ranges``, ``unparsed_frames``
+and ``boxes`` (:func:`read_people`). A video is processed again only if the newest
+record for it is missing, is ``error``, or was made from another file version or config
+(or, with ``retry``, is not ``ok``); an ``ok`` video whose files are gone is redone too.
+Records are only ever appended: one ``os.write`` per line, a single writer per file
+(``manifest.jsonl``, or ``manifest-rank<r>.jsonl`` per rank when sharded, so machines
+sharing a file system never write the same file). :func:`read_manifest` merges them,
+newest record winning. A run holds OUT's lock (its rank's, when sharded:
+:func:`fmae.runtime.lock.folder_lock`) while it works, so a second run into the same OUT
+is refused instead of doing the same videos again beside it.
 """
 
 from __future__ import annotations
@@ -85,25 +108,32 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from fmae.data.clips import VIDEO_SUFFIXES
+from fmae.data.clips import DEFAULT_FPS, VIDEO_SUFFIXES, frame_rate
+from fmae.data.people import TRACKS, people_folder, person_files, plan_people, track_rows, write_people
 from fmae.data.region_maps import RegionMapWriter, region_map_path
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, pretraining_set
 from fmae.data.video_writer import VideoWriter
-from fmae.face.backend import FaceBackend, backend_factory, create_backend, register_backend
+from fmae.face.backend import Detection, FaceBackend, backend_factory, create_backend, register_backend
+from fmae.face.identity import DESCRIPTOR_DIM, face_descriptor
+from fmae.face.multi_tracking import TrackerConfig, track_people
 from fmae.face.regions import FaceRegion
-from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
+from fmae.face.tracking import crop_frame, crop_windows, frame_ranges, hold_gaps, smooth, to_crop_coords
 from fmae.runtime.config import setting
 from fmae.runtime.files import digest as settings_digest
-from fmae.runtime.files import write_atomically
+from fmae.runtime.files import out_of_room, write_atomically
+from fmae.runtime.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 """Part of the config digest: bump it when the cache's content changes for the same config."""
 LABEL_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".tsv", ".json", ".xlsx", ".xls")
-STATUSES: tuple[str, ...] = ("ok", "no_face", "unreadable", "empty", "error")
+STATUSES: tuple[str, ...] = ("ok", "no_face", "too_many_faces", "unreadable", "empty", "timeout", "error")
+FACES: tuple[str, ...] = ("one", "all")
 MANIFEST = "manifest.jsonl"
-DEFAULT_FPS = Fraction(25)
+STALL_S = 60.0
+"""Seconds a video may go without giving a frame (opening it, or between two frames) before
+its decoding is cut off and the video recorded as ``timeout``."""
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError)
 
 
@@ -126,6 +156,16 @@ class PreprocessConfig:
         "parse the crops into region maps; false (--no-regions): crops only, about twice as "
         "fast, enough to probe or predict, but pre-training with the facial mask needs the maps",
     )
+    faces: str = setting(
+        "one",
+        "one: follow one face per video; all: every face, each person's crops and maps in OUT/<rel dir>/<stem>/"
+        "person-NN.* beside a tracks.csv (fmae.data.people)",
+        FACES,
+    )
+    max_faces: int = setting(8, "with --faces all: most people a video may show; more is the status too_many_faces")
+    min_track: float = setting(
+        1.0, "with --faces all: seconds a person must be seen for; people seen less are dropped, not guessed"
+    )
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -142,16 +182,29 @@ class PreprocessConfig:
             raise ValueError(
                 "the mediapipe backend ships its models; weights is for backends that load files (facexlib)"
             )
+        if self.faces not in FACES:
+            raise ValueError(f"faces must be one of {FACES}, got {self.faces!r}")
+        if self.max_faces < 1 or self.min_track < 0:
+            raise ValueError(f"need max_faces >= 1 and min_track >= 0, got {self.max_faces}, {self.min_track}")
+        if self.faces == "all" and self.backend == "facexlib":
+            raise ValueError("--faces all needs a backend that finds several faces (mediapipe); facexlib follows one")
 
     def digest(self) -> str:
         """12 hex digits identifying the cache content this config produces."""
-        # regions=True is left out, so that caches made before the field keep their digest.
+        # regions=True and faces="one" (with the fields only --faces all reads) are left out,
+        # so that caches made before those fields keep their digest.
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights" and not (k == "regions" and v)}
+        if self.faces == "one":
+            fields = {k: v for k, v in fields.items() if k not in ("faces", "max_faces", "min_track")}
         return settings_digest({"version": PIPELINE_VERSION, **fields}, 12)
 
     def create_backend(self) -> FaceBackend:
-        """A new face backend of this config's kind."""
-        return create_backend(self.backend, **({"weights": self.weights} if self.weights else {}))
+        """A new face backend of this config's kind (with ``--faces all``, finding one face more
+        than ``max_faces``, so that too many faces show)."""
+        kwargs: dict = {"weights": self.weights} if self.weights else {}
+        if self.faces == "all":
+            kwargs["max_faces"] = self.max_faces + 1
+        return create_backend(self.backend, **kwargs)
 
 
 # ------------------------------------------------------------------------ one video
@@ -165,13 +218,23 @@ class _Empty(Exception):
     pass
 
 
+class _Stalled(Exception):
+    pass
+
+
 class _Video:
-    """An open video's first stream: ``fps``, ``frames_declared`` and RGB frames by iteration."""
+    """An open video's first stream: ``fps`` (and ``fps_note`` when the header's rate was not
+    usable), ``frames_declared`` and RGB frames by iteration, each within :data:`STALL_S` seconds."""
 
     def __init__(self, path: Path) -> None:
+        self._stall_s = STALL_S
+        opening = time.monotonic()
         try:
-            self._container = av.open(str(path))
+            # FFmpeg's interrupt callback gives up an open or a read that takes more than STALL_S.
+            self._container = av.open(str(path), timeout=self._stall_s)
         except _DECODE_ERRORS as e:
+            if time.monotonic() - opening >= self._stall_s:
+                raise _Stalled(f"opening it took more than {self._stall_s:g} s: cut off") from e
             raise _Unreadable(f"cannot open: {_describe(e)}") from e
         if not self._container.streams.video:
             self._container.close()
@@ -179,17 +242,27 @@ class _Video:
         # No frame threading: it holds back decoded frames, and a decoding error then
         # loses them too, where a single thread yields every good frame before the error.
         self._stream = self._container.streams.video[0]
-        rate = self._stream.average_rate or self._stream.guessed_rate
-        self.fps = Fraction(rate) if rate else DEFAULT_FPS
+        if self._stream.codec_context is None:  # a damaged header can name a codec that does not exist
+            self._container.close()
+            raise _Unreadable("no decoder for its video stream")
+        self.fps, self.fps_note = frame_rate(self._stream)
         self.frames_declared = int(self._stream.frames or 0)
 
     def __iter__(self):
-        """``uint8 [H, W, 3]`` frames; a decoding error is raised after every frame before it."""
+        """``uint8 [H, W, 3]`` frames; a decoding error is raised after every frame before it,
+        and :class:`_Stalled` when the next frame takes more than :data:`STALL_S` (the caller's
+        time between frames not counted)."""
+        waiting_since = time.monotonic()
         try:
             for packet in self._container.demux(self._stream):
+                if time.monotonic() - waiting_since > self._stall_s:
+                    raise _Stalled(f"no frame came for {self._stall_s:g} s: decoding was cut off")
                 for frame in packet.decode():
                     yield frame.to_ndarray(format="rgb24")
-        except _DECODE_ERRORS:
+                    waiting_since = time.monotonic()
+        except _DECODE_ERRORS as e:
+            if time.monotonic() - waiting_since >= self._stall_s:  # the interrupt callback gave up a read
+                raise _Stalled(f"reading stalled for more than {self._stall_s:g} s: decoding was cut off") from e
             # The decoder still holds frames that B-frame reordering delayed: drain them.
             try:
                 for frame in self._stream.codec_context.decode(None):
@@ -229,19 +302,21 @@ def _decode(video: _Video, limit: int | None = None):
     return None
 
 
-def _ranges(mask: np.ndarray) -> list[list[int]]:
-    """``[start, stop)`` runs of True in a bool [T] mask."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return edges.reshape(-1, 2).tolist()
-
-
 @dataclass
 class _Tracked:
-    """What the first decoding pass keeps: per-frame boxes and landmarks, and the stream's facts."""
+    """What the first decoding pass keeps: per-frame boxes and landmarks, and the stream's facts.
+
+    One face: a ``float32 [4]`` box (``NaN`` without a face) and ``[K, 2]`` landmarks (or
+    ``None``) per frame. Every face (``--faces all``): ``float32 [N_t, 4]`` boxes, a list of
+    ``N_t`` landmark arrays (empty without region maps, which alone need them) and
+    ``float16 [N_t, D]`` appearance descriptors per frame (:mod:`fmae.face.identity`).
+    """
 
     boxes: list
     landmarks: list
+    descriptors: list = dataclasses.field(default_factory=list)
     fps: Fraction = DEFAULT_FPS
+    fps_note: str = ""
     declared: int = 0
     decode_error: str | None = None
 
@@ -262,8 +337,9 @@ def _finish(record: dict, start: float, status: str, message: str = "") -> dict:
     return record
 
 
-def _track_faces(src: Path, backend: FaceBackend, record: dict) -> _Tracked:
-    """Pass 1: decode ``src`` and detect and track one face, keeping only boxes and landmarks."""
+def _track_faces(src: Path, backend: FaceBackend, record: dict, config: PreprocessConfig) -> _Tracked:
+    """Pass 1: decode ``src`` and detect and track one face (or every face, with ``--faces all``),
+    keeping only boxes, landmarks and descriptors."""
     tracked = _Tracked(boxes=[], landmarks=[])
     with _Video(src) as video:
         record.update(fps=float(video.fps))
@@ -277,11 +353,23 @@ def _track_faces(src: Path, backend: FaceBackend, record: dict) -> _Tracked:
                 break
             if not tracked.landmarks:
                 record.update(height=rgb.shape[0], width=rgb.shape[1])
+            if config.faces == "all":
+                _observe_everyone(tracked, rgb, backend.detect_all(rgb), keep_landmarks=config.regions)
+                continue
             det = backend.detect(rgb)
             tracked.boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
             tracked.landmarks.append(det.landmarks if det is not None else None)
-        tracked.fps, tracked.declared = video.fps, video.frames_declared
+        tracked.fps, tracked.fps_note, tracked.declared = video.fps, video.fps_note, video.frames_declared
     return tracked
+
+
+def _observe_everyone(tracked: _Tracked, rgb: np.ndarray, faces: list[Detection], keep_landmarks: bool) -> None:
+    """Keep one frame's detections for ``--faces all``: boxes, landmarks if kept, descriptors."""
+    tracked.boxes.append(np.array([d.box for d in faces], np.float32).reshape(len(faces), 4))
+    tracked.landmarks.append([d.landmarks for d in faces] if keep_landmarks else [])
+    # float16 halves what a long recording holds between the passes; distances move by < 1e-3.
+    looks = [face_descriptor(rgb, d.box, d.landmarks) for d in faces]
+    tracked.descriptors.append(np.array(looks, np.float16).reshape(len(faces), DESCRIPTOR_DIM))
 
 
 def _no_frames(decode_error: str | None) -> tuple[str, str]:
@@ -307,7 +395,7 @@ def _count_faces(record: dict, landmarks: list) -> np.ndarray:
     record.update(
         face_frames=int(has_face.sum()),
         frames_without_face=int(T - has_face.sum()),
-        missing_face_ranges=_ranges(~has_face),
+        missing_face_ranges=frame_ranges(~has_face),
     )
     return has_face
 
@@ -375,8 +463,60 @@ def _write_cache(
         write_atomically(video_out, lambda v: stream(v, None))
 
 
+def _cache_people(
+    src: Path,
+    video_out: Path,
+    backend: FaceBackend,
+    config: PreprocessConfig,
+    tracked: _Tracked,
+    record: dict,
+    notes: list[str],
+) -> tuple[str, str]:
+    """``--faces all`` after pass 1: who is who, then pass 2 into the people's folder
+    (:mod:`fmae.data.people`). Returns the status and message; an ``ok`` record gains
+    ``persons``, the people's fields, for :meth:`_Run.record` to write as rows."""
+    T, fps = len(tracked.boxes), float(tracked.fps)
+    people = track_people(
+        tracked.boxes, tracked.descriptors, TrackerConfig(min_frames=max(1, round(config.min_track * fps)))
+    )
+    seen = np.array([(ids >= 0).any() for ids in people.person])
+    record.update(
+        face_frames=int(seen.sum()),
+        frames_without_face=int(T - seen.sum()),
+        missing_face_ranges=frame_ranges(~seen),
+        people=people.count,
+        dropped_people=people.dropped,
+    )
+    tail = "".join(f"; {n}" for n in notes)
+    if people.count == 0:
+        if not any(len(b) for b in tracked.boxes):
+            return "no_face", "no frame has a face" + tail
+        return "no_face", f"no one is seen for {config.min_track:g} s ({people.dropped} briefer faces dropped)" + tail
+    if people.count > config.max_faces:
+        return "too_many_faces", f"{people.count} people, more than max_faces {config.max_faces}: raise it" + tail
+    plans = plan_people(
+        tracked.boxes, people, (record["height"], record["width"]), config.margin, config.smooth, config.max_gap
+    )
+    with _Video(src) as video:
+        write_people(
+            people_folder(video_out),
+            _decode(video, limit=T),
+            plans,
+            track_rows(tracked.boxes, people, fps),
+            fps=tracked.fps,
+            size=config.size,
+            qscale=config.qscale,
+            landmarks=tracked.landmarks if config.regions else None,
+            parse=backend.parse if config.regions else None,
+        )
+    record["persons"] = [plan.summary() for plan in plans]
+    return "ok", "; ".join(notes)
+
+
 def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, config: PreprocessConfig) -> dict:
-    """Preprocess one video into ``video_out`` (``.avi``) and its ``.regions.npz`` sidecar.
+    """Preprocess one video into ``video_out`` (``.avi``) and its ``.regions.npz`` sidecar (with
+    ``config.faces == "all"``: every person's into the folder ``video_out`` without its suffix,
+    :mod:`fmae.data.people`; the record then holds the people's fields under ``persons``).
 
     With ``config.regions`` off it writes the crops alone, without parsing them (the
     parse is about 60 % of the face pipeline's time); the record's
@@ -392,21 +532,29 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     start = time.perf_counter()
     record: dict = {"status": "ok", "message": "", "frames": 0, "truncated": False}
     try:
-        tracked = _track_faces(src, backend, record)
+        tracked = _track_faces(src, backend, record, config)
     except _Unreadable as e:
         return _finish(record, start, "unreadable", str(e))
     except _Empty as e:
         return _finish(record, start, "empty", str(e))
+    except _Stalled as e:
+        return _finish(record, start, "timeout", str(e))
     T = record["frames"] = len(tracked.boxes)
     if T == 0:
         return _finish(record, start, *_no_frames(tracked.decode_error))
     notes = _truncation_notes(tracked, T)
     record["truncated"] = bool(notes)
-    has_face = _count_faces(record, tracked.landmarks)
-    if not has_face.any():
-        return _finish(record, start, "no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
-    plan = _plan_crops(record, tracked, has_face, config)
-    _write_cache(src, video_out, backend, config, tracked, plan)
+    notes += [tracked.fps_note] if tracked.fps_note else []
+    try:
+        if config.faces == "all":
+            return _finish(record, start, *_cache_people(src, video_out, backend, config, tracked, record, notes))
+        has_face = _count_faces(record, tracked.landmarks)
+        if not has_face.any():
+            return _finish(record, start, "no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
+        plan = _plan_crops(record, tracked, has_face, config)
+        _write_cache(src, video_out, backend, config, tracked, plan)
+    except _Stalled as e:  # the second pass, over frames the first read in time
+        return _finish(record, start, "timeout", str(e))
     return _finish(record, start, "ok", "; ".join(notes))
 
 
@@ -471,24 +619,45 @@ def manifest_path(out: str | Path, rank: int = 0, world_size: int = 1) -> Path:
     return Path(out) / (MANIFEST if world_size == 1 else f"manifest-rank{rank}.jsonl")
 
 
-def read_manifest(out: str | Path) -> dict[str, dict]:
-    """``{source: newest record}`` over all of OUT's manifest files (``manifest*.jsonl``).
-
-    A line that does not parse (a write cut short by a kill) is skipped with a warning.
-    """
-    records: dict[str, dict] = {}
+def _manifest_rows(out: str | Path):
+    """Every record of OUT's manifest files (``manifest*.jsonl``), in file order; a line that
+    does not parse (a write cut short by a kill) is skipped with a warning."""
     for path in sorted(Path(out).glob("manifest*.jsonl")):
         for n, line in enumerate(path.read_text().splitlines(), start=1):
             try:
                 rec = json.loads(line)
-                source, stamp = rec["source"], rec["time"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
+                rec = None
+            if not isinstance(rec, dict) or "source" not in rec or "time" not in rec:
                 if line.strip():
                     log.warning("%s:%d: skipping a line that is not a manifest record", path, n)
                 continue
-            if source not in records or stamp >= records[source]["time"]:
-                records[source] = rec
+            yield rec
+
+
+def read_manifest(out: str | Path) -> dict[str, dict]:
+    """``{source: newest record}`` over all of OUT's manifest files (``manifest*.jsonl``): one
+    record per video (the rows of ``--faces all``'s people are :func:`read_people`'s).
+
+    A line that does not parse (a write cut short by a kill) is skipped with a warning.
+    """
+    records: dict[str, dict] = {}
+    for rec in _manifest_rows(out):
+        source = rec["source"]
+        if "person" not in rec and (source not in records or rec["time"] >= records[source]["time"]):
+            records[source] = rec
     return records
+
+
+def read_people(out: str | Path) -> dict[str, list[dict]]:
+    """``{source: [person rows]}``: the people of each video whose newest record (:func:`read_manifest`)
+    was made with ``--faces all``, in person order. Rows of earlier runs are left out."""
+    newest = {source: rec["time"] for source, rec in read_manifest(out).items() if rec.get("tracks")}
+    people: dict[str, list[dict]] = {source: [] for source in newest}
+    for rec in _manifest_rows(out):
+        if "person" in rec and newest.get(rec["source"]) == rec["time"]:
+            people[rec["source"]].append(rec)
+    return {source: sorted(rows, key=lambda r: r["person"]) for source, rows in people.items()}
 
 
 def _append(path: Path, record: dict) -> None:
@@ -497,8 +666,10 @@ def _append(path: Path, record: dict) -> None:
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # after a write cut short by a kill: start a fresh line
-        os.write(fd, line)
+            line = b"\n" + line  # after a write cut short (a kill, a full disk): start a fresh line
+        rest = memoryview(line)
+        while rest:  # a short write (the disk filling up) goes on, so that its error is raised
+            rest = rest[os.write(fd, rest) :]
     finally:
         os.close(fd)
 
@@ -510,10 +681,13 @@ def _is_done(rec: dict | None, stat: os.stat_result, digest: str, out: Path, ret
         or (rec.get("source_size"), rec.get("source_mtime_ns")) != (stat.st_size, stat.st_mtime_ns)
     ):
         return False
+    if rec["status"] == "ok" and rec.get("tracks"):  # --faces all: the table and every person's files
+        files = [rec["tracks"], *(p[k] for p in rec.get("persons", ()) for k in ("video", "regions") if p.get(k))]
+        return all((out / f).is_file() for f in files)
     if rec["status"] == "ok":
         # A crops-only cache (regions off: part of the digest) records no region maps.
         return bool(rec.get("video")) and all((out / rec[k]).is_file() for k in ("video", "regions") if rec.get(k))
-    return rec["status"] in ("no_face", "unreadable", "empty") and not retry
+    return rec["status"] in ("no_face", "too_many_faces", "unreadable", "empty") and not retry
 
 
 # ------------------------------------------------------------------------ runs
@@ -531,10 +705,13 @@ def _init_worker(config: PreprocessConfig, factory) -> None:
 
 
 def _run_one(src: Path, video_out: Path, config: PreprocessConfig, backend: FaceBackend | None = None) -> dict:
-    """:func:`process_video`, with any exception turned into an ``error`` record."""
+    """:func:`process_video`, with any exception turned into an ``error`` record but a
+    write that failed for want of room (:func:`fmae.runtime.files.out_of_room`), which is raised."""
     try:
         return process_video(src, video_out, backend or _WORKER_BACKEND, config)
     except Exception as e:  # one file must never end the run
+        if out_of_room(e):
+            raise
         log.debug("%s failed", src, exc_info=True)
         return {"status": "error", "message": _describe(e)}
 
@@ -553,13 +730,16 @@ class _Run:
     bar: tqdm | None = None
 
     def record(self, rel: PurePosixPath, stat: os.stat_result, rec: dict) -> None:
-        """Complete a video's record with what identifies the work, append it to the manifest, count it."""
+        """Complete a video's record with what identifies the work, append it to the manifest, count it.
+
+        With ``--faces all`` a row per person (its ``person``, files and face fields) goes first,
+        with the same identifying fields and ``time``, and the video's record lists the people's
+        files under ``persons`` beside ``tracks``."""
         target = output_video_path(self.out, rel)
         ok = rec["status"] == "ok"
-        rec.update(
-            source=rel.as_posix(),
-            video=target.relative_to(self.out).as_posix() if ok else None,
-            regions=region_map_path(target).relative_to(self.out).as_posix() if ok and self.config.regions else None,
+        persons = rec.pop("persons", None)
+        one = ok and persons is None
+        work = dict(
             config=self.digest,
             backend=self.config.backend,
             source_size=stat.st_size,
@@ -567,6 +747,18 @@ class _Run:
             rank=self.rank,
             time=time.time(),
         )
+        rec.update(
+            source=rel.as_posix(),
+            video=target.relative_to(self.out).as_posix() if one else None,
+            regions=region_map_path(target).relative_to(self.out).as_posix() if one and self.config.regions else None,
+            **work,
+        )
+        if persons is not None:
+            folder = people_folder(target).relative_to(self.out)
+            files = [person_files(folder, p["person"], self.config.regions) for p in persons]
+            for p, f in zip(persons, files):
+                _append(self.manifest, {"source": rel.as_posix(), "status": "ok", "message": "", **p, **f, **work})
+            rec.update(tracks=(folder / TRACKS).as_posix(), persons=files)
         _append(self.manifest, rec)
         self.counts[rec["status"]] += 1
         if not ok:
@@ -651,6 +843,7 @@ def preprocess(
     world_size: int = 1,
     retry: bool = False,
     progress: bool = True,
+    take_turns: bool = False,
 ) -> dict[str, int]:
     """Preprocess every video under ``src`` into the cache ``out`` (see :mod:`fmae.data.preprocess`).
 
@@ -658,25 +851,28 @@ def preprocess(
     (each with its own face backend; ``<= 1`` runs in this process); rank, world_size:
     this machine's share of the sorted video list (video ``i`` goes to rank
     ``i % world_size``); retry: also redo videos whose newest status is ``no_face``,
-    ``unreadable`` or ``empty``; progress: a tqdm bar. Rank 0 copies the label files.
+    ``unreadable`` or ``empty``; progress: a tqdm bar; take_turns: wait for another run that
+    holds ``out`` (this rank's share of it) to finish, instead of raising
+    ``FolderInUseError`` (:func:`fmae.runtime.lock.folder_lock`). Rank 0 copies the label files.
 
     Returns ``{status: count}`` over this rank's videos, with ``skipped`` for those
     already done. Raises ``FileNotFoundError`` if ``src`` is not a folder,
-    ``ValueError`` for bad arguments, ``ImportError`` if the backend cannot load;
-    a bad video never raises.
+    ``ValueError`` for bad arguments, ``ImportError`` if the backend cannot load,
+    ``OSError`` when a write fails for want of room; a bad video never raises.
     """
     config = config or PreprocessConfig()
     src, out = Path(src), Path(out)
     _check_folders(src, out)
     videos = shard(find_videos(src, exclude=out), rank, world_size)
-    _prepare_out(src, out, rank)
-    digest, done = config.digest(), read_manifest(out)
-    counts = {s: 0 for s in (*STATUSES, "skipped")}
-    run = _Run(src, out, config, rank, manifest_path(out, rank, world_size), digest, counts)
-    tasks = _pending(run, videos, done, retry)
-    run.bar = _progress_bar(len(videos), counts["skipped"], progress)
-    _process(run, tasks, workers)
-    run.bar.close()
+    with folder_lock(out, f"rank{rank}" if world_size > 1 else "", wait=take_turns):
+        _prepare_out(src, out, rank)
+        digest, done = config.digest(), read_manifest(out)
+        counts = {s: 0 for s in (*STATUSES, "skipped")}
+        run = _Run(src, out, config, rank, manifest_path(out, rank, world_size), digest, counts)
+        tasks = _pending(run, videos, done, retry)
+        run.bar = _progress_bar(len(videos), counts["skipped"], progress)
+        _process(run, tasks, workers)
+        run.bar.close()
     log.info("preprocess %s → %s: %s", src, out, ", ".join(f"{v} {k}" for k, v in counts.items() if v))
     return counts
 
@@ -763,7 +959,10 @@ def prepared_root(
         return root
     raw = ensure_synthetic_daisee(config=synthetic or pretraining_set(img_size))
     faces = raw.parent / f"{raw.name}-faces{img_size}"
-    counts = preprocess(raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress)
+    # Runs started together (torchrun's ranks, parallel sweeps) take turns: the first makes the cache.
+    counts = preprocess(
+        raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress, take_turns=True
+    )
     if counts.get("ok", 0) + counts.get("skipped", 0) == 0:
         raise RuntimeError(f"preprocessing the synthetic set into {faces} gave no usable clip: {counts}")
     return faces

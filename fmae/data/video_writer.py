@@ -14,6 +14,12 @@ from types import TracebackType
 import av
 import numpy as np
 
+MIN_FPS = 0.001
+MAX_FPS = 1000.0
+"""The frame rates this writer's AVIs hold: above 1000 fps FFmpeg's AVI muxer refuses the
+frames (``Invalid argument``, within a few frames), and below 1/1000 fps the rate rounds to
+zero at a denominator of at most 1001 (the writer's, to keep 30000/1001 exact)."""
+
 
 class VideoWriter:
     """Streams ``uint8 [H, W, 3]`` RGB frames into an MJPEG ``.avi`` at ``path``; memory
@@ -22,6 +28,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, hw: tuple[int, int], qscale: int = 3) -> None:
         if not 2 <= qscale <= 31:
             raise ValueError(f"qscale must be in [2, 31], got {qscale}")
+        if not MIN_FPS <= fps <= MAX_FPS:
+            raise ValueError(f"an AVI holds {MIN_FPS:g} to {MAX_FPS:g} frames per second, got {float(fps):g}")
         self.hw = (int(hw[0]), int(hw[1]))
         self._container = av.open(str(path), "w", format="avi")
         self._stream = self._container.add_stream("mjpeg", rate=Fraction(fps).limit_denominator(1001))

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from fmae.data import ClipItem, make_loader
 from fmae.model import FMAE
 from fmae.runtime.device import autocast
 from fmae.runtime.distributed import Distributed
-from fmae.runtime.files import digest, write_atomically
+from fmae.runtime.files import digest, write_tensors
 from fmae.weights import fingerprint
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,5 @@ def extract_features(
         encoder, items, views, stride, batch_size, num_workers, torch.device(device), dtype, progress, desc, env, pool
     )
     if cache is not None and (env is None or env.main):
-        write_atomically(
-            cache, lambda tmp: save_file({"features": feats}, str(tmp), metadata={"paths": json.dumps(paths)})
-        )
+        write_tensors(cache, {"features": feats}, metadata={"paths": json.dumps(paths)})
     return Features(feats, labels, paths)

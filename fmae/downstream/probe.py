@@ -46,6 +46,7 @@ rank holds the same features and trains the same probe; fine-tuning is data-para
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,8 @@ from fmae.model import FMAE, MODEL_CONFIGS, FMAEConfig, get_config
 from fmae.runtime.config import check_choices, setting, to_yaml
 from fmae.runtime.device import DTYPES, resolve_dtype
 from fmae.runtime.distributed import Distributed
+from fmae.runtime.files import write_atomically
+from fmae.runtime.lock import folder_lock
 from fmae.weights import fingerprint, load_model, save_encoder
 from fmae.weights.checkpoint import training_settings
 
@@ -322,11 +325,15 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
     ``mean_baseline_mse`` for regression) and, with ``random_baseline`` (a linear probe
     of a checkpoint), ``random_init``: the same metrics of the same probe on a randomly
     initialised encoder of the same architecture, with that encoder's description and
-    fingerprint. Under ``torchrun`` every rank returns it and rank 0 writes the files.
+    fingerprint. Under ``torchrun`` every rank returns it and rank 0 writes the files,
+    holding ``out_dir``'s lock (:func:`fmae.runtime.lock.folder_lock`): a second run into it
+    raises ``FolderInUseError``. A ``cache_dir`` of its own is not locked: probes may share
+    it, and each entry is written atomically, the same bytes whoever writes it.
     """
     env = Distributed(config.device)
     try:
-        return _run_probe(config, progress, env)
+        with folder_lock(Path(config.out_dir).expanduser()) if env.main else contextlib.nullcontext():
+            return _run_probe(config, progress, env)
     finally:
         env.close()
 
@@ -369,7 +376,7 @@ def _write_config(config: ProbeConfig, env: Distributed) -> Path:
     out = Path(config.out_dir).expanduser()
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(to_yaml(config))
+        write_atomically(out / "config.yaml", lambda tmp: tmp.write_text(to_yaml(config)))
     return out
 
 

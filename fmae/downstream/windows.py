@@ -2,7 +2,8 @@
 of each window.
 
 A recording goes through the project's face pipeline once (:func:`find_faces`: crops of
-the encoder's size, one per source frame, and whether each frame shows a face); windows
+the encoder's size, one per source frame, and whether each frame shows a face; or
+:func:`find_people`: the same for every person in it); windows
 of ``clip frames × temporal stride`` source frames start every hop
 (:func:`window_starts`); :func:`encode_windows` decodes the crops in one pass and
 batches the windows through the encoder. Prediction (:mod:`fmae.downstream.predict`)
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fmae.data.clips import normalise_clip
+from fmae.data.clips import frame_rate, normalise_clip
+from fmae.data.people import people_folder
 from fmae.data.preprocess import PreprocessConfig, process_video
 from fmae.downstream.features import encode_clips, pooled_dim
 from fmae.model import FMAE
@@ -65,22 +67,69 @@ def find_faces(video: str | Path, work_dir: str | Path, img_size: int, cropped: 
         raise ValueError(f"{video}: {record['status']}: {record['message']}")
     if record["message"]:
         log.warning("%s: %s", video, record["message"])
-    has_face = np.ones(record["frames"], bool)
-    for start, stop in record["missing_face_ranges"]:
+    return Faces(crops, _has_face(record["frames"], record["missing_face_ranges"]), record["fps"])
+
+
+def find_people(
+    video: str | Path, work_dir: str | Path, img_size: int, max_faces: int = 8, min_track: float = 1.0
+) -> dict[str, Faces]:
+    """Run the face pipeline on every face of ``video`` (``--faces all``, :mod:`fmae.data.people`):
+    ``{"person-NN": Faces}`` in person order, each person's crops written into the folder
+    ``work_dir/<stem>.faces/``, with ``has_face`` where that person was seen.
+
+    An empty dict when no one is seen (no face, or none for ``min_track`` seconds). Raises
+    ``FileNotFoundError`` for a missing video and ``ValueError`` for one that is unreadable,
+    empty, or shows more than ``max_faces`` people (the message names the status).
+    """
+    video = Path(video).expanduser()
+    if not video.is_file():
+        raise FileNotFoundError(f"no video {video}")
+    crops = Path(work_dir) / f"{video.stem}.faces.avi"
+    config = PreprocessConfig(size=img_size, regions=False, faces="all", max_faces=max_faces, min_track=min_track)
+    with config.create_backend() as backend:
+        record = process_video(video, crops, backend, config)
+    if record["status"] == "no_face":
+        return {}
+    if record["status"] != "ok":
+        raise ValueError(f"{video}: {record['status']}: {record['message']}")
+    if record["message"]:
+        log.warning("%s: %s", video, record["message"])
+    folder = people_folder(crops)
+    return {
+        p["person"]: Faces(
+            folder / f"{p['person']}.avi", _has_face(record["frames"], p["missing_face_ranges"]), record["fps"]
+        )
+        for p in record["persons"]
+    }
+
+
+def _has_face(frames: int, missing: list[list[int]]) -> np.ndarray:
+    """``bool [frames]``: False in the ``[start, stop)`` ranges of ``missing``."""
+    has_face = np.ones(frames, bool)
+    for start, stop in missing:
         has_face[start:stop] = False
-    return Faces(crops, has_face, record["fps"])
+    return has_face
 
 
 def _cropped(video: Path) -> Faces:
+    """A video that already is face crops: its frames up to the first that does not decode
+    (a damaged tail keeps the good frames before it, as the face pipeline does)."""
+    frames, error = 0, None
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 25)
-            frames = sum(1 for _ in container.decode(video=0))
+            fps = float(frame_rate(stream)[0])
+            try:
+                for _ in container.decode(stream):
+                    frames += 1
+            except av.error.FFmpegError as e:
+                error = e
     except (av.error.FFmpegError, IndexError) as e:
         raise ValueError(f"{video}: unreadable: {e}") from e
     if frames == 0:
-        raise ValueError(f"{video}: empty: no frames")
+        raise ValueError(f"{video}: unreadable: {error}" if error else f"{video}: empty: no frames")
+    if error is not None:
+        log.warning("%s: truncated: decoding stopped after frame %d: %s", video, frames - 1, error)
     return Faces(video, np.ones(frames, bool), fps)
 
 
@@ -96,14 +145,13 @@ def window_starts(num_frames: int, span: int, hop: int) -> np.ndarray:
 
 def window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterator[np.ndarray]:
     """``uint8 [len(offsets), H, W, 3]`` frames ``start + offsets`` of each of the sorted
-    ``starts``, in order, from one decoding pass holding at most one window's frames."""
+    ``starts``, in order, from one decoding pass holding at most one window's frames; it
+    stops at the last window's last frame, never decoding a (perhaps damaged) frame after it."""
     wanted = set((starts[:, None] + offsets).ravel().tolist())
     held: dict[int, np.ndarray] = {}
     w, last = 0, int(offsets[-1])
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            if w == len(starts):
-                return
             if i in wanted:
                 held[i] = frame.to_ndarray(format="rgb24")
             while w < len(starts) and starts[w] + last <= i:
@@ -112,6 +160,8 @@ def window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterato
                 first = int(starts[w]) if w < len(starts) else i + 1
                 for k in [k for k in held if k < first]:
                     del held[k]
+            if w == len(starts):
+                return
     if w < len(starts):
         raise ValueError(f"{path} ended before frame {int(starts[w]) + last}, which window {w} needs")
 

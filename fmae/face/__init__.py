@@ -1,5 +1,9 @@
 """Face detection, tracking and parsing into :class:`FaceRegion` maps.
 
+One face over time: :mod:`fmae.face.tracking`. Every face (``--faces all``): each face's
+appearance (:mod:`fmae.face.identity`, an offline descriptor) and who is who over a
+recording (:mod:`fmae.face.multi_tracking`).
+
 Backends (:func:`create_backend`: ``"mediapipe"``, the offline default, and
 ``"facexlib"``, optional) are imported only when created, so this package needs
 neither MediaPipe nor torchvision.

@@ -4,7 +4,8 @@ A backend does two things for the preprocessing pipeline (:mod:`fmae.data.prepro
 
 - :meth:`FaceBackend.detect` finds one face in each frame of a video, in order (it may
   track: :meth:`FaceBackend.start_video` resets it between videos), and returns its box
-  and landmarks;
+  and landmarks; :meth:`FaceBackend.detect_all` finds every face, up to the backend's
+  ``max_faces`` (for ``--faces all``: :mod:`fmae.face.multi_tracking` tells who is who);
 - :meth:`FaceBackend.parse` turns a face crop, with the landmarks moved into the crop,
   into a :class:`fmae.face.FaceRegion` map.
 
@@ -42,6 +43,9 @@ class FaceBackend(ABC):
     """
 
     name: str = ""
+    max_faces: int = 1
+    """Most faces :meth:`detect_all` returns in one frame (a backend that finds several takes it
+    as a constructor argument)."""
 
     def start_video(self) -> None:
         """Forget any tracking state: the next :meth:`detect` call starts a new video."""
@@ -49,6 +53,15 @@ class FaceBackend(ABC):
     @abstractmethod
     def detect(self, frame: np.ndarray) -> Detection | None:
         """The face in ``frame`` (``uint8 [H, W, 3]`` RGB, the next frame of the video), or ``None``."""
+
+    def detect_all(self, frame: np.ndarray) -> list[Detection]:
+        """Every face in ``frame`` (``uint8 [H, W, 3]`` RGB, the next frame of the video), at most
+        :attr:`max_faces`, in no particular order. ``NotImplementedError`` for a backend that
+        follows one face only."""
+        raise NotImplementedError(
+            f"the {self.name or type(self).__name__} face backend follows one face; "
+            "--faces all needs one that finds several (mediapipe)"
+        )
 
     @abstractmethod
     def parse(self, crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

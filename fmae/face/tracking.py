@@ -1,5 +1,8 @@
 """One face over time: gap filling, box smoothing, square crop windows and cropping.
 
+(Many faces: :mod:`fmae.face.multi_tracking` says which detections are one person; each
+person's boxes then go through these steps like one face's.)
+
 Boxes are ``(x0, y0, x1, y1)`` and points ``(x, y)`` in continuous frame coordinates:
 ``x`` right, ``y`` down, pixel ``(i, j)`` covering ``[j, j + 1) × [i, i + 1)`` (so a
 MediaPipe landmark is ``(x * W, y * H)`` and a box's ``x1 - x0`` is its width).
@@ -10,7 +13,7 @@ where there is none), then:
    frames before the first detection take the first one) and says which detection
    each frame borrowed;
 2. :func:`smooth` averages centre and size over a centred window, so the crop does not
-   jitter with the detector;
+   jitter with the detector (not across :func:`jumps`, where a person changed places);
 3. :func:`crop_windows` turns them into integer square windows with a margin,
    shifted inside the frame where they fit and left to overhang (padded black) where
    they do not;
@@ -45,14 +48,26 @@ def hold_gaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[source], source
 
 
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
+def frame_ranges(mask: np.ndarray) -> list[list[int]]:
+    """``[start, stop)`` runs of True in a ``bool [T]`` mask, as lists (JSON-ready)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]])))
+    return edges.reshape(-1, 2).tolist()
+
+
+def smooth(values: np.ndarray, window: int, breaks: np.ndarray | None = None) -> np.ndarray:
     """Centred moving average over ``window`` frames (odd; 1 = no smoothing).
 
     values: ``float [T, D]``; returns ``float32 [T, D]``. Near the ends the window
     shrinks symmetrically, so constant and linear motion pass through unchanged.
+    breaks: ``bool [T]``, True where a new stretch starts that the window must not reach
+    across (a face that jumped to another tile: averaging across would put the crop
+    between the two); each stretch is smoothed as if it were the whole video.
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be odd and >= 1, got {window}")
+    if breaks is not None:
+        starts = np.flatnonzero(np.asarray(breaks, bool)[1:]) + 1
+        return np.concatenate([smooth(part, window) for part in np.split(np.asarray(values), starts)])
     values = np.asarray(values, dtype=np.float64)
     T = len(values)
     if window == 1 or T < 3:
@@ -62,6 +77,20 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     csum = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
     lo, hi = t - half, t + half + 1
     return ((csum[hi] - csum[lo]) / (hi - lo)[:, None]).astype(np.float32)
+
+
+def jumps(boxes: np.ndarray) -> np.ndarray:
+    """``bool [T]``: frames whose box centre moved more than the box's side since the frame
+    before (a face that changed tiles, or came back elsewhere): where :func:`smooth` breaks.
+
+    boxes: ``float [T, 4]`` without ``NaN`` (after :func:`hold_gaps`).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    moved = np.zeros(len(boxes), bool)
+    moved[1:] = np.abs(np.diff(centre, axis=0)).max(1) > side[:-1]
+    return moved
 
 
 def crop_windows(boxes: np.ndarray, frame_hw: tuple[int, int], margin: float) -> np.ndarray:

@@ -119,6 +119,8 @@ def read_hf(folder: Path, over: Overrides) -> Converted:
         cfg = json.loads((folder / "config.json").read_text())
     except ValueError as err:
         raise ValueError(f"{folder / 'config.json'} is not valid JSON: {err}") from err
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{folder / 'config.json'} holds {json.dumps(cfg)[:40]}, not a JSON object of settings")
     if cfg.get("model_type") != "videomae":
         raise ValueError(f"{folder} holds a Hugging Face {cfg.get('model_type')!r} model; FMAE converts 'videomae'")
     if cfg.get("hidden_act", "gelu") != "gelu":
@@ -288,6 +290,10 @@ def _check_patches_and_positions(model: FMAE, notes: list[str]) -> None:
         raise ValueError(f"HF VideoMAE needs square patches; this model's tubelet is {c.tubelet}")
     if c.position_embedding == "learned":
         raise ValueError("this model has a learned position table; HF VideoMAE only has fixed sinusoidal ones")
+    if c.position_embedding == "sincos_thw":
+        raise ValueError(
+            "this model has one sin/cos position table per axis (sincos_thw); HF VideoMAE only has the 1-D one"
+        )
     if c.position_embedding == "fixed":
         tables = ((model.pos_embed, c.embed_dim), (model.decoder_pos_embed, c.decoder_embed_dim))
         diff = max(float((tab.float().cpu() - sinusoid_table(c.num_tokens, d)).abs().max()) for tab, d in tables)

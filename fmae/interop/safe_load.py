@@ -13,6 +13,7 @@ place and none of its classes or functions is imported or called.
 from __future__ import annotations
 
 import pickle
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ def _stand_in(name: str) -> tuple[Any, str]:
     return type(f"Inert[{name}]", (Inert,), {}), name
 
 
+def _reason(err: Exception) -> str:
+    """One line of why torch could not read a file: its unpickler's own reason where it gives
+    one (its message around it advises loading with ``weights_only=False``, which would run
+    the file's code: not advice to pass on), else the first line of the message."""
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\n\s*\n|$)", str(err), re.S)
+    text = found.group(1) if found else (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return " ".join(text.split())
+
+
 def load_pickle(path: Path) -> Any:
     """``torch.load(path, weights_only=True)``, with inert stand-ins (:class:`Inert`) for
     the classes and functions it names beyond tensors and containers."""
@@ -53,23 +63,25 @@ def load_pickle(path: Path) -> Any:
     except pickle.UnpicklingError as first:
         serialization = torch.serialization
         if not hasattr(serialization, "get_unsafe_globals_in_checkpoint"):  # torch < 2.5
-            raise ValueError(f"{path} holds more than weights and this torch cannot read it safely: {first}") from first
+            raise ValueError(
+                f"{path} holds more than weights and this torch cannot read it safely: {_reason(first)}"
+            ) from first
         try:
             names = serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # not a zip archive: garbage, or torch's pre-1.6 format
             names = []
         if not names:
-            raise ValueError(f"{path} is not a readable PyTorch file: {first}") from first
+            raise ValueError(f"{path} is not a readable PyTorch file: {_reason(first)}") from first
         try:
             with serialization.safe_globals([_stand_in(n) for n in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise ValueError(
-                f"{path} cannot be read without running code from it ({err}). If you trust it, save its weights "
-                f"alone, e.g. torch.save(torch.load(SRC, weights_only=False)['model'], 'weights.pt')"
+                f"{path} cannot be read without running code from it ({_reason(err)}). If you trust it, save its "
+                f"weights alone, e.g. torch.save(torch.load(SRC, weights_only=False)['model'], 'weights.pt')"
             ) from err
-    except (RuntimeError, OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable PyTorch file: {err}") from err
+    except Exception as err:  # a damaged zip or pickle fails in torch's reader in many ways (KeyError, EOFError…)
+        raise ValueError(f"{path} is not a readable PyTorch file: {type(err).__name__}: {_reason(err)}") from err
 
 
 def load_tensor_file(path: str | Path) -> Any:

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from fmae.ops import attention, decoder_input, gather_tokens, visible_index
 
@@ -64,12 +65,14 @@ POOLINGS = ("norm_mean", "mean_norm", "mean_fc_norm", "mean")
   ``use_mean_pooling=True``).
 
 ``x`` are the last block's outputs. The decoder always gets the tokens."""
-POSITION_EMBEDDINGS = ("sincos", "fixed", "learned")
+POSITION_EMBEDDINGS = ("sincos", "fixed", "learned", "sincos_thw")
 """``sincos``: both tables rebuilt from the config, not saved (FMAE, VideoMAE, HF);
 ``fixed``: both tables saved with the weights, not trained (MARLIN, whose float32
 tables differ from the float64-built ones by up to ~1e-4 at ViT-B sizes); ``learned``: the
 encoder's table is a trained parameter (VideoMAE's ``use_learnable_pos_emb``), the
-decoder's stays ``sincos``."""
+decoder's stays ``sincos``; ``sincos_thw``: like ``sincos`` but one sin/cos table per grid
+axis, side by side (:func:`grid_sinusoid_table`), so a token's row and column are linear in its
+embedding, not folded into one running index."""
 
 
 @dataclass
@@ -275,6 +278,31 @@ def sinusoid_table(n: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
+def grid_sinusoid_table(grid: Sequence[int], dim: int) -> torch.Tensor:
+    """Factorised sin/cos table over a ``(T', Hp, Wp)`` token grid: float32 ``[T'·Hp·Wp, dim]``,
+    tokens in :func:`patchify` order; columns ``[0, a)`` hold :func:`sinusoid_table` of the row,
+    ``[a, 2a)`` of the column and the rest of the time slice, ``a = 2·⌊dim / 6⌋``.
+
+    In the 1-D table a token's row and column are folded into one index (``t·Hp·Wp + h·Wp +
+    w``), which a narrow decoder must unfold before it can place a face's parts; here each is a
+    sinusoid of its own.
+    """
+    if dim % 2 or dim < 6:
+        raise ValueError(f"a factorised sin/cos table needs an even width of at least 6, got {dim}")
+    t, h, w = grid
+    a = 2 * (dim // 6)
+    times, rows, cols = (i.flatten() for i in torch.meshgrid(*map(torch.arange, (t, h, w)), indexing="ij"))
+    return torch.cat([sinusoid_table(h, a)[rows], sinusoid_table(w, a)[cols], sinusoid_table(t, dim - 2 * a)[times]], 1)
+
+
+def position_table(config: "FMAEConfig", dim: int) -> torch.Tensor:
+    """The position table of width ``dim`` that ``config.position_embedding`` builds (the
+    factorised one for ``sincos_thw``, VideoMAE's 1-D one otherwise)."""
+    if config.position_embedding == "sincos_thw":
+        return grid_sinusoid_table(config.grid, dim)
+    return sinusoid_table(config.num_tokens, dim)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through :func:`fmae.ops.attention`.
 
@@ -402,18 +430,39 @@ class FMAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
-        table = sinusoid_table(c.num_tokens, c.embed_dim)
+        table = position_table(c, c.embed_dim)
         if c.position_embedding == "learned":
             self.pos_embed = nn.Parameter(table)
         else:
             self.register_buffer("pos_embed", table, persistent=c.position_embedding == "fixed")
         self.register_buffer(
             "decoder_pos_embed",
-            sinusoid_table(c.num_tokens, c.decoder_embed_dim),
+            position_table(c, c.decoder_embed_dim),
             persistent=c.position_embedding == "fixed",
         )
         self.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each encoder and decoder block in the backward pass instead of keeping
+        its activations (``torch.utils.checkpoint``, non-reentrant).
+
+        A block then keeps only its input ``[B, L, D]`` for the backward pass, not the dozen
+        tensors of that size (and the MLP's four-times-wider ones) inside it, at the price of
+        running its forward twice. The gradients are the same, and neither the weights nor
+        the state dict change: a plain attribute, not a config field.
+        """
+        self.grad_checkpointing = bool(enabled)
+
+    def _run_blocks(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        """x: ``[B, L, D]`` through ``blocks`` → ``[B, L, D]``, each block checkpointed when
+        :meth:`set_grad_checkpointing` asked for it and autograd is recording (without
+        gradients there is nothing to keep)."""
+        recompute = self.grad_checkpointing and torch.is_grad_enabled()
+        for block in blocks:
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+        return x
 
     @property
     def cube_dim(self) -> int:
@@ -442,9 +491,7 @@ class FMAE(nn.Module):
         """
         x = self.patch_embed(gather_tokens(cubes, visible, backend=self.config.backend))
         x = x + self.pos_embed[visible].to(x.dtype)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return self.norm(self._run_blocks(self.blocks, x))
 
     def forward_decoder(self, latent: torch.Tensor, visible: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Predict the cubes at ``targets``.
@@ -463,8 +510,7 @@ class FMAE(nn.Module):
         x = decoder_input(
             x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend, check=False
         )
-        for block in self.decoder_blocks:
-            x = block(x)
+        x = self._run_blocks(self.decoder_blocks, x)
         # Norm and head only where a prediction is wanted.
         return self.decoder_pred(self.decoder_norm(x[:, visible.shape[1] :]))
 
@@ -535,9 +581,7 @@ class FMAE(nn.Module):
         """
         self._check_clip(clip)
         x = self.patch_embed(patchify(clip, self.config.tubelet))
-        x = x + self.pos_embed.to(x.dtype)
-        for block in self.blocks:
-            x = block(x)
+        x = self._run_blocks(self.blocks, x + self.pos_embed.to(x.dtype))
         if not pool:
             return self.norm(x)
         if self.config.pooling == "mean_norm":

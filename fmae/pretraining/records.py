@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -20,8 +21,21 @@ from fmae.figures.drawing import reconstruction_rows, shown_frames, tile
 from fmae.masking import make_mask, mask_generator
 from fmae.pretraining.step import Pretrainer
 from fmae.runtime.distributed import Distributed
+from fmae.runtime.files import write_atomically
 
 log = logging.getLogger(__name__)
+
+
+def _append_lines(path: Path) -> TextIO:
+    """``path`` opened to append lines to, starting on a fresh line when its last was cut
+    short (a run killed or out of room mid-write), so no record is glued to a torn one."""
+    file = open(path, "a")
+    if file.tell():
+        with open(path, "rb") as old:
+            old.seek(-1, os.SEEK_END)
+            if old.read(1) != b"\n":
+                file.write("\n")
+    return file
 
 
 class RunLog:
@@ -31,7 +45,7 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(out_dir / "tb"))
-        self.jsonl = open(out_dir / "metrics.jsonl", "a")
+        self.jsonl = _append_lines(out_dir / "metrics.jsonl")
 
     def scalars(self, step: int, values: dict[str, float | None], prefix: str = "pretrain") -> None:
         """One ``metrics.jsonl`` line; TensorBoard tags ``<prefix>/<key>``, or the key
@@ -112,6 +126,6 @@ def write_reconstruction(
     )
     grid = tile([images for _, images in rows], gap=0)
     path = out_dir / f"recon-{step:08d}.png"
-    Image.fromarray(np.ascontiguousarray(grid)).save(path)
+    write_atomically(path, lambda tmp: Image.fromarray(np.ascontiguousarray(grid)).save(tmp, format="PNG"))
     run_log.tb.add_image("pretrain/reconstruction", grid, step, dataformats="HWC")
     return path

@@ -15,6 +15,17 @@ discriminator's update does not touch their weights, so that second pass would g
 same reconstructions, and the first one is reused. With ``λ = 0`` there is no
 discriminator at all and the step is plain masked-autoencoder training.
 
+Gradient accumulation (``accum_steps = k``): the batch is masked as a whole, then run as
+``k`` micro-batches of ``B / k`` clips, one backward each, and each network steps once on
+the summed gradients, clipped and checked for non-finite values as a whole: the update of
+the whole batch, with a ``k``-th of its activations alive at a time. Each micro-batch's
+losses are weighted by its share of the batch's reconstructed cubes, which is its share of
+the clips (every clip has the same ``num_targets``), so the weighted per-cube means add up
+to the whole batch's. With the discriminator and ``k > 1``, the reconstructions are made
+twice, as Algorithm 2 writes it: without gradients for the discriminator's update, then
+with them against the updated discriminator, since keeping ``k`` graphs until then would
+cost the memory accumulation saves.
+
 The learning rate follows MAE: ``lr = base_lr · batch_size / 256``, a linear warm-up,
 then a cosine decay to ``min_lr_ratio · lr`` at ``total_steps``.
 """
@@ -25,7 +36,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -33,7 +44,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fmae.masking import DECODER_STRATEGIES, STRATEGIES, decoder_targets, make_mask, num_decoder_targets, num_masked
-from fmae.model import FMAE, Discriminator, FMAEConfig
+from fmae.model import FMAE, Discriminator, FMAEConfig, Reconstruction
 from fmae.model.losses import ADV_LOSSES, discriminator_loss, generator_loss
 from fmae.runtime.device import autocast
 
@@ -69,6 +80,10 @@ class PretrainConfig:
     ``decoder_keep`` in ``(0, 1]`` is the fraction of the masked tokens the decoder
     reconstructs (and the losses see), picked by ``decoder_strategy``
     (:func:`fmae.masking.decoder_targets`); 1 reconstructs every masked token.
+    ``accum_steps`` splits each step's batch into that many micro-batches whose gradients
+    add up to the batch's (see the module docstring); ``batch_size`` stays the whole batch.
+    ``grad_checkpointing`` recomputes every encoder and decoder block in the backward pass
+    (:meth:`fmae.model.FMAE.set_grad_checkpointing`). Neither changes the update.
     """
 
     strategy: str = "facial"
@@ -88,6 +103,8 @@ class PretrainConfig:
     fused: bool | None = None
     decoder_keep: float = 1.0
     decoder_strategy: str = "running_cell"
+    accum_steps: int = 1
+    grad_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -109,6 +126,10 @@ class PretrainConfig:
             )
         if self.batch_size < 1 or self.total_steps < 1 or self.warmup_steps < 0:
             raise ValueError("batch_size and total_steps must be positive, warmup_steps >= 0")
+        if self.accum_steps < 1 or self.batch_size % self.accum_steps:
+            raise ValueError(
+                f"accum_steps must be a positive divisor of batch_size {self.batch_size}, got {self.accum_steps}"
+            )
         if self.base_lr <= 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("base_lr must be positive and min_lr_ratio in [0, 1]")
         if self.clip_grad is not None and self.clip_grad <= 0:
@@ -179,6 +200,29 @@ def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
 
 
+def _sync(module: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """Around one micro-batch's forward and backward: DDP averages the gradients over the
+    processes in the last micro-batch's backward only (``no_sync`` before it), once, on their sum."""
+    if last or not isinstance(module, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return module.no_sync()
+
+
+class _Micro(NamedTuple):
+    """One micro-batch of a step: rows of the step's clips, mask and decoder targets."""
+
+    clip: torch.Tensor
+    """float ``[b, C, T, H, W]``."""
+    mask: torch.Tensor
+    """bool ``[b, N]``."""
+    targets: torch.Tensor | None
+    """int64 ``[b, K]``, or ``None`` (every masked token)."""
+    weight: float
+    """``b / B``: its share of the step's reconstructed cubes, the weight of its mean losses."""
+    last: bool
+    """Whether it is the step's last micro-batch (DDP reduces the gradients in its backward)."""
+
+
 class Pretrainer:
     """Model, discriminator, optimisers and schedules of FMAE pre-training.
 
@@ -204,6 +248,7 @@ class Pretrainer:
         self.num_targets = num_decoder_targets(self.num_masked, config.decoder_keep)
         if self.num_targets == 0:
             raise ValueError(f"decoder_keep {config.decoder_keep} keeps none of the {self.num_masked} masked tokens")
+        self.model.set_grad_checkpointing(config.grad_checkpointing)
         self.optimizer, self.scheduler = self._optimise(self.model)
         self.discriminator: Discriminator | None = None
         if config.adv_weight > 0:
@@ -231,16 +276,17 @@ class Pretrainer:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backward, clip, step. Returns the gradient norm before clipping and whether the
-        update was skipped (float32 1.0) because the loss or a gradient was not finite."""
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        """Clip the gradients the micro-batches' backward passes left in ``params`` and step.
+
+        ``loss``: float32 scalar, the step's whole loss, checked with the gradients. Returns the
+        gradient norm before clipping and whether the update was skipped (float32 1.0)
+        because the loss or a gradient was not finite."""
         grads = [p for p in params if p.grad is not None]
         if self.config.clip_grad is not None:
             norm = torch.nn.utils.clip_grad_norm_(grads, self.config.clip_grad, foreach=True)
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in grads], foreach=True)
-        skipped = (~(torch.isfinite(norm) & torch.isfinite(loss.detach()))).float()
+        skipped = (~(torch.isfinite(norm) & torch.isfinite(loss))).float()
         if optimizer.defaults.get("fused"):
             # Fused AdamW skips the whole update when found_inf is set, on the device,
             # without a host synchronisation (the mechanism GradScaler uses).
@@ -259,10 +305,11 @@ class Pretrainer:
     def step(
         self, clip: torch.Tensor, region_maps: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor | float]:
-        """One iteration of Algorithm 2 on a batch.
+        """One iteration of Algorithm 2 on a batch (as ``accum_steps`` micro-batches).
 
         Args:
-            clip: float ``[B, C, T, H, W]`` on :attr:`device`, sizes as the model config.
+            clip: float ``[B, C, T, H, W]`` on :attr:`device`, sizes as the model config;
+                ``B`` a multiple of ``accum_steps``.
             region_maps: ``uint8 [B, T, H, W]`` of :class:`fmae.face.FaceRegion` ids;
                 needed by the facial strategy, ignored by the others.
             generator: seeds the mask; on :attr:`device`.
@@ -274,7 +321,8 @@ class Pretrainer:
             ``"adv_loss"``, ``"disc_loss"`` (``"critic_loss"`` with ``adv_loss="wgan"``:
             mean D(fake) − mean D(real), negative when the critic tells them apart, so
             not a BCE that a collapse check could read), ``"disc_grad_norm"``,
-            ``"disc_skipped"``; the float ``"lr"`` used by this step.
+            ``"disc_skipped"``; the float ``"lr"`` used by this step. The losses are the
+            whole batch's (the micro-batches' weighted sum).
 
         Under torch.distributed (DDP), ``clip`` and ``region_maps`` are this rank's
         share of the global batch (the same size on every rank) and ``generator`` must
@@ -287,42 +335,109 @@ class Pretrainer:
             )
         if clip.device.type != self.device.type:
             raise ValueError(f"clip is on {clip.device}, the model on {self.device}")
+        if clip.shape[0] % c.accum_steps:
+            raise ValueError(f"a batch of {clip.shape[0]} clips does not split into {c.accum_steps} micro-batches")
         mask, targets = self._mask(clip.shape[0], region_maps, generator, clip.device)
+        micro = self._micro_batches(clip, mask, targets)
         lr = self.lr
         self.model.train()
-        with self._autocast():
-            out = self._model_train(clip, mask, self.num_masked, targets)
+        # The last step's gradients go before this step's activations come.
+        self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, torch.Tensor | float] = {"lr": lr}
-        fake_logits = None
-        D = self.discriminator
-        if D is not None:
-            # Real and fake in one call: DDP allows one forward per backward.
-            with self._autocast():
-                logits = self._disc_train(torch.cat([out.target.to(out.pred.dtype), out.pred.detach()]))
-                real_logits, fake_detached = logits.chunk(2)
-                d_loss = discriminator_loss(real_logits, fake_detached, c.adv_loss)
-            stats["disc_loss" if c.adv_loss == "bce" else "critic_loss"] = d_loss.detach()
-            stats["disc_grad_norm"], stats["disc_skipped"] = self._update(
-                d_loss, D.parameters(), self.disc_optimizer, self.disc_scheduler
+        reused = None
+        if self.discriminator is not None:
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            reused = self._discriminator_update(micro, stats)
+        self._generator_update(micro, reused, stats)
+        self.step_count += 1
+        return stats
+
+    def _micro_batches(self, clip: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor | None) -> list[_Micro]:
+        """The step's ``accum_steps`` micro-batches, in order: row blocks of the clips
+        ``[B, C, T, H, W]``, the mask ``[B, N]`` and the targets ``[B, K]``."""
+        k = self.config.accum_steps
+        b = clip.shape[0] // k
+        return [
+            _Micro(
+                clip[i * b : (i + 1) * b],
+                mask[i * b : (i + 1) * b],
+                None if targets is None else targets[i * b : (i + 1) * b],
+                b / clip.shape[0],
+                i == k - 1,
             )
+            for i in range(k)
+        ]
+
+    def _reconstruct(self, m: _Micro) -> Reconstruction:
+        """The model on micro-batch ``m``, through DDP's wrapper (under autocast)."""
+        with self._autocast():
+            return self._model_train(m.clip, m.mask, self.num_masked, m.targets)
+
+    def _discriminator_update(self, micro: list[_Micro], stats: dict[str, Any]) -> Reconstruction | None:
+        """Step 2: the discriminator on each micro-batch's real cubes and reconstructions, then
+        its update. Returns the one micro-batch's reconstruction, graph and all, for the
+        generator to reuse; with several, ``None`` (they were made without gradients)."""
+        c, D = self.config, self.discriminator
+        single = len(micro) == 1
+        losses = []
+        out = None
+        for m in micro:
+            if single:
+                out = self._reconstruct(m)
+            else:
+                with torch.no_grad(), self._autocast():
+                    out = self.model(m.clip, m.mask, self.num_masked, m.targets)
+            with _sync(self._disc_train, m.last):
+                # Real and fake in one call: DDP allows one forward per backward.
+                with self._autocast():
+                    logits = self._disc_train(torch.cat([out.target.to(out.pred.dtype), out.pred.detach()]))
+                    real_logits, fake_detached = logits.chunk(2)
+                    d_loss = discriminator_loss(real_logits, fake_detached, c.adv_loss)
+                (d_loss * m.weight).backward()
+            losses.append(d_loss.detach() * m.weight)
+        d_loss = torch.stack(losses).sum()
+        stats["disc_loss" if c.adv_loss == "bce" else "critic_loss"] = d_loss
+        stats["disc_grad_norm"], stats["disc_skipped"] = self._update(
+            d_loss, D.parameters(), self.disc_optimizer, self.disc_scheduler
+        )
+        return out if single else None
+
+    def _generator_update(self, micro: list[_Micro], reused: Reconstruction | None, stats: dict[str, Any]) -> None:
+        """Step 3: ``L_r + λ·L_adv`` on each micro-batch against the updated discriminator,
+        then the update of encoder and decoder; ``reused``: the one micro-batch's
+        reconstruction, when the discriminator's update made it with its graph."""
+        c, D = self.config, self.discriminator
+        losses: list[torch.Tensor] = []
+        parts: dict[str, list[torch.Tensor]] = {}
+        if D is not None:
             # The generator's loss must not leave gradients in D's weights; the bare
             # module is called so that DDP expects no gradient reduction for it.
             D.requires_grad_(False)
-            with self._autocast():
-                fake_logits = D(out.pred)
         try:
-            g_loss, parts = generator_loss(out.pred, out.target, fake_logits, c.adv_weight, c.rec_weight, c.adv_loss)
+            for m in micro:
+                with _sync(self._model_train, m.last):
+                    out = reused if reused is not None else self._reconstruct(m)
+                    fake_logits = None
+                    if D is not None:
+                        with self._autocast():
+                            fake_logits = D(out.pred)
+                    g_loss, got = generator_loss(
+                        out.pred, out.target, fake_logits, c.adv_weight, c.rec_weight, c.adv_loss
+                    )
+                    (g_loss * m.weight).backward()
+                losses.append(g_loss.detach() * m.weight)
+                for name, value in got.items():
+                    parts.setdefault(name, []).append(value * m.weight)
+            loss = torch.stack(losses).sum()
             stats["grad_norm"], stats["skipped"] = self._update(
-                g_loss, self.model.parameters(), self.optimizer, self.scheduler
+                loss, self.model.parameters(), self.optimizer, self.scheduler
             )
         finally:
             if D is not None:
                 D.requires_grad_(True)
-        stats["loss"], stats["rec_loss"] = g_loss.detach(), parts["rec"]
+        stats["loss"], stats["rec_loss"] = loss, torch.stack(parts["rec"]).sum()
         if "adv" in parts:
-            stats["adv_loss"] = parts["adv"]
-        self.step_count += 1
-        return stats
+            stats["adv_loss"] = torch.stack(parts["adv"]).sum()
 
     @property
     def decoder_masking(self) -> bool:

@@ -20,6 +20,7 @@ many in a row stop the run with a message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -31,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from fmae.data import ClipItem, epoch_order, list_items, make_loader, prepared_root
+from fmae.data.augment import augment_clips, augment_generator, parse_augmentations
 from fmae.data.datasets import resolve_dataset
 from fmae.data.loader import BACKENDS as LOADER_BACKENDS
 from fmae.data.loader import ClipLoader, with_region_maps
@@ -43,6 +45,8 @@ from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
 from fmae.runtime.config import check_choices, setting, to_yaml
 from fmae.runtime.device import DTYPES, resolve_dtype
 from fmae.runtime.distributed import Distributed
+from fmae.runtime.files import write_atomically
+from fmae.runtime.lock import folder_lock
 from fmae.weights import LoadedModel, load_model
 from fmae.weights.checkpoint import (
     checkpoint_path,
@@ -70,10 +74,17 @@ class TrainConfig:
             "mask_strategy": "facial",
             "mask_ratio": 0.9,
             "base_lr": 1.5e-4,
+            "position_embedding": "sincos",
         },
     }
 
     model: str = setting("fmae_vit_tiny", "model size", tuple(MODEL_CONFIGS))
+    position_embedding: str = setting(
+        "sincos",
+        "position tables of the encoder and decoder: sincos (VideoMAE's 1-D table over the running token "
+        "index) or sincos_thw (one sin/cos table per axis: time, row, column)",
+        ("sincos", "sincos_thw"),
+    )
     img_size: int = setting(112, "side of the square face crop in pixels (the paper uses 224)")
     num_frames: int = setting(16, "frames per clip")
     temporal_stride: int = setting(2, "take every k-th frame of the video")
@@ -96,6 +107,11 @@ class TrainConfig:
         "facial (eyes, nose and mouth first, then hair, skin, background)",
         DECODER_STRATEGIES,
     )
+    augment: str = setting(
+        "none",
+        "augment each training clip (and its region map) with these, comma-separated: flip (mirror), crop "
+        "(80-100 % square, scaled back), colour (per-channel gain, brightness); none: off",
+    )
     adv_weight: float = setting(ADV_WEIGHT, "λ, weight of the adversarial loss (0 turns the discriminator off)")
     adv_loss: str = setting(
         "bce",
@@ -110,6 +126,17 @@ class TrainConfig:
         False, "reconstruct per-cube normalised pixels (VideoMAE) instead of the pixels (the paper)"
     )
     batch_size: int = setting(8, "clips per step (over all processes)")
+    accum_steps: int = setting(
+        1,
+        "gradient accumulation: each process runs its share of a step's batch as this many micro-batches, "
+        "one backward each, then updates once: the update of the whole batch (same schedule, lr and masks) "
+        "with the activations of one micro-batch at a time; batch_size must split into accum_steps x processes",
+    )
+    grad_checkpointing: bool = setting(
+        False,
+        "recompute each encoder and decoder block in the backward pass instead of keeping its activations: "
+        "the same gradients in less memory, for about one more forward pass of time",
+    )
     steps: int = setting(300, "optimisation steps")
     base_lr: float = setting(1.5e-2, "learning rate for a batch of 256; the run uses base_lr * batch_size / 256")
     warmup_steps: int = setting(30, "linear warm-up steps before the cosine decay")
@@ -170,6 +197,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        parse_augmentations(self.augment)
         if self.eval_clips < -1:
             raise ValueError(f"eval_clips must be -1 (auto), 0 (off) or a number of clips, got {self.eval_clips}")
         if not 0.0 < self.mask_ratio < 1.0:
@@ -181,6 +209,7 @@ class TrainConfig:
             "num_frames",
             "temporal_stride",
             "batch_size",
+            "accum_steps",
             "steps",
             "log_every",
             "ckpt_every",
@@ -208,9 +237,12 @@ class TrainConfig:
             raise ValueError("adv_weight and rec_weight cannot both be 0: nothing would train the autoencoder")
 
 
-# Settings that change what a checkpoint's tensors mean: a resume must keep them.
+# Settings that change what a checkpoint's tensors mean: a resume must keep them. Not accum_steps
+# nor grad_checkpointing: they change the memory a step needs, not its update, so a run may resume
+# with others (on a smaller machine, say).
 _RESUME_FIXED = (
     "model",
+    "position_embedding",
     "mask_ratio",
     "img_size",
     "num_frames",
@@ -287,20 +319,25 @@ def pretrain(config: TrainConfig, resume: bool = False, progress: bool = True) -
 
     Under ``torchrun`` every process runs this function: the global batch
     ``config.batch_size`` is split evenly over the ranks, gradients are averaged by DDP,
-    and rank 0 alone writes logs, images and checkpoints.
+    and rank 0 alone writes logs, images and checkpoints, holding ``out_dir``'s lock
+    (:func:`fmae.runtime.lock.folder_lock`): a second run into it raises ``FolderInUseError``.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
     env = Distributed(config.device)
     try:
-        return _pretrain(config, resume, progress, env)
+        with folder_lock(Path(config.out_dir).expanduser()) if env.main else contextlib.nullcontext():
+            return _pretrain(config, resume, progress, env)
     finally:
         env.close()
 
 
 def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distributed) -> Path:
-    if config.batch_size % env.world:
-        raise ValueError(f"batch_size {config.batch_size} must split evenly over {env.world} processes")
+    if config.batch_size % (env.world * config.accum_steps):
+        raise ValueError(
+            f"batch_size {config.batch_size} must split evenly over {env.world} processes x "
+            f"{config.accum_steps} accum_steps"
+        )
     out_dir = Path(config.out_dir).expanduser()
     state = _resume_state(out_dir / "checkpoints", resume, config)
     root, items = _training_data(config, env, progress)
@@ -362,7 +399,11 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
         model_config = dataclasses.replace(init.model.config, norm_pix_loss=config.norm_pix_loss)
     else:
         model_config = get_config(
-            config.model, img_size=config.img_size, num_frames=config.num_frames, norm_pix_loss=config.norm_pix_loss
+            config.model,
+            img_size=config.img_size,
+            num_frames=config.num_frames,
+            norm_pix_loss=config.norm_pix_loss,
+            position_embedding=config.position_embedding,
         )
     torch.manual_seed(config.seed)
     run = Pretrainer(
@@ -382,6 +423,8 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
             autocast=dtype,
             decoder_keep=config.decoder_keep,
             decoder_strategy=config.decoder_strategy,
+            accum_steps=config.accum_steps,
+            grad_checkpointing=config.grad_checkpointing,
         ),
         device=device,
     )
@@ -415,7 +458,7 @@ class _Outputs:
         dtype: torch.dtype,
     ) -> "_Outputs":
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(to_yaml(config))
+        write_atomically(out_dir / "config.yaml", lambda tmp: tmp.write_text(to_yaml(config)))
         # Read once, on rank 0 only; evaluating touches neither the training batches, masks nor RNG.
         heldout = held_out_set(
             root,
@@ -500,12 +543,18 @@ def _loop(
     )
     pending: list[dict[str, Any]] = []
     bad = _BadSteps(device)
+    kinds = parse_augmentations(config.augment)
     tick, clips_since = time.perf_counter(), 0
     with bar:
         for step, batch in enumerate(_batches(loader, start, config.steps), start=start):
             clip, regions = batch["clip"], batch["region_map"]
             if step == start and tuple(clip.shape[-2:]) != (config.img_size, config.img_size):
                 raise ValueError(f"clips in {root} are {tuple(clip.shape[-2:])}, but img_size is {config.img_size}")
+            if kinds:
+                share = clip.shape[0]
+                clip, regions = augment_clips(
+                    clip, regions, kinds, augment_generator(config.seed, step), env.rank * share, share * env.world
+                )
             stats = run.step(clip, regions, mask_generator(config.seed, step, device))
             pending.append(stats)
             bad.add(stats["skipped"])

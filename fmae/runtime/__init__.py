@@ -4,6 +4,7 @@
 - :mod:`fmae.runtime.config`: run configurations as dataclasses (:func:`setting`);
 - :mod:`fmae.runtime.device`: the device and compute dtype of a run;
 - :mod:`fmae.runtime.distributed`: the ``torchrun`` process group, or a stand-in for one process;
-- :mod:`fmae.runtime.files`: files never seen half-written, JSON, and digests of settings;
+- :mod:`fmae.runtime.files`: files never seen half-written (JSON, safetensors), and digests of settings;
+- :mod:`fmae.runtime.lock`: one writer per output folder (:func:`~fmae.runtime.lock.folder_lock`);
 - :mod:`fmae.runtime.machine`: a description of this machine for results.
 """

@@ -14,6 +14,8 @@ import threading
 from typing import Callable, TypeVar
 
 from fmae.runtime.config import add_config_args, config_from_args
+from fmae.runtime.files import NO_ROOM
+from fmae.runtime.lock import FolderInUseError
 
 C = TypeVar("C")
 
@@ -83,16 +85,32 @@ def add_command_args(parser: argparse.ArgumentParser, config_cls: type) -> None:
     )
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for a failed read or write: the file, what went wrong and, when the disk is
+    full (or a quota or file-size limit is reached), what to do."""
+    text = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+    if err.errno in NO_ROOM:
+        text += (
+            " (the disk is full, or a quota or file-size limit is reached): nothing was written "
+            "half-way; make room and run it again, and it goes on from the outputs already complete"
+        )
+    return text
+
+
 def run_parsed(config_cls: type[C], run: Callable[[C, argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Set up the output, build the config from ``args`` and return ``run(config, args)``.
-    Bad input (``ValueError``, a missing file, a missing optional package) prints
-    ``error: …`` and returns 2; a run stopped by non-finite losses returns 3."""
+    Bad input (``ValueError``, a missing file, a missing optional package) or an output
+    folder another run holds prints ``error: …`` and returns 2; a run stopped by non-finite
+    losses returns 3; any other failed read or write (a full disk) returns 1."""
     setup_output(getattr(args, "verbose", False))
     try:
         return run(config_from_args(config_cls, args), args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FolderInUseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     except FloatingPointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3

@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from fmae.runtime.files import naming, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _digest(structure: str, tensors: dict[str, torch.Tensor]) -> str:
+def content_digest(structure: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) over ``structure`` and every tensor's name, dtype, shape and bytes, in name order."""
     h = hashlib.sha256(structure.encode())
     for key in sorted(tensors):
         t = tensors[key]
@@ -80,10 +83,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"fmae_state": structure, "sha256": _digest(structure, tensors)})
+        save_tensors(tmp, tensors, metadata={"fmae_state": structure, "sha256": content_digest(structure, tensors)})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise naming(err, tmp, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -108,7 +114,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CorruptCheckpointError(f"{path} is not a readable safetensors checkpoint: {err}") from err
     if "fmae_state" not in metadata:
         raise CorruptCheckpointError(f"{path} is not an FMAE checkpoint (no 'fmae_state' metadata)")
-    if metadata.get("sha256") != _digest(metadata["fmae_state"], tensors):
+    if metadata.get("sha256") != content_digest(metadata["fmae_state"], tensors):
         raise CorruptCheckpointError(f"{path} is corrupt: its contents do not match their SHA-256")
     return _join(json.loads(metadata["fmae_state"]), {k: v.to(device) for k, v in tensors.items()})
 

@@ -3,10 +3,14 @@
 The ``.safetensors`` file holds the tensors (no pickle, so loading runs no code); the
 JSON file beside it says what they are::
 
-    {"kind": "fmae-encoder", "format_version": 1, "config": {...}}
+    {"kind": "fmae-encoder", "format_version": 2, "config": {...}}
 
 and, for weights converted from another implementation (:mod:`fmae.interop`), where
-they came from (``"source": {...}``). For an encoder (kind ``fmae-encoder``) or a whole
+they came from (``"source": {...}``). The tensors file's metadata holds a SHA-256 over
+that JSON (as data: its spacing does not count) and every tensor (:data:`DIGEST_KEY`),
+so a file torn, corrupted or edited after it was written is refused, with the reason,
+never loaded as something else; files of ``format_version`` 1, written before the
+digest, still load, with a warning that they cannot be checked. For an encoder (kind ``fmae-encoder``) or a whole
 autoencoder (``fmae-model``: the encoder and the decoder) the config is
 :meth:`fmae.model.FMAEConfig.to_dict`; for a probe it is whatever the probe's owner
 stores (:func:`fmae.downstream.head.save_probe`). Weights load from local paths only:
@@ -24,19 +28,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from fmae.model import FMAE, FMAEConfig
-from fmae.weights.checkpoint import load_checkpoint, load_latest_valid
+from fmae.runtime.files import write_json, write_tensors
+from fmae.weights.checkpoint import content_digest, load_checkpoint, load_latest_valid
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+"""2: the tensors file carries the digest of the JSON and the tensors (:data:`DIGEST_KEY`); 1: it does not."""
+DIGEST_KEY = "fmae_sha256"
 ENCODER_KIND = "fmae-encoder"
 MODEL_KIND = "fmae-model"
 """The whole autoencoder, encoder and decoder (:func:`save_model`)."""
@@ -70,8 +80,8 @@ def save_weights(
     format_version, config, **extra}`` to :func:`config_path` (``path``); returns ``path``.
 
     ``config`` and ``extra`` (e.g. ``{"source": ...}``) must be JSON-serialisable. Both
-    files are written beside each other, tensors last, so a present ``.safetensors``
-    always has its JSON.
+    files are written beside each other, each atomically and tensors last, so a present
+    ``.safetensors`` is whole and always has its JSON.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -79,9 +89,14 @@ def save_weights(
     tensors = module.state_dict() if isinstance(module, nn.Module) else module
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": config, **(extra or {})}
-    config_path(path).write_text(json.dumps(meta, indent=1) + "\n")
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
-    return path
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    digest = _digest(json.loads(json.dumps(meta)), cpu)  # the JSON as it reads back: tuples are lists
+    write_json(config_path(path), meta)
+    return write_tensors(path, cpu, {DIGEST_KEY: digest})
+
+
+def _digest(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    return content_digest(json.dumps(meta, sort_keys=True), tensors)
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -93,10 +108,10 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} has no {meta_file.name} beside it: not weights exported by fmae.weights")
     try:
         meta = json.loads(meta_file.read_text())
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"{meta_file} is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
-        raise ValueError(f"{meta_file} holds {meta!r}, not a JSON object")
+        raise ValueError(f"{meta_file} holds {json.dumps(meta)[:40]}, not a JSON object")
     return meta
 
 
@@ -107,21 +122,38 @@ def load_weights(
 
     ``kind`` is the kind expected, or a tuple of kinds accepted. Raises
     ``FileNotFoundError`` for a missing file or JSON sidecar, ``ValueError`` when the
-    JSON names another kind or a newer format, or the file is not safetensors.
+    file is not safetensors, when the JSON and the tensors are not those written together
+    (their digest differs: torn, corrupted or edited), or when the JSON names another
+    kind, a newer format or no config.
     """
     path = _local_file(path)
     meta = read_meta(path)
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {version!r}; this fmae reads 1 to {FORMAT_VERSION}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = (f.metadata() or {}).get(DIGEST_KEY)
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for a torn or foreign file
+        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+    if stored is not None:
+        if stored != _digest(meta, tensors):
+            raise ValueError(
+                f"{path} and {config_path(path).name} are not what was written together (their SHA-256 "
+                "differs): one is corrupt, torn or edited; use an intact copy, or export the weights again"
+            )
+    elif version >= 2:
+        raise ValueError(f"{path} lacks the digest that format_version {version} files carry: it is not whole")
+    else:
+        log.warning("%s was written before weights carried a digest (format_version 1): it cannot be checked", path)
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if meta.get("kind") not in kinds:
         expected = " or ".join(map(repr, kinds))
         raise ValueError(f"{path} holds {meta.get('kind')!r} weights, expected {expected}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {meta['format_version']}; this fmae reads up to {FORMAT_VERSION}")
-    try:
-        tensors = load_file(str(path), device=str(device))
-    except SafetensorError as e:
-        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
-    return tensors, meta["config"]
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{config_path(path)} holds no config object")
+    return {k: v.to(device) for k, v in tensors.items()}, meta["config"]
 
 
 def encoder_state(model: FMAE) -> dict[str, torch.Tensor]:

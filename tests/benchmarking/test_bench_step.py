@@ -255,3 +255,43 @@ def test_compare_hf_without_transformers_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers raises ImportError
     assert main([*FAST, "--compare", "hf"]) == 2
     assert "pip install transformers" in capsys.readouterr().err
+
+
+def _attention_starts(hf_step) -> list[str]:
+    """Records each start of the first encoder and decoder layer's attention of HF's model
+    (HF checkpoints a layer's ``forward``, inside its hooks, so the recomputation shows below it)."""
+    calls: list[str] = []
+    hf_step.model.videomae.encoder.layer[0].attention.register_forward_pre_hook(lambda *_: calls.append("encoder"))
+    hf_step.model.decoder.decoder_layers[0].attention.register_forward_pre_hook(lambda *_: calls.append("decoder"))
+    return calls
+
+
+def test_accumulation_and_checkpointing_reach_both_steps(capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    built = {}
+    real_fmae, real_hf = throughput.make_pretrain_step, throughput.hf_videomae_step
+    monkeypatch.setattr(throughput, "make_pretrain_step", lambda *a, **k: built.setdefault("fmae", real_fmae(*a, **k)))
+    monkeypatch.setattr(throughput, "hf_videomae_step", lambda *a, **k: built.setdefault("hf", real_hf(*a, **k)))
+    flags = ("--dtype", "fp32", "--batch-size", "4", "--accum-steps", "2", "--grad-checkpointing", "--compare", "hf")
+    r = _run_json(capsys, *flags, "--steps", "1")
+    assert built["fmae"].run.config.accum_steps == 2 and built["fmae"].run.model.grad_checkpointing
+    assert built["hf"].accum_steps == 2
+    # One more HF step: two micro-batches, each layer recomputed in its backward pass.
+    calls = _attention_starts(built["hf"])
+    built["hf"]()
+    assert calls == ["encoder", "decoder", "decoder", "encoder"] * 2
+    assert (r["accum_steps"], r["grad_checkpointing"], r["batch_size"]) == (2, True, 4)
+    assert r["peak_mem_mb"] >= 0 and r["hf_peak_mem_mb"] >= 0 and r["peak_mem_kind"] == "cpu_step_rss_growth"
+    assert main([*FAST, *flags, "--steps", "1", "--warmup", "0"]) == 0
+    assert "fp32 (fp32 asked), eager, 2 micro-batches, blocks checkpointed, cpu" in capsys.readouterr().out
+    assert main([*FAST, "--accum-steps", "3"]) == 2
+    assert "batch_size 2 must split into accum_steps 3 micro-batches" in capsys.readouterr().err
+
+
+def test_hf_step_accumulates_to_the_whole_batchs_gradients():
+    pytest.importorskip("transformers")
+    whole, split = (throughput.hf_videomae_step(MODEL, 0.5, 4, torch.float32, accum_steps=k) for k in (1, 2))
+    calls = _attention_starts(split)
+    assert float(split()) == pytest.approx(float(whole()), rel=1e-6) and calls == ["encoder", "decoder"] * 2
+    grads = [torch.cat([p.grad.flatten() for p in s.model.parameters() if p.grad is not None]) for s in (whole, split)]
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) <= 1e-5

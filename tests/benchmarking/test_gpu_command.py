@@ -19,8 +19,9 @@ def test_dry_run_lists_every_check_and_writes_nothing(tmp_path, capsys):
     head = "No CUDA here:" if not torch.cuda.is_available() else "Dry run: nothing was run."
     assert text.startswith(head)
     assert f"python -m fmae.bench gpu --out {out}" in text and "480 s budget" in text
-    for name in ("1. tests", "2. attention", "3. step", "4. dali"):
+    for name in ("1. tests", "2. attention", "3. step", "4. dali", "5. memory"):
         assert name in text
+    assert "ViT-B without checkpointing" in text and "ViT-L with checkpointing" in text and "at ratio 0.9" in text
     assert "python -m pytest -q" in text and "tests/ops" in text and "tests/masking/test_strategies.py" in text
     assert "reference, sdpa, triton, xformers" in text and "decoder [8,6,1568,64]" in text
     assert "encoder r0.9 [2,12,157,64]" in text and "bf16 and fp16" in text

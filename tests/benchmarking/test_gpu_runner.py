@@ -122,7 +122,7 @@ def test_a_real_check_that_raises_is_captured(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("name", ["attention", "step", "dali"])
+@pytest.mark.parametrize("name", ["attention", "step", "dali", "memory"])
 def test_real_checks_skip_without_cuda(tmp_path, name):
     result = runner.run_inline(CHECKS[name], _config(tmp_path), 60, tmp_path)
     assert result["status"] == "skipped" and result["reason"].startswith("no CUDA: torch")

@@ -3,6 +3,7 @@ parallel workers, a dying worker, failures that must not lose the cache, and the
 
 import json
 import os
+import sys
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -188,3 +189,21 @@ def test_manifest_survives_a_torn_line(tmp_path):
     write_video(src / "s1" / "v9.avi", clip(), 15)
     assert preprocess(src, out, CONFIG, progress=False)["skipped"] == 2
     assert statuses(out)["s1/v9.avi"] == "ok"  # the next record starts on a line of its own
+
+
+def test_manifest_records_are_written_whole_through_short_writes(tmp_path, monkeypatch):
+    class ShortWrites:
+        """``os``, but each ``write`` takes 7 bytes at most, as a disk filling up takes part of a write."""
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd, data):
+            return os.write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(sys.modules["fmae.data.preprocess"], "os", ShortWrites())
+    src, out = make_src(tmp_path, n=2), tmp_path / "out"
+    preprocess(src, out, CONFIG, progress=False)
+    assert statuses(out) == {"s0/v0.avi": "ok", "s1/v1.avi": "ok"}
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2

@@ -14,7 +14,7 @@ from fmae.data.video_writer import write_video
 from fmae.downstream import predict as predict_module
 from fmae.downstream.features import extract_features
 from fmae.downstream.fit import train_probe
-from fmae.downstream.head import LinearProbe, save_probe
+from fmae.downstream.head import LinearProbe, load_probe, save_probe
 from fmae.downstream.predict import (
     NO_FACE,
     PredictConfig,
@@ -283,10 +283,8 @@ def test_bad_inputs_give_clear_errors(predictor, tmp_path, capsys):
 
 
 def test_probe_naming_no_encoder_file_needs_a_checkpoint(predictor, tmp_path, capsys):
-    probe_json = json.loads((predictor["dir"] / "probe.json").read_text())
-    probe_json["config"]["meta"]["encoder"] = "random init (fmae_vit_tiny)"
-    (tmp_path / "probe.json").write_text(json.dumps(probe_json))
-    (tmp_path / "probe.safetensors").write_bytes((predictor["dir"] / "probe.safetensors").read_bytes())
+    probe, meta = load_probe(predictor["dir"] / "probe.safetensors")
+    save_probe(probe, tmp_path / "probe.safetensors", {**meta, "encoder": "random init (fmae_vit_tiny)"})
     assert main([str(predictor["video"]), "--probe", str(tmp_path / "probe.safetensors"), *CPU]) == 2
     assert "give the encoder with --checkpoint" in capsys.readouterr().err
 

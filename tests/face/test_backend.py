@@ -123,3 +123,8 @@ def test_bisenet_to_regions_rejects_bad_input():
         bisenet_to_regions(np.zeros((4, 4), np.float32), UPRIGHT)
     with pytest.raises(ValueError, match=r"\[5, 2\]"):
         bisenet_to_regions(np.zeros((4, 4), np.uint8), UPRIGHT[:4])
+
+
+def test_a_one_face_backend_says_it_cannot_find_every_face():
+    with pytest.raises(NotImplementedError, match="fixed face backend follows one face.*--faces all"):
+        _Fixed().detect_all(np.zeros((4, 4, 3), np.uint8))

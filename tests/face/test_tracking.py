@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
+from fmae.face.tracking import crop_frame, crop_windows, frame_ranges, hold_gaps, jumps, smooth, to_crop_coords
 
 NAN = np.nan
 
@@ -111,3 +111,20 @@ def test_to_crop_coords_follows_image_content(size):
     np.testing.assert_allclose(
         to_crop_coords(np.array([[30, 20], [110, 100]]), window, size), [[0, 0], [size, size]], atol=1e-4
     )
+
+
+def test_smooth_never_averages_across_a_break():
+    # A face that jumps to another tile at frame 6: each side keeps its own boxes.
+    values = np.array([[0, 0, 10, 10]] * 6 + [[300, 200, 310, 210]] * 6, np.float64)
+    values += np.random.default_rng(2).normal(size=values.shape)
+    breaks = jumps(values)
+    assert breaks.tolist() == [False] * 6 + [True] + [False] * 5
+    got = smooth(values, 5, breaks=breaks)
+    np.testing.assert_allclose(got[:6], smooth(values[:6], 5), rtol=1e-6)
+    np.testing.assert_allclose(got[6:], smooth(values[6:], 5), rtol=1e-6)
+    assert not jumps(values[:6]).any()
+
+
+def test_frame_ranges():
+    assert frame_ranges(np.array([1, 1, 0, 0, 1, 0, 1], bool)) == [[0, 2], [4, 5], [6, 7]]
+    assert frame_ranges(np.zeros(3, bool)) == []

@@ -265,6 +265,9 @@ def test_what_hf_cannot_hold(tmp_path):
     model = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4, position_embedding="learned"))
     with pytest.raises(ValueError, match="learned position table"):
         write_hf(model, tmp_path / "a", with_decoder=False)
+    model = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4, position_embedding="sincos_thw"))
+    with pytest.raises(ValueError, match="one sin/cos position table per axis"):
+        write_hf(model, tmp_path / "a", with_decoder=False)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps({"model_type": "vit"}))

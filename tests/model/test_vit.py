@@ -10,6 +10,7 @@ from fmae.model import (
     FMAEConfig,
     create,
     get_config,
+    grid_sinusoid_table,
     normalize_cubes,
     patchify,
     sinusoid_table,
@@ -296,6 +297,23 @@ def test_pooling(pooling):
     with torch.no_grad():  # the decoder gets the tokens
         every = torch.arange(model.config.num_tokens).expand(2, -1)
         torch.testing.assert_close(model.forward_encoder(patchify(clip, model.config.tubelet), every), tokens)
+
+
+def test_factorised_table_gives_each_axis_its_own_sinusoid():
+    grid, dim = (4, 3, 5), 20  # 6 columns for the row, 6 for the column, 8 for time
+    table = grid_sinusoid_table(grid, dim)
+    assert table.shape == (60, 20) and table.dtype == torch.float32
+    t, h, w = (i.flatten() for i in torch.meshgrid(*map(torch.arange, grid), indexing="ij"))
+    torch.testing.assert_close(table[:, :6], sinusoid_table(3, 6)[h])
+    torch.testing.assert_close(table[:, 6:12], sinusoid_table(5, 6)[w])
+    torch.testing.assert_close(table[:, 12:], sinusoid_table(4, 8)[t])
+    with pytest.raises(ValueError, match="even width"):
+        grid_sinusoid_table(grid, 7)
+    model = _model(position_embedding="sincos_thw")
+    assert "pos_embed" not in model.state_dict()  # rebuilt from the config, like sincos
+    torch.testing.assert_close(model.decoder_pos_embed, grid_sinusoid_table(model.config.grid, 128))
+    clip, mask, k = _batch(model)
+    assert model(clip, mask, k).pred.shape == (2, k, model.config.cube_dim)
 
 
 def test_position_embedding_kinds():

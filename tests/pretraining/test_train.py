@@ -60,7 +60,8 @@ def test_resume_continues_exactly_where_it_stopped(small_set, tmp_path, monkeypa
     straight = tmp_path / "straight"
     # 6 clips, batches of 2 (3 an epoch), a checkpoint every 2 steps, a crash after step 5: the run
     # resumes from step 4, inside epoch 1, whose clips are other windows than epoch 0's.
-    args = ("--num-frames", "4", "--loader", loader, "--ckpt-every", "2")
+    # Augmented: a resumed step mirrors, crops and colours its clips as the uninterrupted one did.
+    args = ("--num-frames", "4", "--loader", loader, "--ckpt-every", "2", "--augment", "flip,crop,colour")
     assert main(_args(small_set, straight, 6, *args)) == 0
 
     broken = tmp_path / "broken"
@@ -200,6 +201,10 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--mask-strategy", "tube")) == 2
     assert "mask_strategy" in capsys.readouterr().err
+    assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos_thw")) == 2
+    assert "position_embedding ('sincos' vs 'sincos_thw')" in capsys.readouterr().err
+    assert main(_args(small_set, out, 6, "--resume", "--augment", "blur")) == 2
+    assert "unknown augmentation 'blur'" in capsys.readouterr().err
     # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
     paper = tmp_path / "paper"
     assert main(_args(small_set, paper, 3, "--mask-ratio", "0.9")) == 0

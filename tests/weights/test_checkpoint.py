@@ -44,7 +44,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ck, "save_file", boom)
+    monkeypatch.setattr(ck, "save_tensors", boom)
     with pytest.raises(OSError):
         save_checkpoint(path, {"x": torch.zeros(3)})
     assert torch.equal(load_checkpoint(path)["x"], torch.ones(3))  # the old file is untouched

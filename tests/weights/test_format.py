@@ -125,12 +125,17 @@ def test_bad_weight_files_give_clear_errors(model, tmp_path):
     enc_path = save_encoder(model, tmp_path / "enc.safetensors")
     with pytest.raises(ValueError, match="expected 'fmae-probe'"):
         load_probe(enc_path)
-    # A config that does not fit the tensors.
+    # A JSON edited after the weights were written: their digest refuses it.
     meta = json.loads(config_path(enc_path).read_text())
     meta["config"]["embed_dim"] = 96
     config_path(enc_path).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="SHA-256 differs"):
         load_encoder(enc_path)
+    # A config that does not fit the tensors it was written with.
+    misfit = {**model.config.to_dict(), "embed_dim": 96}
+    misfit_path = save_weights(tmp_path / "misfit.safetensors", weights_mod.encoder_state(model), ENCODER_KIND, misfit)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_encoder(misfit_path)
     with pytest.raises(ValueError, match=".safetensors"):
         save_weights(tmp_path / "x.pt", model, ENCODER_KIND, {})
     with pytest.raises(TypeError):

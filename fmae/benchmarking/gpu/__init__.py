@@ -1,6 +1,6 @@
 """Every check that needs a GPU, in one command: ``python -m fmae.bench gpu --out DIR``.
 
-Four checks, run in order, each in a Python process of its own (a crashed or hung
+Five checks, run in order, each in a Python process of its own (a crashed or hung
 kernel takes only its own check down) and each with a time limit, all inside one total
 budget (``--budget``, 480 s by default); one module each:
 
@@ -12,6 +12,8 @@ budget (``--budget``, 480 s by default); one module each:
    against FMAE's, at decoder keep 1 and 0.5.
 4. ``dali`` (:mod:`~fmae.benchmarking.gpu.dali`): DALI decoding on the GPU against the
    PyTorch loader.
+5. ``memory`` (:mod:`~fmae.benchmarking.gpu.memory`): the largest batch whose pre-training
+   step fits, ViT-B and ViT-L, without and with gradient checkpointing.
 
 Budget (:mod:`~fmae.benchmarking.gpu.runner`): a check starts only if the budget has its
 ``estimate_s`` left, and runs for at most its ``limit_s``, less what the checks after it

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fmae.benchmarking.gpu import attention, dali, step, tests
+from fmae.benchmarking.gpu import attention, dali, memory, step, tests
 from fmae.benchmarking.gpu.config import CHECKS, JSON_NAME, MD_NAME, REPORT_VERSION, GpuCheckConfig
 from fmae.benchmarking.gpu.report import summarize, summary_text, write_report
 from fmae.benchmarking.gpu.runner import cuda_status, run_checks, source_root
@@ -28,6 +28,7 @@ _PLANS: dict[str, Callable[[GpuCheckConfig, Path | None], list[str]]] = {
     "attention": attention.plan,
     "step": step.plan,
     "dali": dali.plan,
+    "memory": memory.plan,
 }
 _PACKAGES = (
     ("transformers", "transformers"),

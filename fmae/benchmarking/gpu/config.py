@@ -44,6 +44,13 @@ CHECKS: dict[str, Check] = {
             "step", "ViT-B pre-training step, FMAE against HF VideoMAE", 60.0, 150.0, "fmae.benchmarking.gpu.step:check"
         ),
         Check("dali", "DALI GPU decoding against the PyTorch loader", 40.0, 120.0, "fmae.benchmarking.gpu.dali:check"),
+        Check(
+            "memory",
+            "largest ViT-B and ViT-L batch that fits, without and with gradient checkpointing",
+            60.0,
+            240.0,
+            "fmae.benchmarking.gpu.memory:check",
+        ),
     )
 }
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
@@ -61,7 +68,7 @@ class GpuCheckConfig:
     dry_run: bool = setting(False, "only list what would run (what happens anyway without CUDA)")
     attention_batch_sizes: str = setting("2,8", "comma-separated batch sizes of the attention shapes")
     step_batch_size: int = setting(8, "clips per pre-training step, FMAE and HF alike")
-    step_ratio: float = setting(0.9, "masking ratio of the pre-training steps")
+    step_ratio: float = setting(0.9, "masking ratio of the pre-training steps (the step and memory checks')")
     step_steps: int = setting(10, "timed pre-training steps per case (after 3 untimed)")
 
     def __post_init__(self) -> None:

@@ -91,11 +91,22 @@ def _summary_of_dali(d: dict) -> str | None:
     )
 
 
+def _summary_of_memory(d: dict) -> str | None:
+    if not d.get("cases"):
+        return None
+    return "; ".join(
+        f"{r['model'].removeprefix('fmae_vit_')}{' ckpt' if r['grad_checkpointing'] else ''} "
+        + (f"B<={r['largest_batch']}" if r.get("largest_batch") is not None else str(r.get("status")))
+        for r in d["cases"]
+    )
+
+
 _SUMMARIES: dict[str, Callable[[dict], str | None]] = {
     "tests": _summary_of_tests,
     "attention": _summary_of_attention,
     "step": _summary_of_step,
     "dali": _summary_of_dali,
+    "memory": _summary_of_memory,
 }
 
 
@@ -268,11 +279,40 @@ def _md_dali(d: dict) -> list[str]:
     )
 
 
+def _md_memory(d: dict) -> list[str]:
+    s = d.get("settings") or {}
+    lines = [
+        f"{s.get('frames')}×{s.get('img_size')}² clips, the full step (facial mask at ratio {s.get('ratio')}, "
+        f"discriminator, fused AdamW), {s.get('dtype')}, on {s.get('device')} ({_fmt(s.get('gpu_memory_gib'))} GiB); "
+        f"batches tried up to {s.get('cap')}",
+        "",
+    ]
+    keys = ("model", "grad_checkpointing", "status", "largest_batch", "smallest_failing", "batch_gain", "peak_gib")
+    rows = [
+        [r.get(k) for k in keys] + [r.get("s_per_step"), len(r.get("tried") or []), r.get("error") or r.get("reason")]
+        for r in d.get("cases", [])
+    ]
+    header = ["model", "checkpointing", "status", "largest fitting", "smallest failing", "× batch", "peak GiB"]
+    return (
+        lines
+        + _table([*header, "s/step there", "trials", "note"], rows)
+        + [
+            "",
+            "Largest fitting: the largest batch whose step ran; smallest failing: the smallest that ran out of "
+            "memory (— when none did up to the cap); × batch: with checkpointing over without; peak GiB: "
+            "torch.cuda.max_memory_allocated in that step (clips, weights, gradients, AdamW state, activations); "
+            "s/step there: that one step's wall time, not a benchmark.",
+            "",
+        ]
+    )
+
+
 _MD_DETAILS: dict[str, Callable[[dict], list[str]]] = {
     "tests": _md_tests,
     "attention": _md_attention,
     "step": _md_step,
     "dali": _md_dali,
+    "memory": _md_memory,
 }
 
 
