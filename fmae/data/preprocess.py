@@ -120,7 +120,7 @@ from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, frame_ranges, hold_gaps, smooth, to_crop_coords
 from fmae.runtime.config import setting
 from fmae.runtime.files import digest as settings_digest
-from fmae.runtime.files import out_of_room, write_atomically
+from fmae.runtime.files import out_of_room, remove_temporaries, write_atomically
 from fmae.runtime.lock import folder_lock
 
 log = logging.getLogger(__name__)
@@ -457,6 +457,8 @@ def _write_cache(
     def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
         _stream_crops(src, video_tmp, maps_tmp, backend, config, tracked, plan)
 
+    for done in (video_out, region_map_path(video_out)):
+        remove_temporaries(done)  # a killed run's half-written files: this run is the video's one writer
     if config.regions:
         write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -37,6 +38,14 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_temporaries(path: str | os.PathLike) -> None:
+    """Delete what writers of ``path`` (:func:`write_atomically`) killed mid-write left beside it.
+    Only for ``path``'s one writer (it holds the folder's lock): another's work would go too."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def out_of_room(err: BaseException) -> bool:

@@ -191,6 +191,17 @@ def test_manifest_survives_a_torn_line(tmp_path):
     assert statuses(out)["s1/v9.avi"] == "ok"  # the next record starts on a line of its own
 
 
+def test_a_rerun_clears_what_a_killed_writer_left_of_the_files_it_redoes(tmp_path):
+    src, out = make_src(tmp_path, n=1), tmp_path / "out"
+    left = [out / "s0" / ".v0.avi.999999.tmp", out / "s0" / ".v0.regions.npz.999999.tmp"]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")  # as a SIGKILL mid-write leaves it
+    preprocess(src, out, CONFIG, progress=False)
+    assert statuses(out) == {"s0/v0.avi": "ok"}
+    assert not any(path.exists() for path in left)
+
+
 def test_manifest_records_are_written_whole_through_short_writes(tmp_path, monkeypatch):
     class ShortWrites:
         """``os``, but each ``write`` takes 7 bytes at most, as a disk filling up takes part of a write."""

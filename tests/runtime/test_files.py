@@ -7,7 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmae.runtime.files import out_of_room, save_tensors, write_atomically, write_json, write_tensors
+from fmae.runtime.files import (
+    out_of_room,
+    remove_temporaries,
+    save_tensors,
+    write_atomically,
+    write_json,
+    write_tensors,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_names_it(tmp_path):
@@ -45,3 +52,11 @@ def test_write_tensors_writes_whole_files(tmp_path):
     path = write_tensors(tmp_path / "t.safetensors", {"x": torch.arange(4.0)}, metadata={"note": "a"})
     assert torch.equal(load_file(path)["x"], torch.arange(4.0))
     assert [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]
+
+
+def test_remove_temporaries_removes_a_files_leftovers_only(tmp_path):
+    names = [".crops.avi.4242.tmp", ".crops.avi.77.tmp", "crops.avi", ".other.avi.4242.tmp", ".crops.avi.4242"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    remove_temporaries(tmp_path / "crops.avi")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".crops.avi.4242", ".other.avi.4242.tmp", "crops.avi"]
