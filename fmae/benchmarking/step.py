@@ -50,8 +50,9 @@ mask sorts real region ids; :func:`bench_step` runs it ``warmup`` times untimed,
   around each
   step alone (the window must exclude the other's steps), as the growth over the memory
   in use just before that step (``peak_mem_kind`` ``cuda_step_allocated_growth`` or
-  ``cpu_step_rss_growth``): what one step allocates, its activations and gradients,
-  without the optimiser state that the warm-up made;
+  ``cpu_step_rss_growth``): what one step allocates beyond what it starts with — the
+  optimiser state that the warm-up made and the previous step's gradients, which each step
+  frees as it begins, so that its new gradients take their place: about its activations;
 - with ``accum_steps`` > 1 each step runs its batch as that many micro-batches, and with
   ``grad_checkpointing`` the encoder's and decoder's blocks are recomputed in the backward
   pass (HF's step alike with ``compare="hf"``): ``peak_mem_mb`` then shows what they save,
