@@ -2,12 +2,10 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from torchrun_helpers import torchrun
 from train_helpers import FAST_PROBE, train_args
 
 from fmae.data.loader import dali_available
@@ -24,24 +22,7 @@ def _args(root, out, *extra):
 def test_two_gloo_processes_match_one_process(small_set, tmp_path, strategy):
     single, double = tmp_path / "single", tmp_path / "double"
     assert main(_args(small_set, single, "--mask-strategy", strategy)) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "fmae.train",
-            *_args(small_set, double, "--mask-strategy", strategy),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = torchrun("fmae.train", *_args(small_set, double, "--mask-strategy", strategy), out=double)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Rank 0 alone wrote; the ranks' weights were checked equal at every checkpoint.
     assert sorted(p.name for p in (double / "checkpoints").iterdir()) == [
@@ -60,21 +41,10 @@ def test_two_gloo_processes_match_one_process(small_set, tmp_path, strategy):
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
 
 
-def _torchrun(module, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", module, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed")
 def test_two_gloo_processes_pretrain_through_dali(small_set, tmp_path):
     out = tmp_path / "dali"
-    proc = _torchrun("fmae.train", *_args(small_set, out, "--loader", "dali", "--num-frames", "4"))
+    proc = torchrun("fmae.train", *_args(small_set, out, "--loader", "dali", "--num-frames", "4"), out=out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The run checks the ranks' weights equal at every checkpoint, so DDP kept them in step.
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
@@ -98,7 +68,7 @@ def test_two_gloo_processes_probe_like_one(small_set, tmp_path):
         str(small_set),
     ]
     assert probe_main([*probe_args, "--out-dir", str(tmp_path / "one")]) == 0
-    proc = _torchrun("fmae.probe", *probe_args, "--out-dir", str(tmp_path / "two"))
+    proc = torchrun("fmae.probe", *probe_args, "--out-dir", str(tmp_path / "two"), out=tmp_path / "two")
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -112,8 +82,15 @@ def test_two_gloo_processes_probe_like_one(small_set, tmp_path):
     assert proc.stdout.count("wrote") == 1  # rank 0 alone reports
 
     # Data-parallel fine-tuning: the ranks' encoders stay identical (checked in the run).
-    proc = _torchrun(
-        "fmae.probe", *probe_args, "--finetune", "--finetune-epochs", "1", "--out-dir", str(tmp_path / "ft")
+    proc = torchrun(
+        "fmae.probe",
+        *probe_args,
+        "--finetune",
+        "--finetune-epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path / "ft"),
+        out=tmp_path / "ft",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ft" / "encoder.safetensors").is_file()
