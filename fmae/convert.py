@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         "  python -m fmae.convert videomae-base/ videomae-base.safetensors        # an HF folder\n"
         "  python -m fmae.convert checkpoint.pth vitb.safetensors --num-heads 12   # VideoMAE / V2 (no config inside)\n"
         "  python -m fmae.convert marlin_vit_base_ytf.full.pt marlin-b.safetensors  # MARLIN (heads = width / 64)\n"
-        "  python -m fmae.convert runs/pretrain hf-out/ --to hf                   # FMAE -> transformers\n"
+        "  python -m fmae.convert runs/pretrain hf-out/ --to hf                   # FMAE -> transformers (a run\n"
+        "                                                                         # with --position-embedding sincos)\n"
         "Files without a config (VideoMAE, MARLIN) store neither the number of attention heads nor the clip size: "
         "they are inferred (and reported) unless given with --num-heads, --decoder-num-heads, --img-size, "
         "--num-frames.",

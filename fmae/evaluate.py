@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "(generated and cached, no download).",
         epilog="Examples:\n"
         "  python -m fmae.evaluate runs/pretrain                    # a run folder: its newest checkpoint\n"
-        "  python -m fmae.evaluate runs/pretrain/checkpoints/ckpt-00000300.safetensors --clips 20 --ratio 0.75\n"
+        "  python -m fmae.evaluate runs/pretrain/checkpoints/ckpt-00001000.safetensors --clips 20 --ratio 0.75\n"
         "  python -m fmae.evaluate runs/vitb --data-root /data/daisee-faces --split Validation --strategy tube\n"
         "  python -m fmae.evaluate runs/pretrain --data-root /data/webcam-faces   # a plain folder: every video",
         formatter_class=argparse.RawDescriptionHelpFormatter,

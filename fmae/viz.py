@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "gradcam.png (Grad-CAM of the probe's prediction over the frames; needs --probe). Without --video or "
         "--data-root the clip comes from the built-in synthetic set (generated and cached, no download).",
         epilog="Examples:\n"
-        "  python -m fmae.viz --checkpoint runs/pretrain/checkpoints/ckpt-00000300.safetensors\n"
+        "  python -m fmae.viz --checkpoint runs/pretrain/checkpoints/ckpt-00001000.safetensors\n"
         "  python -m fmae.viz --checkpoint CKPT --probe runs/probe/probe.safetensors --index 3\n"
         "  python -m fmae.viz --checkpoint CKPT --data-root /data/daisee-faces --split Test --index 12 --ratio 0.75\n"
         "  python -m fmae.viz --checkpoint runs/probe/encoder.safetensors --probe runs/probe/probe.safetensors "

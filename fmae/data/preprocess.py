@@ -18,20 +18,32 @@ it; :func:`process_video` does one video. The cache, which :mod:`fmae.data` read
 so a DAiSEE folder stays a DAiSEE-layout folder (:class:`fmae.data.VideoClipDataset`
 reads the cache as it reads the source).
 
-Per video (:func:`process_video`), in two decoding passes that hold one frame at a time,
-and between them each frame's box and landmarks (a few KB a frame), whatever the length:
+Per video (:func:`process_video`), in two passes that hold each frame's box and landmarks (a
+few KB a frame) and a few decoded frames, whatever the length. With one face on keyframes (the
+default) both passes run over **one decoding** (``_OnePass``): a frame waits, decoded, until
+the boxes its crop window needs are known (about ``keyframes + smooth // 2`` frames later), then
+is cropped, parsed and written; until the first face a frame's window is unknown, so where the
+first face comes later than :data:`LOOKAHEAD_BYTES` of frames, the held frames are dropped and
+step 3 decodes the video again, as every other setting does. The output is the same either way:
 
 1. decode with PyAV (any FFmpeg codec and container; grayscale and other pixel formats
-   become RGB) and let the face backend detect and track one face in every frame;
+   become RGB) and let the face backend detect and track one face in every frame: by default
+   (``keyframes = 4``, :mod:`fmae.face.keyframes`) it runs on every 4th frame and the frames
+   between take the interpolation of their keyframes' boxes and landmarks, except where two
+   keyframes disagree (a face appears or goes, or moves fast), where it runs on every frame;
+   ``keyframes = 1`` runs it on every frame (the pass of caches made before the field);
 2. fill frames without a face and smooth the boxes (:mod:`fmae.face.tracking`): a frame
    without a face keeps the last good box (frames before the first face take the first
    one), then centre and size are averaged over ``smooth`` frames; each window is square,
    ``1 + 2 * margin`` times the face's size, shifted inside the frame where it fits and
    padded black where it does not;
-3. decode again, crop and resize to ``size``², and parse each crop into regions from its
-   detection's landmarks. **Gap rule:** a frame without a face borrows the landmarks of
-   the detection it took its box from when that is at most ``max_gap`` frames away (a
-   detector dropout during a blink or a blur); beyond that its region map is all
+3. decode again (but for the one decoding above), crop and resize to ``size``², and parse each
+   crop into regions from its detection's landmarks (with ``keyframes > 1`` the person
+   segmentation behind hair runs on every other keyframe's crop, every ``2 * keyframes``-th, and
+   is moved into the crops between, and crops are resized in two quicker steps:
+   :func:`fmae.face.tracking.crop_frame`). **Gap rule:** a frame without a face borrows the
+   landmarks of the detection it took its box from when that is at most ``max_gap`` frames away
+   (a detector dropout during a blink or a blur); beyond that its region map is all
    :attr:`FaceRegion.BACKGROUND`. Either way ``has_face`` is ``False`` there;
 4. stream the crops and the region maps, as they are made, into files under temporary
    names, renamed into place (maps first) when both are complete.
@@ -106,6 +118,7 @@ from pathlib import Path, PurePosixPath
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from tqdm import tqdm
 
 from fmae.data.clips import DEFAULT_FPS, VIDEO_SUFFIXES, frame_rate
@@ -115,6 +128,7 @@ from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee, pretra
 from fmae.data.video_writer import VideoWriter
 from fmae.face.backend import Detection, FaceBackend, backend_factory, create_backend, register_backend
 from fmae.face.identity import DESCRIPTOR_DIM, face_descriptor
+from fmae.face.keyframes import HAIR_KEYFRAMES, KeyframeDetector, KeyframeParser
 from fmae.face.multi_tracking import TrackerConfig, track_people
 from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, frame_ranges, hold_gaps, smooth, to_crop_coords
@@ -127,6 +141,10 @@ log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 """Part of the config digest: bump it when the cache's content changes for the same config."""
+KEYFRAMES_VERSION = 2
+"""Part of the digest of a one-face keyframe cache with region maps (``keyframes > 1``) alone: bump
+it when such a cache's content changes for the same config (2: hair segmented on every other
+keyframe, :data:`fmae.face.keyframes.HAIR_KEYFRAMES`)."""
 LABEL_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".tsv", ".json", ".xlsx", ".xls")
 STATUSES: tuple[str, ...] = ("ok", "no_face", "too_many_faces", "unreadable", "empty", "timeout", "error")
 FACES: tuple[str, ...] = ("one", "all")
@@ -166,6 +184,13 @@ class PreprocessConfig:
     min_track: float = setting(
         1.0, "with --faces all: seconds a person must be seen for; people seen less are dropped, not guessed"
     )
+    keyframes: int = setting(
+        4,
+        "one face: run the face models on every k-th frame only (fmae.face.keyframes): detect there and "
+        "interpolate between (every frame where two keyframes disagree), segment hair on every other keyframe "
+        "and move it between, and resize crops in two steps; 1: every frame through the models and the one-step area "
+        "filter, the slower pass that caches made before this field had (--faces all always runs every frame)",
+    )
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 2:
@@ -186,16 +211,26 @@ class PreprocessConfig:
             raise ValueError(f"faces must be one of {FACES}, got {self.faces!r}")
         if self.max_faces < 1 or self.min_track < 0:
             raise ValueError(f"need max_faces >= 1 and min_track >= 0, got {self.max_faces}, {self.min_track}")
+        if self.keyframes < 1:
+            raise ValueError(f"keyframes must be >= 1, got {self.keyframes}")
         if self.faces == "all" and self.backend == "facexlib":
             raise ValueError("--faces all needs a backend that finds several faces (mediapipe); facexlib follows one")
 
     def digest(self) -> str:
         """12 hex digits identifying the cache content this config produces."""
-        # regions=True and faces="one" (with the fields only --faces all reads) are left out,
-        # so that caches made before those fields keep their digest.
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "weights" and not (k == "regions" and v)}
+        # regions=True, keyframes=1 and faces="one" (with the fields only --faces all reads) are
+        # left out, so that caches made before those fields keep their digest.
+        fields = {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k != "weights" and not (k == "regions" and v) and not (k == "keyframes" and v == 1)
+        }
         if self.faces == "one":
             fields = {k: v for k, v in fields.items() if k not in ("faces", "max_faces", "min_track")}
+            if self.keyframes > 1 and self.regions:
+                fields["keyframes_version"] = KEYFRAMES_VERSION
+        else:  # --faces all runs every frame through the models whatever keyframes says
+            fields.pop("keyframes", None)
         return settings_digest({"version": PIPELINE_VERSION, **fields}, 12)
 
     def create_backend(self) -> FaceBackend:
@@ -252,13 +287,19 @@ class _Video:
         """``uint8 [H, W, 3]`` frames; a decoding error is raised after every frame before it,
         and :class:`_Stalled` when the next frame takes more than :data:`STALL_S` (the caller's
         time between frames not counted)."""
+        return self.frames()
+
+    def frames(self, rgb: bool = True):
+        """As iterating, or (``rgb`` False) the decoded ``av.VideoFrame`` objects, for a caller that
+        converts only some of them (:func:`rgb_array`)."""
+        convert = rgb_array if rgb else (lambda frame: frame)
         waiting_since = time.monotonic()
         try:
             for packet in self._container.demux(self._stream):
                 if time.monotonic() - waiting_since > self._stall_s:
                     raise _Stalled(f"no frame came for {self._stall_s:g} s: decoding was cut off")
                 for frame in packet.decode():
-                    yield frame.to_ndarray(format="rgb24")
+                    yield convert(frame)
                     waiting_since = time.monotonic()
         except _DECODE_ERRORS as e:
             if time.monotonic() - waiting_since >= self._stall_s:  # the interrupt callback gave up a read
@@ -266,7 +307,7 @@ class _Video:
             # The decoder still holds frames that B-frame reordering delayed: drain them.
             try:
                 for frame in self._stream.codec_context.decode(None):
-                    yield frame.to_ndarray(format="rgb24")
+                    yield convert(frame)
             except _DECODE_ERRORS:
                 pass
             raise
@@ -278,17 +319,23 @@ class _Video:
         self._container.close()
 
 
+def rgb_array(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as ``uint8 [H, W, 3]`` RGB."""
+    return frame.to_ndarray(format="rgb24")
+
+
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _decode(video: _Video, limit: int | None = None):
+def _decode(video: _Video, limit: int | None = None, rgb: bool = True):
     """Frames of ``video`` until its end, ``limit`` frames or a decoding error.
 
-    Yields ``uint8 [H, W, 3]``; returns (as ``StopIteration.value``) the error's text
-    or ``None``. Errors of the caller's per-frame work are not caught here.
+    Yields ``uint8 [H, W, 3]`` (or, ``rgb`` False, ``av.VideoFrame``); returns (as
+    ``StopIteration.value``) the error's text or ``None``. Errors of the caller's per-frame
+    work are not caught here.
     """
-    frames = iter(video)
+    frames = iter(video.frames(rgb))
     count = 0
     while limit is None or count < limit:
         try:
@@ -337,28 +384,47 @@ def _finish(record: dict, start: float, status: str, message: str = "") -> dict:
     return record
 
 
+def _until_decode_error(frames, tracked: _Tracked):
+    """The frames of a :func:`_decode` generator; the decoding error that ended them (or
+    ``None``) goes to ``tracked.decode_error``."""
+    tracked.decode_error = yield from frames
+
+
 def _track_faces(src: Path, backend: FaceBackend, record: dict, config: PreprocessConfig) -> _Tracked:
     """Pass 1: decode ``src`` and detect and track one face (or every face, with ``--faces all``),
     keeping only boxes, landmarks and descriptors."""
     tracked = _Tracked(boxes=[], landmarks=[])
+    # One face on keyframes (fmae.face.keyframes): its detections lag up to k - 1 frames behind.
+    # Its frames stay decoded but unconverted until it detects on them.
+    keyframes = (
+        KeyframeDetector(backend, config.keyframes, to_array=rgb_array)
+        if config.faces == "one" and config.keyframes > 1
+        else None
+    )
+
+    def keep(det: Detection | None) -> None:
+        tracked.boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
+        tracked.landmarks.append(det.landmarks if det is not None else None)
+
     with _Video(src) as video:
         record.update(fps=float(video.fps))
         backend.start_video()
-        frames = _decode(video)
-        while True:
-            try:
-                rgb = next(frames)
-            except StopIteration as stop:
-                tracked.decode_error = stop.value
-                break
-            if not tracked.landmarks:
-                record.update(height=rgb.shape[0], width=rgb.shape[1])
+        first = True
+        for rgb in _until_decode_error(_decode(video, rgb=keyframes is None), tracked):
+            if first:
+                height, width = (rgb.height, rgb.width) if keyframes is not None else rgb.shape[:2]
+                record.update(height=height, width=width)
+                first = False
             if config.faces == "all":
                 _observe_everyone(tracked, rgb, backend.detect_all(rgb), keep_landmarks=config.regions)
-                continue
-            det = backend.detect(rgb)
-            tracked.boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
-            tracked.landmarks.append(det.landmarks if det is not None else None)
+            elif keyframes is not None:
+                for det in keyframes.push(rgb):
+                    keep(det)
+            else:
+                keep(backend.detect(rgb))
+        if keyframes is not None:
+            for det in keyframes.finish():
+                keep(det)
         tracked.fps, tracked.fps_note, tracked.declared = video.fps, video.fps_note, video.frames_declared
     return tracked
 
@@ -401,18 +467,67 @@ def _count_faces(record: dict, landmarks: list) -> np.ndarray:
 
 
 def _plan_crops(record: dict, tracked: _Tracked, has_face: np.ndarray, config: PreprocessConfig) -> _CropPlan:
-    """Fill and smooth the boxes into crop windows, apply the gap rule, and record both."""
+    """Fill and smooth the boxes into crop windows (the frame's size from ``record``) and apply the gap rule."""
     T = len(tracked.boxes)
     filled, source = hold_gaps(np.stack(tracked.boxes))
     windows = crop_windows(smooth(filled, config.smooth), (record["height"], record["width"]), config.margin)
     parsed = np.abs(np.arange(T) - source) <= config.max_gap
-    sides = windows[:, 2] - windows[:, 0]
-    mean_window = [round(float(v), 1) for v in windows.mean(0)]
+    return _CropPlan(windows=windows, source=source, parsed=parsed, has_face=has_face)
+
+
+def _record_plan(record: dict, plan: _CropPlan) -> None:
+    """Record the frames beyond the gap rule and the crop windows' mean and side range."""
+    sides = plan.windows[:, 2] - plan.windows[:, 0]
+    mean_window = [round(float(v), 1) for v in plan.windows.mean(0)]
     record.update(
-        unparsed_frames=int(T - parsed.sum()),
+        unparsed_frames=int(len(plan.parsed) - plan.parsed.sum()),
         boxes={"mean": mean_window, "side_min": float(sides.min()), "side_max": float(sides.max())},
     )
-    return _CropPlan(windows=windows, source=source, parsed=parsed, has_face=has_face)
+
+
+class _CropWriter:
+    """Pass 2's work on one frame: crop it, parse the crop, stream both to the writers.
+
+    crops: a :class:`VideoWriter`; maps: a :class:`RegionMapWriter` or ``None`` (crops only).
+    ``keyframes = 1``: :meth:`FaceBackend.parse` on every crop and the one-step area filter, the
+    reference; above, the segmentation is reused between keyframes and crops resize in two steps.
+    """
+
+    def __init__(self, backend: FaceBackend, config: PreprocessConfig, crops: VideoWriter, maps) -> None:
+        self.backend, self.size, self.crops, self.maps = backend, config.size, crops, maps
+        self.fast = config.keyframes > 1
+        # Hair on every other keyframe (fmae.face.keyframes.HAIR_KEYFRAMES).
+        self.parse = KeyframeParser(backend, config.keyframes * HAIR_KEYFRAMES) if config.keyframes > 1 else None
+        self.background = np.full((1, config.size, config.size), FaceRegion.BACKGROUND, np.uint8)
+
+    def write(self, t: int, rgb: np.ndarray, window: np.ndarray, landmarks: np.ndarray | None) -> None:
+        """Frame ``t`` (``uint8 [H, W, 3]``) cut at ``window``, parsed from ``landmarks`` (frame
+        coordinates; ``None``: beyond the gap rule, an all-background map)."""
+        S = self.size
+        crop = crop_frame(rgb, window, S, fast=self.fast)
+        self.crops.write(crop)
+        if self.maps is None:
+            return
+        if landmarks is None:
+            self.maps.write(self.background)
+            return
+        landmarks = to_crop_coords(landmarks, window, S)
+        if self.parse is None:
+            self.maps.write(self.backend.parse(crop, landmarks)[None])
+        else:
+            self.maps.write(self.parse(t, crop, landmarks, window)[None])
+
+
+def _crop_all(src: Path, out: _CropWriter, tracked: _Tracked, plan: _CropPlan, to_rgb=rgb_array) -> None:
+    """Pass 2: decode ``src`` again and crop, parse and write each frame by ``plan``."""
+    T, count = len(tracked.boxes), 0
+    with _Video(src) as video:
+        for t, frame in enumerate(_decode(video, limit=T, rgb=False)):
+            landmarks = tracked.landmarks[plan.source[t]] if plan.parsed[t] else None
+            out.write(t, to_rgb(frame), plan.windows[t], landmarks)
+            count = t + 1
+    if count != T:
+        raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
 
 
 def _stream_crops(
@@ -425,44 +540,185 @@ def _stream_crops(
     plan: _CropPlan,
 ) -> None:
     """Pass 2: decode again, crop and parse each frame, streaming crops and maps to the temporary files."""
-    S, T = config.size, len(tracked.boxes)
-    background = np.full((1, S, S), FaceRegion.BACKGROUND, np.uint8)
-    count = 0
+    S = config.size
     with (
-        _Video(src) as video,
         VideoWriter(video_tmp, tracked.fps, (S, S), config.qscale) as crops,
         RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
     ):
-        for t, rgb in enumerate(_decode(video, limit=T)):
-            crop = crop_frame(rgb, plan.windows[t], S)
-            crops.write(crop)
-            if maps is not None:
-                maps.write(
-                    backend.parse(crop, to_crop_coords(tracked.landmarks[plan.source[t]], plan.windows[t], S))[None]
-                    if plan.parsed[t]
-                    else background
-                )
-            count = t + 1
-        if count != T:
-            raise RuntimeError(f"{src}: the second decoding pass gave {count} frames, the first {T}")
+        _crop_all(src, _CropWriter(backend, config, crops, maps), tracked, plan)
         if maps is not None:
             maps.add(boxes=plan.windows, has_face=plan.has_face)
 
 
-def _write_cache(
-    src: Path, video_out: Path, backend: FaceBackend, config: PreprocessConfig, tracked: _Tracked, plan: _CropPlan
-) -> None:
-    """Run pass 2 into temporary names, renamed into place (maps first) once both are complete."""
-
-    def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
-        _stream_crops(src, video_tmp, maps_tmp, backend, config, tracked, plan)
-
+def _atomic_cache(video_out: Path, config: PreprocessConfig, stream) -> None:
+    """``stream(video_tmp, maps_tmp or None)`` into temporary names, renamed into place (maps
+    first) once both are complete; an exception leaves neither (nor a temporary)."""
     for done in (video_out, region_map_path(video_out)):
         remove_temporaries(done)  # a killed run's half-written files: this run is the video's one writer
     if config.regions:
         write_atomically(video_out, lambda v: write_atomically(region_map_path(video_out), lambda m: stream(v, m)))
     else:
         write_atomically(video_out, lambda v: stream(v, None))
+
+
+def _write_cache(
+    src: Path, video_out: Path, backend: FaceBackend, config: PreprocessConfig, tracked: _Tracked, plan: _CropPlan
+) -> None:
+    """Run pass 2 into temporary names, renamed into place (maps first) once both are complete."""
+    _atomic_cache(video_out, config, lambda v, m: _stream_crops(src, v, m, backend, config, tracked, plan))
+
+
+# ------------------------------------------------------------------------ one decoding
+
+LOOKAHEAD_BYTES = 64 << 20
+"""Decoded frames the one-decoding pass (:class:`_OnePass`) may hold while it waits for a video's
+first face; a face that comes later sends it back to decoding the video twice."""
+
+
+class _NothingToWrite(Exception):
+    """A one-decoding pass found no frame or no face: its temporary files are thrown away."""
+
+
+class _OnePass:
+    """One face on keyframes: passes 1 and 2 over a single decoding, holding a few frames.
+
+    A frame's crop window needs the boxes of the ``smooth // 2`` frames after it, and the
+    keyframe detector decides boxes up to ``keyframes`` frames late, so each decoded frame waits
+    in :attr:`held` (as decoded, converted to RGB at most once) until its window is known, then
+    goes through :class:`_CropWriter`; at most ``keyframes + smooth // 2 + 1`` frames in steady
+    state. Windows, the gap rule and the maps are those of the two-pass plan (:func:`_plan_crops`,
+    frame by frame: ``tests/data/test_preprocess.py`` binds the two byte for byte). Before the
+    first face a frame's window is the first face's, so frames wait until it is seen; if that
+    takes more than :data:`LOOKAHEAD_BYTES` of frames, the pass drops them, goes on detecting,
+    and crops from a second decoding at the end (:func:`_crop_all`), as the two-pass pipeline does.
+    """
+
+    def __init__(self, config: PreprocessConfig, tracked: _Tracked, out: _CropWriter, hw: tuple[int, int]) -> None:
+        self.config, self.tracked, self.out, self.hw = config, tracked, out, hw
+        self.reformatter = VideoReformatter()  # one swscale context for the video, not one per frame
+        self.held: deque[list] = deque()  # [av.VideoFrame, its RGB array or None], frames not yet written
+        self.source: list[int] = []  # per decided frame: the face it borrows (hold_gaps), -1 before any
+        self.windows: list[np.ndarray] = []  # per written frame
+        self.parsed: list[bool] = []
+        self.first: int | None = None  # the first face's frame
+        self.deferred = False  # the first face came too late: crop from a second decoding
+        self.limit: int | None = None  # frames held at most before the first face (set at the first frame)
+
+    def rgb(self, item: list) -> np.ndarray:
+        """``uint8 [H, W, 3]`` of a held frame, converted once (the detector may have already)."""
+        if item[1] is None:
+            item[1] = self.reformatter.reformat(item[0], format="rgb24").to_ndarray()
+        return item[1]
+
+    def hold(self, frame: av.VideoFrame) -> list:
+        if self.limit is None:  # a decoded frame and its RGB array
+            self.limit = LOOKAHEAD_BYTES // (sum(p.buffer_size for p in frame.planes) + 3 * frame.width * frame.height)
+        item = [frame, None]
+        if not self.deferred:
+            self.held.append(item)
+            if self.first is None and len(self.held) > self.limit:
+                self.deferred = True
+                self.held.clear()
+        return item
+
+    def decided(self, det: Detection | None) -> None:
+        """The next frame's detection (in order)."""
+        t = len(self.tracked.boxes)
+        self.tracked.boxes.append(det.box if det is not None else np.full(4, np.nan, np.float32))
+        self.tracked.landmarks.append(det.landmarks if det is not None else None)
+        if det is not None:
+            self.first = t if self.first is None else self.first
+            self.source.append(t)
+        else:
+            self.source.append(self.source[-1] if self.source else -1)
+
+    def flush(self, end: bool = False) -> None:
+        """Write the held frames whose windows are known (``end``: the video has no more frames)."""
+        if self.first is None or self.deferred or not self.held:
+            return
+        half, T, t0 = self.config.smooth // 2, len(self.tracked.boxes), len(self.windows)
+        t1 = T if end else min(T - half, t0 + len(self.held))  # a window needs the boxes `half` frames on
+        if t1 <= t0:
+            return
+        # smooth()'s centred mean (the window shrinking at the ends) over hold_gaps' boxes, as its
+        # cumulative sums give it: sums of float32 boxes in float64, exact, so the same windows.
+        t = np.arange(t0, t1)
+        h = np.minimum(np.minimum(t, T - 1 - t), half)
+        lo, hi = t - h, t + h + 1
+        base = int(lo[0])
+        boxes = np.array([self.tracked.boxes[self._source(r)] for r in range(base, int(hi.max()))], np.float64)
+        csum = np.concatenate([np.zeros((1, 4)), np.cumsum(boxes, axis=0)])
+        smoothed = (csum[hi - base] - csum[lo - base]) / (hi - lo)[:, None]
+        windows = crop_windows(smoothed.astype(np.float32), self.hw, self.config.margin)
+        for t, window in zip(range(t0, t1), windows):
+            source = self._source(t)
+            parsed = abs(t - source) <= self.config.max_gap
+            self.windows.append(window)
+            self.parsed.append(parsed)
+            item = self.held.popleft()
+            self.out.write(t, self.rgb(item), window, self.tracked.landmarks[source] if parsed else None)
+
+    def _source(self, t: int) -> int:
+        """The frame whose box frame ``t`` takes (hold_gaps: the first face's before it)."""
+        return self.source[t] if t >= self.first else self.first
+
+    def plan(self, has_face: np.ndarray) -> _CropPlan:
+        """The windows and the gap rule of the frames written."""
+        source = np.array([self._source(t) for t in range(len(self.windows))])
+        return _CropPlan(np.stack(self.windows), source, np.array(self.parsed, bool), has_face)
+
+
+def _one_decoding(
+    src: Path, video_out: Path, backend: FaceBackend, record: dict, config: PreprocessConfig
+) -> tuple[_Tracked, _CropPlan | None]:
+    """Passes 1 and 2 of one face on keyframes (``keyframes > 1``) over one decoding
+    (:class:`_OnePass`): detect, crop, parse and write the cache as the frames come.
+
+    Returns what pass 1 keeps and the plan written by, or ``None`` where nothing was written (no
+    frame, or no face: the status is the caller's). Raises as :func:`_track_faces` does."""
+    with _Video(src) as video:
+        record.update(fps=float(video.fps))
+        tracked = _Tracked(boxes=[], landmarks=[], fps=video.fps, fps_note=video.fps_note)
+        written: list[_CropPlan] = []
+
+        def stream(video_tmp: Path, maps_tmp: Path | None) -> None:
+            S = config.size
+            with (
+                VideoWriter(video_tmp, video.fps, (S, S), config.qscale) as crops,
+                RegionMapWriter(maps_tmp, (S, S)) if maps_tmp else contextlib.nullcontext() as maps,
+            ):
+                out = _CropWriter(backend, config, crops, maps)
+                one = None
+                detector = KeyframeDetector(backend, config.keyframes, to_array=lambda item: one.rgb(item))
+                backend.start_video()
+                for frame in _until_decode_error(_decode(video, rgb=False), tracked):
+                    if one is None:
+                        record.update(height=frame.height, width=frame.width)
+                        one = _OnePass(config, tracked, out, (frame.height, frame.width))
+                    for det in detector.push(one.hold(frame)):
+                        one.decided(det)
+                    one.flush()
+                for det in detector.finish():
+                    one.decided(det)
+                if one is None or one.first is None:
+                    raise _NothingToWrite
+                has_face = np.array([lm is not None for lm in tracked.landmarks])
+                if one.deferred:
+                    plan = _plan_crops(record, tracked, has_face, config)
+                    _crop_all(src, out, tracked, plan, lambda frame: one.rgb([frame, None]))
+                else:
+                    one.flush(end=True)
+                    plan = one.plan(has_face)
+                if maps is not None:
+                    maps.add(boxes=plan.windows, has_face=plan.has_face)
+                written.append(plan)
+
+        try:
+            _atomic_cache(video_out, config, stream)
+        except _NothingToWrite:
+            pass
+        tracked.declared = video.frames_declared
+    return tracked, (written[0] if written else None)
 
 
 def _cache_people(
@@ -533,8 +789,13 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
     src, video_out = Path(src), Path(video_out)
     start = time.perf_counter()
     record: dict = {"status": "ok", "message": "", "frames": 0, "truncated": False}
+    # One face on keyframes decodes once (_one_decoding), writing as it goes; the rest decodes twice.
+    one_decoding = config.faces == "one" and config.keyframes > 1
     try:
-        tracked = _track_faces(src, backend, record, config)
+        if one_decoding:
+            tracked, written = _one_decoding(src, video_out, backend, record, config)
+        else:
+            tracked, written = _track_faces(src, backend, record, config), None
     except _Unreadable as e:
         return _finish(record, start, "unreadable", str(e))
     except _Empty as e:
@@ -553,8 +814,10 @@ def process_video(src: str | Path, video_out: str | Path, backend: FaceBackend, 
         has_face = _count_faces(record, tracked.landmarks)
         if not has_face.any():
             return _finish(record, start, "no_face", "no frame has a face" + "".join(f"; {n}" for n in notes))
-        plan = _plan_crops(record, tracked, has_face, config)
-        _write_cache(src, video_out, backend, config, tracked, plan)
+        plan = written if written is not None else _plan_crops(record, tracked, has_face, config)
+        _record_plan(record, plan)
+        if written is None:
+            _write_cache(src, video_out, backend, config, tracked, plan)
     except _Stalled as e:  # the second pass, over frames the first read in time
         return _finish(record, start, "timeout", str(e))
     return _finish(record, start, "ok", "; ".join(notes))
@@ -950,21 +1213,22 @@ def prepared_root(
 
     The synthetic videos (generated once; ``synthetic``, default
     :func:`fmae.data.synthetic.pretraining_set` at ``img_size``) go through the same face pipeline as a user's
-    recordings (:func:`preprocess`: track, crop to ``img_size``, parse into regions), into
-    a cache beside them that later runs reuse. ``FileNotFoundError`` if ``data_root`` is
-    given but is not a folder.
+    recordings (:func:`preprocess` with the default :class:`PreprocessConfig`: track, crop to
+    ``img_size``, parse into regions), into a cache beside them that later runs reuse.
+    ``FileNotFoundError`` if ``data_root`` is given but is not a folder.
     """
     if data_root:
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data_root {root} is not a folder")
         return root
-    raw = ensure_synthetic_daisee(config=synthetic or pretraining_set(img_size))
-    faces = raw.parent / f"{raw.name}-faces{img_size}"
+    raw = ensure_synthetic_daisee(config=synthetic or pretraining_set(img_size), workers=max(1, workers))
+    # The built-in set goes through the default (keyframe) pass, twice as fast on its clips; the
+    # every-frame cache that runs before 2026-12-07 read stays under its old name.
+    config = PreprocessConfig(size=img_size)
+    faces = raw.parent / f"{raw.name}-faces{img_size}-k{config.keyframes}"
     # Runs started together (torchrun's ranks, parallel sweeps) take turns: the first makes the cache.
-    counts = preprocess(
-        raw, faces, PreprocessConfig(size=img_size), workers=max(1, workers), progress=progress, take_turns=True
-    )
+    counts = preprocess(raw, faces, config, workers=max(1, workers), progress=progress, take_turns=True)
     if counts.get("ok", 0) + counts.get("skipped", 0) == 0:
         raise RuntimeError(f"preprocessing the synthetic set into {faces} gave no usable clip: {counts}")
     return faces

@@ -21,6 +21,9 @@ import numpy as np
 
 CHUNK = 32
 """Frames per compressed member."""
+COMPRESS_LEVEL = 3
+"""zlib level of the members: 3 deflates a map ~4× faster than zlib's default 6 for ~1.8× the
+bytes (1.5 KB a 224² map of a real face video against 0.8 KB; its MJPEG crop is ~8 KB)."""
 _SHAPE = "regions_shape"
 _LEGACY = "regions"
 
@@ -46,7 +49,9 @@ class RegionMapWriter:
 
     def __init__(self, path: str | os.PathLike, hw: tuple[int, int]) -> None:
         self.hw = (int(hw[0]), int(hw[1]))
-        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self._zip = zipfile.ZipFile(
+            path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL, allowZip64=True
+        )
         self._pending = np.empty((CHUNK, *self.hw), np.uint8)
         self._held = self._chunks = self.frames = 0
         self._extra: dict[str, np.ndarray] = {}

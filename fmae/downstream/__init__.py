@@ -5,7 +5,10 @@
   :mod:`~fmae.downstream.head` (the probe), :mod:`~fmae.downstream.features` (frozen features),
   :mod:`~fmae.downstream.fit`, :mod:`~fmae.downstream.finetune`, :mod:`~fmae.downstream.scores`
   and :mod:`~fmae.downstream.metrics`;
-- :mod:`fmae.downstream.predict`: engagement over time for a recording;
+- :mod:`fmae.downstream.predict`: engagement over time for a recording (per person with
+  ``--faces all``), with :mod:`~fmae.downstream.report` (its ``report.html``), and
+  :mod:`~fmae.downstream.live` (``--live``: a camera, a stream or a file as it plays, a row per
+  window as it is decided);
 - :mod:`fmae.downstream.extract`: encoder features of whole videos;
 - :mod:`fmae.downstream.windows`: the face pass and the clip windows that predict and extract share;
 - :mod:`fmae.downstream.viz`: pictures of what a model sees and looks at, with

@@ -180,6 +180,10 @@ class EvidenceConfig:
             temporal_stride=self.temporal_stride,
             mask_strategy=strategy,
             mask_ratio=self.mask_ratio,
+            # benchmarks/results/evidence.md was taken before these became pre-training's defaults.
+            position_embedding="sincos",
+            augment="none",
+            decoder_keep=1.0,
             adv_weight=self.adv_weight,
             steps=steps,
             batch_size=self.batch_size,

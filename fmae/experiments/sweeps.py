@@ -115,6 +115,12 @@ _FIELDS = [
     _from_training("temporal_stride", help="take every k-th frame (the paper: 2)"),
     _from_training("mask_strategy", help="masking strategy of the ratio and stride sweeps"),
     _from_training("mask_ratio", 0.9, "masking ratio of the stride and strategy sweeps (the paper: 0.9)"),
+    # The recorded sweeps (benchmarks/results/results.md) predate these defaults of pre-training.
+    _from_training("position_embedding", "sincos", "position tables (the sweeps so far: sincos, VideoMAE's)"),
+    _from_training("augment", "none", "training-clip augmentation (the sweeps so far: none)"),
+    _from_training(
+        "decoder_keep", 1.0, "fraction of the masked tokens the decoder reconstructs (the sweeps so far: 1, all)"
+    ),
     _from_training(
         "adv_weight", help="λ of the adversarial loss where it is on (RL+AL cells, ratio and stride sweeps)"
     ),

@@ -2,7 +2,8 @@
 
 One face over time: :mod:`fmae.face.tracking`. Every face (``--faces all``): each face's
 appearance (:mod:`fmae.face.identity`, an offline descriptor) and who is who over a
-recording (:mod:`fmae.face.multi_tracking`).
+recording, or frame by frame for a live source (:mod:`fmae.face.multi_tracking`). The fast
+pass runs the models on keyframes only (:mod:`fmae.face.keyframes`).
 
 Backends (:func:`create_backend`: ``"mediapipe"``, the offline default, and
 ``"facexlib"``, optional) are imported only when created, so this package needs

@@ -71,6 +71,20 @@ class FaceBackend(ABC):
         landmarks in the crop's continuous coordinates.
         """
 
+    segments: bool = False
+    """Whether :meth:`parse` splits into :meth:`segment` (a costly mask that changes slowly, which
+    :class:`fmae.face.keyframes.KeyframeParser` may reuse over a few frames) and :meth:`regions`."""
+
+    def segment(self, crop: np.ndarray) -> np.ndarray:
+        """The slow part of :meth:`parse` for a backend that :attr:`segments`: ``bool [S, S]`` of
+        ``crop`` ``uint8 [S, S, 3]`` (MediaPipe: the person mask that gives hair)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} face backend does not split its parse")
+
+    def regions(self, crop: np.ndarray, landmarks: np.ndarray, segmentation: np.ndarray) -> np.ndarray:
+        """The rest of :meth:`parse`: ``uint8 [S, S]`` regions from the crop, its landmarks and a
+        :meth:`segment` mask (``parse(c, lm) == regions(c, lm, segment(c))``)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} face backend does not split its parse")
+
     def close(self) -> None:
         """Release models and graphs; the backend is unusable after."""
 

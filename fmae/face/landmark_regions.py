@@ -118,6 +118,9 @@ NOSE: tuple[int, ...] = (
 """MediaPipe's nose points, unordered (the region is their convex hull)."""
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly takes fixed-point vertices: 1/16-pixel precision
+# The contours as index arrays, made once (a map is made per frame).
+_OVAL, _NOSE, _LIPS = np.array(FACE_OVAL), np.array(NOSE), np.array(LIPS_OUTER)
+_LEFT_EYE, _RIGHT_EYE = np.array(LEFT_EYE), np.array(RIGHT_EYE)
 
 
 def _fill(canvas: np.ndarray, polygon: np.ndarray, value: int) -> None:
@@ -134,8 +137,8 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     (``up`` turned a quarter clockwise on screen: the image's right for an upright face).
     """
     lm = np.asarray(landmarks, dtype=np.float64)
-    eye_mid = 0.5 * (lm[list(LEFT_EYE)].mean(0) + lm[list(RIGHT_EYE)].mean(0))
-    up = eye_mid - lm[list(LIPS_OUTER)].mean(0)
+    eye_mid = 0.5 * (lm[_LEFT_EYE].mean(0) + lm[_RIGHT_EYE].mean(0))
+    up = eye_mid - lm[_LIPS].mean(0)
     up /= max(np.linalg.norm(up), 1e-6)
     return eye_mid, up, np.array([-up[1], up[0]])
 
@@ -158,16 +161,16 @@ def regions_from_landmarks(
     H, W = shape
     regions = np.full((H, W), FaceRegion.BACKGROUND, dtype=np.uint8)
     oval = np.zeros((H, W), dtype=np.uint8)
-    _fill(oval, lm[list(FACE_OVAL)], 1)
+    _fill(oval, lm[_OVAL], 1)
     if person_mask is not None:
         if person_mask.shape != (H, W):
             raise ValueError(f"person_mask must be {(H, W)}, got {person_mask.shape}")
         regions[_hair(lm, person_mask, oval)] = FaceRegion.HAIR
     regions[oval.view(bool)] = FaceRegion.SKIN
-    _fill(regions, cv2.convexHull(lm[list(NOSE)].astype(np.float32))[:, 0].astype(np.float64), FaceRegion.NOSE)
-    _fill(regions, lm[list(LIPS_OUTER)], FaceRegion.MOUTH)
-    _fill(regions, lm[list(LEFT_EYE)], FaceRegion.LEFT_EYE)
-    _fill(regions, lm[list(RIGHT_EYE)], FaceRegion.RIGHT_EYE)
+    _fill(regions, cv2.convexHull(lm[_NOSE].astype(np.float32))[:, 0].astype(np.float64), FaceRegion.NOSE)
+    _fill(regions, lm[_LIPS], FaceRegion.MOUTH)
+    _fill(regions, lm[_LEFT_EYE], FaceRegion.LEFT_EYE)
+    _fill(regions, lm[_RIGHT_EYE], FaceRegion.RIGHT_EYE)
     return regions
 
 
@@ -175,11 +178,14 @@ def _hair(lm: np.ndarray, person_mask: np.ndarray, oval: np.ndarray) -> np.ndarr
     """Person pixels outside the oval, above the eye line, at most half a face width beside the face."""
     H, W = person_mask.shape
     eye_mid, up, left = face_axes(lm)
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32) + 0.5
+    # A row and a column of pixel centres, broadcast: the same float32 values as a full grid, a
+    # fraction of the work.
+    xs = np.arange(W, dtype=np.float32)[None, :] + np.float32(0.5)
+    ys = np.arange(H, dtype=np.float32)[:, None] + np.float32(0.5)
     dx, dy = xs - eye_mid[0], ys - eye_mid[1]
     across = dx * left[0] + dy * left[1]
     along = dx * up[0] + dy * up[1]
-    oval_across = (lm[list(FACE_OVAL)] - eye_mid) @ left
+    oval_across = (lm[_OVAL] - eye_mid) @ left
     width = oval_across.max() - oval_across.min()
     beside = (across > oval_across.min() - 0.5 * width) & (across < oval_across.max() + 0.5 * width)
     return person_mask.astype(bool) & (oval == 0) & (along > 0) & beside

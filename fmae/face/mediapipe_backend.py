@@ -120,12 +120,23 @@ class MediaPipeBackend(FaceBackend):
                 faces.append(_detection(found[0], (side, side), (x0, y0)))
         return faces
 
+    @property
+    def segments(self) -> bool:
+        return self._segmenter is not None
+
     def parse(self, crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         crop = check_frame(crop)
-        person = None
-        if self._segmenter is not None:
-            person = self._segmenter.process(crop).segmentation_mask > self.person_threshold
-        return regions_from_landmarks(landmarks, crop.shape[:2], person)
+        return self.regions(crop, landmarks, self.segment(crop) if self._segmenter is not None else None)
+
+    def segment(self, crop: np.ndarray) -> np.ndarray:
+        """SelfieSegmentation's person mask of ``crop``: ``bool [S, S]``."""
+        if self._segmenter is None:
+            raise RuntimeError("this backend was made with hair=False: it has no person segmentation")
+        return self._segmenter.process(check_frame(crop)).segmentation_mask > self.person_threshold
+
+    def regions(self, crop: np.ndarray, landmarks: np.ndarray, segmentation: np.ndarray | None) -> np.ndarray:
+        """Regions from the landmarks, with hair from the person mask ``segmentation`` (``None``: no hair)."""
+        return regions_from_landmarks(landmarks, crop.shape[:2], segmentation)
 
     def close(self) -> None:
         self._mesh.close()

@@ -26,6 +26,11 @@ person), not guessed: a passer-by, a face on a poster seen for a moment, a false
 detection. The rest are numbered by first appearance (ties left to right). Working on the
 whole recording (preprocessing decodes it twice anyway) makes the identities independent
 of the order in which people appear.
+
+A live source (``python -m fmae.predict --live``) has no whole recording: :class:`LivePeople`
+decides as the frames come, with the same tracklets (:class:`TrackletLinker`, the step of
+:func:`link_tracklets`) and a greedy version of step 3 (a new tracklet joins the nearest person
+not on screen within ``merge_distance``, for good).
 """
 
 from __future__ import annotations
@@ -132,64 +137,150 @@ def _keep_distinct(boxes: np.ndarray, duplicate_iou: float) -> np.ndarray:
     return keep
 
 
+class TrackletLinker:
+    """Step 1 and 2 of :func:`track_people` one frame at a time (:meth:`step`): duplicates dropped,
+    each detection continuing a tracklet or starting one. :func:`link_tracklets` runs it over a
+    recording; the live loop (:class:`LivePeople`) as the frames come."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
+        self.config = config
+        self.t = 0
+        self.frames: list[list[int]] = []
+        self.sums: list[np.ndarray] = []
+        self.first: list[np.ndarray] = []
+        self.last_box: list[np.ndarray] = []
+        self.last_frame: list[int] = []
+        self.look: list[np.ndarray] = []  # running appearance, unit length
+        self.active: list[int] = []  # the tracklets seen in the last max_miss + 1 frames
+
+    def step(self, b: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The next frame's boxes ``float [N, 4]`` and unit descriptors ``float [N, D]``: ``int64 [N]``,
+        the tracklet of each detection (new ones numbered on), ``-1`` for a duplicate."""
+        config, t = self.config, self.t
+        self.t += 1
+        b, d = np.asarray(b, np.float64), np.asarray(d, np.float64)
+        frame_ids = np.full(len(b), -1, np.int64)
+        keep = np.flatnonzero(_keep_distinct(b, config.duplicate_iou)) if len(b) else np.zeros(0, np.int64)
+        self.active = [k for k in self.active if t - self.last_frame[k] <= config.max_miss + 1]
+        matched: dict[int, int] = {}
+        if self.active and len(keep):
+            iou = box_iou(np.stack([self.last_box[k] for k in self.active]), b[keep])
+            dist = descriptor_distance(np.stack([self.look[k] for k in self.active])[:, None], d[keep][None])
+            ok = (iou >= config.min_iou) & (dist <= config.link_distance)
+            cost = np.where(ok, (1 - iou) + dist, 1e6)
+            for r, c in zip(*linear_sum_assignment(cost)):
+                if ok[r, c]:
+                    matched[int(keep[c])] = self.active[r]
+        rate = config.appearance_rate
+        for i in keep.tolist():
+            k = matched.get(i)
+            if k is None:
+                k = len(self.frames)
+                self.active.append(k)
+                self.frames.append([])
+                self.sums.append(np.zeros_like(d[i]))
+                self.first.append(b[i])
+                self.last_box.append(b[i])
+                self.last_frame.append(t)
+                self.look.append(d[i])
+            else:
+                mixed = (1 - rate) * self.look[k] + rate * d[i]
+                self.look[k] = mixed / max(np.linalg.norm(mixed), 1e-12)
+            self.frames[k].append(t)
+            self.sums[k] += d[i]
+            self.last_box[k], self.last_frame[k] = b[i], t
+            frame_ids[i] = k
+        return frame_ids
+
+
 def link_tracklets(
     boxes: Sequence[np.ndarray], descriptors: Sequence[np.ndarray], config: TrackerConfig = TrackerConfig()
 ) -> Tracklets:
-    """Step 1 and 2 of :func:`track_people`: duplicates dropped, detections linked into tracklets.
+    """Step 1 and 2 of :func:`track_people`: duplicates dropped, detections linked into tracklets
+    (:class:`TrackletLinker` over every frame).
 
     boxes: per frame ``float [N_t, 4]`` (``x0, y0, x1, y1``); descriptors: per frame ``float
     [N_t, D]``, unit vectors (``float16`` is enough). See :class:`Tracklets` for the result.
     """
     _check(boxes, descriptors)
-    ids: list[np.ndarray] = []
-    frames: list[list[int]] = []
-    sums: list[np.ndarray] = []
-    first: list[np.ndarray] = []
-    last_box: list[np.ndarray] = []
-    last_frame: list[int] = []
-    look: list[np.ndarray] = []  # running appearance, unit length
-    active: list[int] = []  # the tracklets seen in the last max_miss + 1 frames
-    rate = config.appearance_rate
-    for t, (b, d) in enumerate(zip(boxes, descriptors)):
-        b, d = np.asarray(b, np.float64), np.asarray(d, np.float64)
-        frame_ids = np.full(len(b), -1, np.int64)
-        keep = np.flatnonzero(_keep_distinct(b, config.duplicate_iou)) if len(b) else np.zeros(0, np.int64)
-        active = [k for k in active if t - last_frame[k] <= config.max_miss + 1]
-        matched: dict[int, int] = {}
-        if active and len(keep):
-            iou = box_iou(np.stack([last_box[k] for k in active]), b[keep])
-            dist = descriptor_distance(np.stack([look[k] for k in active])[:, None], d[keep][None])
-            ok = (iou >= config.min_iou) & (dist <= config.link_distance)
-            cost = np.where(ok, (1 - iou) + dist, 1e6)
-            for r, c in zip(*linear_sum_assignment(cost)):
-                if ok[r, c]:
-                    matched[int(keep[c])] = active[r]
-        for i in keep.tolist():
-            k = matched.get(i)
-            if k is None:
-                k = len(frames)
-                active.append(k)
-                frames.append([])
-                sums.append(np.zeros_like(d[i]))
-                first.append(b[i])
-                last_box.append(b[i])
-                last_frame.append(t)
-                look.append(d[i])
-            else:
-                mixed = (1 - rate) * look[k] + rate * d[i]
-                look[k] = mixed / max(np.linalg.norm(mixed), 1e-12)
-            frames[k].append(t)
-            sums[k] += d[i]
-            last_box[k], last_frame[k] = b[i], t
-            frame_ids[i] = k
-        ids.append(frame_ids)
+    linker = TrackletLinker(config)
+    ids = [linker.step(b, d) for b, d in zip(boxes, descriptors)]
+    frames, sums = linker.frames, linker.sums
     dim = next((np.shape(d)[1] for d in descriptors if len(d)), 0)
     return Tracklets(
         ids=ids,
         frames=[np.asarray(f, np.int64) for f in frames],
         mean=np.stack([s / len(f) for s, f in zip(sums, frames)]) if frames else np.zeros((0, dim)),
-        first_box=np.stack(first) if first else np.zeros((0, 4)),
+        first_box=np.stack(linker.first) if linker.first else np.zeros((0, 4)),
     )
+
+
+class LivePeople:
+    """Who each face is, decided frame by frame, for a live source that cannot wait for the whole
+    recording (:func:`track_people` groups tracklets after the end, which a camera never has).
+
+    Detections are linked into tracklets as offline (:class:`TrackletLinker`). A tracklet that
+    starts is given at once to the person whose mean look is nearest, if that is at most
+    ``merge_distance`` away and the person is not in the frame already (one person cannot be in
+    two places); otherwise it is a new person. So a person who turned away, left or moved to
+    another tile comes back as themselves, as offline, but the choice is made on the tracklet's
+    first face and never revised. A person is :meth:`confirmed` once seen in ``min_frames``
+    frames, or, where the caller skips frames (a live loop that drops them), once seen for
+    ``min_frames`` source frames in at least half the frames looked at since; until then a caller
+    holds their results back (a passer-by is dropped offline)."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
+        self.config = config
+        self.linker = TrackletLinker(config)
+        self.person: list[int] = []  # tracklet -> person
+        self.sums: list[np.ndarray] = []  # person -> sum of descriptors
+        self.seen: list[int] = []  # person -> frames seen
+        self.first: list[tuple[int, int]] = []  # person -> (step, source frame) first seen
+        self.last: list[int] = []  # person -> source frame last seen
+        self.frame = -1
+
+    def step(self, boxes: np.ndarray, descriptors: np.ndarray, frame: int | None = None) -> np.ndarray:
+        """The next frame's boxes ``float [N, 4]`` and unit descriptors ``float [N, D]`` (``frame``: its
+        source index, when frames are skipped): ``int64 [N]``, each detection's person (numbered by
+        first appearance), ``-1`` for a duplicate."""
+        self.frame = self.frame + 1 if frame is None else frame
+        ids = self.linker.step(boxes, descriptors)
+        d = np.asarray(descriptors, np.float64)
+        out = np.full(len(ids), -1, np.int64)
+        new = [i for i in range(len(ids)) if ids[i] >= len(self.person)]
+        for i in range(len(ids)):
+            if ids[i] >= 0 and i not in new:
+                out[i] = self.person[ids[i]]
+        for i in new:
+            out[i] = self._assign(d[i], set(out[out >= 0].tolist()))
+            self.person.append(int(out[i]))
+        for i, p in enumerate(out.tolist()):
+            if p >= 0:
+                self.sums[p] += d[i]
+                self.seen[p] += 1
+                self.last[p] = self.frame
+        return out
+
+    def _assign(self, look: np.ndarray, taken: set[int]) -> int:
+        free = [p for p in range(len(self.sums)) if p not in taken]
+        if free:
+            dist = _distances(_unit(np.stack([self.sums[p] for p in free])), look[None])[:, 0]
+            best = int(np.argmin(dist))
+            if dist[best] <= self.config.merge_distance:
+                return free[best]
+        self.sums.append(np.zeros_like(look))
+        self.seen.append(0)
+        self.first.append((self.linker.t - 1, self.frame))
+        self.last.append(self.frame)
+        return len(self.sums) - 1
+
+    def confirmed(self, person: int) -> bool:
+        """The person has been seen in at least ``min_frames`` frames (or, frames skipped, for
+        ``min_frames`` source frames, in at least half the frames looked at since)."""
+        n = self.config.min_frames
+        step, frame = self.first[person]
+        looked = self.linker.t - step
+        return self.seen[person] >= n or (self.last[person] - frame + 1 >= n and 2 * self.seen[person] >= looked)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -118,12 +118,18 @@ def crop_windows(boxes: np.ndarray, frame_hw: tuple[int, int], margin: float) ->
     return out.astype(np.float32)
 
 
-def crop_frame(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
+def crop_frame(frame: np.ndarray, window: np.ndarray, size: int, fast: bool = False) -> np.ndarray:
     """Cut an integer window out of a frame, black where it overhangs, resized to ``size``².
 
     frame: ``uint8 [H, W, C]`` (or ``[H, W]``); window: ``x0, y0, x1, y1`` whole numbers
     (from :func:`crop_windows`). Returns ``uint8 [size, size, C]``. Downscaling uses area
     averaging (no aliasing), upscaling bilinear interpolation.
+
+    fast: a window of up to 4 × ``size`` is downscaled in two steps, bilinear to ``2 × size`` and
+    then area averaging by exactly 2 (OpenCV's area filter is ~5× faster at a whole factor than
+    at a fractional one); the result differs from the one-step area filter (the reference,
+    ``fast=False``) by under one level on average, a few at the 99th percentile
+    (``tests/face/test_tracking.py`` binds them).
     """
     x0, y0, x1, y1 = (int(v) for v in np.asarray(window))
     H, W = frame.shape[:2]
@@ -136,8 +142,13 @@ def crop_frame(frame: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
         patch = np.zeros((y1 - y0, x1 - x0, *frame.shape[2:]), dtype=frame.dtype)
         if cx1 > cx0 and cy1 > cy0:
             patch[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = frame[cy0:cy1, cx0:cx1]
-    interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=interp)
+    patch = np.ascontiguousarray(patch)
+    if fast and size < patch.shape[0] <= 4 * size:
+        double = cv2.resize(patch, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(double, (size, size), interpolation=cv2.INTER_AREA)
+    else:
+        interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
+        out = cv2.resize(patch, (size, size), interpolation=interp)
     return out.reshape(size, size, *frame.shape[2:])
 
 

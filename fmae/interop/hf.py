@@ -292,7 +292,8 @@ def _check_patches_and_positions(model: FMAE, notes: list[str]) -> None:
         raise ValueError("this model has a learned position table; HF VideoMAE only has fixed sinusoidal ones")
     if c.position_embedding == "sincos_thw":
         raise ValueError(
-            "this model has one sin/cos position table per axis (sincos_thw); HF VideoMAE only has the 1-D one"
+            "this model has one sin/cos position table per axis (sincos_thw, fmae.train's default since "
+            "2026-12-07); HF VideoMAE only has the 1-D one: pre-train with --position-embedding sincos to export"
         )
     if c.position_embedding == "fixed":
         tables = ((model.pos_embed, c.embed_dim), (model.decoder_pos_embed, c.decoder_embed_dim))

@@ -30,7 +30,8 @@ def test_time_calls_reports_ms_and_caps_the_calls():
 
 def test_matmul_peak_size():
     assert timing.peak_size(torch.float32, "cpu") == timing.PEAK_SIZE
-    assert 1e8 < timing.matmul_peak(torch.float32, "cpu", size=64, rounds=2) < 1e15
+    # FLOP/s, not GFLOP/s nor seconds; a 64² product timed twice on a loaded machine has read 6.5e7.
+    assert 1e5 < timing.matmul_peak(torch.float32, "cpu", size=64, rounds=2) < 1e15
 
 
 def test_one_attention_table_for_the_gpu_check_and_the_benchmarks():

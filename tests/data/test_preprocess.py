@@ -226,7 +226,8 @@ def test_crops_alone_skip_the_parse_not_the_face_record(run, tmp_path):
     src, out, _ = run
     crops = tmp_path / "crops.avi"
     config = dataclasses.replace(CONFIG, regions=False)
-    assert config.digest() != CONFIG.digest() and PreprocessConfig().digest() == "69c6442135a8"  # as before the field
+    # As before the field (and the keyframes field: keyframes=1 is the pass those caches were made with).
+    assert config.digest() != CONFIG.digest() and PreprocessConfig(keyframes=1).digest() == "69c6442135a8"
     with config.create_backend() as backend:
         rec = process_video(src / "bad" / "face_then_none.avi", crops, backend, config)
     assert rec["status"] == "ok" and rec["missing_face_ranges"] == [[6, 12]] and rec["frames"] == 12

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from predict_helpers import tiny_predictor
 
 from fmae.data import ClipItem, make_loader
 from fmae.data.clips import normalise_clip
@@ -29,7 +30,7 @@ from fmae.downstream.probe import TASKS
 from fmae.downstream.windows import Faces, encode_windows, find_faces, window_clips, window_starts
 from fmae.model import FMAE, get_config
 from fmae.predict import main
-from fmae.weights import fingerprint, save_encoder
+from fmae.weights import save_encoder
 
 pytest.importorskip("mediapipe")
 
@@ -54,19 +55,7 @@ def predictor(tmp_path_factory):
     test checks the pipeline — faces, windows, timing, features, outputs — not the encoder.)
     """
     d = tmp_path_factory.mktemp("predictor")
-    torch.manual_seed(0)
-    encoder = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4)).eval()
-    encoder_path = save_encoder(encoder, d / "encoder.safetensors")
-    meta = {
-        "task": "daisee",
-        "kind": "classification",
-        "class_names": CLASSES,
-        "img_size": 32,
-        "num_frames": 4,
-        "temporal_stride": 2,
-        "encoder": str(encoder_path),
-        "encoder_fingerprint": fingerprint(encoder),
-    }
+    encoder, encoder_path, meta = tiny_predictor(d, CLASSES)
     truth = render_segments([3, 0, 3], SECONDS, size=SIZE, seed=9)
     write_video(d / "talk.avi", truth.rendered.frames, truth.fps)
     faces = find_faces(d / "talk.avi", d, 32)

@@ -3,12 +3,10 @@ and the run: the same update as the whole batch, on one process and under torchr
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from torchrun_helpers import torchrun
 from train_helpers import train_args
 
 from fmae.benchmarking.step import random_batch
@@ -129,7 +127,9 @@ def _assert_same_run(a, b):
 
 def _run_args(root, out, *extra):
     # fp32: what is compared is the split of the batch, not bf16's rounding in two summation orders.
-    return train_args(root, out, 6, "--dtype", "fp32", "--num-frames", "4", *extra, batch_size=4)
+    # Every masked token decoded: with half of 4 (decoder keep 0.5) Adam's first steps on near-zero
+    # gradients magnify the summation order past the tolerance; the step tests above cover keep 0.5.
+    return train_args(root, out, 6, "--dtype", "fp32", "--num-frames", "4", "--decoder-keep", "1", *extra, batch_size=4)
 
 
 def test_a_run_with_both_flags_and_a_resume_without_them_is_the_plain_run(small_set, tmp_path, monkeypatch):
@@ -162,13 +162,6 @@ def test_a_batch_that_does_not_split_is_a_clear_error(small_set, tmp_path, capsy
 def test_both_flags_under_torchrun_match_one_plain_process(small_set, tmp_path):
     plain, two = tmp_path / "plain", tmp_path / "two"
     assert train_main(_run_args(small_set, plain)) == 0
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fmae.train"]
-        + _run_args(small_set, two, "--accum-steps", "2", "--grad-checkpointing"),
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = torchrun("fmae.train", *_run_args(small_set, two, "--accum-steps", "2", "--grad-checkpointing"), out=two)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_same_run(plain, two)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -7,8 +8,9 @@ from train_helpers import train_args
 
 from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
 from fmae.data.loader import dali_available
+from fmae.data.preprocess import PreprocessConfig
 from fmae.pretraining import train as trainer
-from fmae.pretraining.train import TrainConfig
+from fmae.pretraining.train import TrainConfig, _check_resume
 from fmae.train import main
 from fmae.weights.checkpoint import load_checkpoint
 
@@ -201,8 +203,8 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--mask-strategy", "tube")) == 2
     assert "mask_strategy" in capsys.readouterr().err
-    assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos_thw")) == 2
-    assert "position_embedding ('sincos' vs 'sincos_thw')" in capsys.readouterr().err
+    assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos")) == 2
+    assert "position_embedding ('sincos_thw' vs 'sincos')" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--augment", "blur")) == 2
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
     # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
@@ -235,9 +237,11 @@ def test_default_data_is_the_synthetic_set_through_the_face_pipeline(tmp_path, m
     monkeypatch.setenv("FMAE_DATA", str(tmp_path / "cache"))
     small = lambda size: SyntheticConfig(num_subjects=5, clips_per_subject=1, num_frames=8, size=size)  # noqa: E731
     root = prepared_root("", 96, workers=0, progress=False, synthetic=small(96))
-    assert root.name.endswith("-faces96") and (root / "manifest.jsonl").is_file()
+    # Through the default face pass (on keyframes), in a cache named for it.
+    assert root.name.endswith(f"-faces96-k{PreprocessConfig().keyframes}") and (root / "manifest.jsonl").is_file()
     records = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     assert len(records) == 5 and all(r["status"] == "ok" for r in records)
+    assert {r["config"] for r in records} == {PreprocessConfig(size=96).digest()}
     item = VideoClipDataset(root, "Train", num_frames=4, stride=2)[0]
     assert item["clip"].shape == (3, 4, 96, 96) and item["region_map"].shape == (4, 96, 96)
     # The face pipeline found the face: eyes, nose and mouth are in the parsed maps.
@@ -274,3 +278,18 @@ def test_init_starts_from_given_weights_not_a_resume(small_set, tmp_path):
     for k in a:
         torch.testing.assert_close(b["model"][k], a[k], rtol=0, atol=1e-6)
     assert main(_args(small_set, tmp_path / "third", 1, "--num-frames", "8", "--init", str(first))) == 2
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_with_what_it_was_made_with():
+    # Checkpoints from before --position-embedding used VideoMAE's 1-D table, today's default or not.
+    saved = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k != "position_embedding"}
+    _check_resume(saved, TrainConfig(position_embedding="sincos"))
+    with pytest.raises(ValueError, match=r"position_embedding \('sincos' vs 'sincos_thw'\)"):
+        _check_resume(saved, TrainConfig())
+
+
+def test_a_checkpoint_older_than_decoder_masking_resumes_as_keep_1_and_the_error_names_the_flags():
+    saved = {k: v for k, v in dataclasses.asdict(TrainConfig(num_frames=16)).items() if k != "decoder_keep"}
+    _check_resume(saved, TrainConfig(num_frames=16, decoder_keep=1.0))
+    with pytest.raises(ValueError, match=r"resume with --num-frames 16 --decoder-keep 1\.0$"):
+        _check_resume(saved, TrainConfig())

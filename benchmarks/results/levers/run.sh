@@ -18,8 +18,10 @@ for spec in "$@"; do
     # shellcheck disable=SC2086
     python -m fmae.train $flags --out-dir "$cell/run" --no-progress > "$cell/train.log" 2>&1
     echo "$(( $(date +%s) - start ))" > "$cell/train_seconds"
-    python -m fmae.evaluate "$cell/run" --split Validation --mean-face --out-dir "$cell/eval" --no-progress \
-      > "$cell/eval.log" 2>&1
+    # A cell trained on its own data is evaluated on that data's Validation people.
+    data=(); [[ " $flags " =~ \ --data-root\ ([^ ]+) ]] && data=(--data-root "${BASH_REMATCH[1]}")
+    python -m fmae.evaluate "$cell/run" "${data[@]}" --split Validation --mean-face --out-dir "$cell/eval" \
+      --no-progress > "$cell/eval.log" 2>&1
   fi
   if [ ! -f "$cell/probe/metrics.json" ]; then
     python -m fmae.probe --checkpoint "$cell/run" --out-dir "$cell/probe" --no-progress > "$cell/probe.log" 2>&1

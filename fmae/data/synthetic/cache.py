@@ -53,8 +53,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def ensure_synthetic_daisee(root: str | Path | None = None, config: SyntheticConfig | None = None) -> Path:
-    """The synthetic set for ``config`` (default :func:`pretraining_set`), generated on first use.
+def ensure_synthetic_daisee(
+    root: str | Path | None = None, config: SyntheticConfig | None = None, workers: int = 1
+) -> Path:
+    """The synthetic set for ``config`` (default :func:`pretraining_set`), generated on first use
+    by ``workers`` processes (the same files for any count).
 
     Returns ``<root>/daisee-<config.digest()>``, a DAiSEE-layout folder (see
     :mod:`fmae.data.clips`) with a ``manifest.json``; ``root`` defaults to
@@ -85,7 +88,7 @@ def ensure_synthetic_daisee(root: str | Path | None = None, config: SyntheticCon
         final,
     )
     try:
-        write_dataset(tmp, config)
+        write_dataset(tmp, config, workers)
         try:
             tmp.rename(final)
         except OSError:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,37 +23,47 @@ from fmae.runtime.files import write_json
 MANIFEST = "manifest.json"
 
 
-def write_dataset(out: str | Path, config: SyntheticConfig) -> dict:
+def write_dataset(out: str | Path, config: SyntheticConfig, workers: int = 1) -> dict:
     """Write every clip, the label CSVs and ``manifest.json`` into ``out``; return the manifest.
 
-    The manifest is written last, so its presence marks a finished set.
+    ``workers`` processes draw the clips; each clip comes from its own seeds, so the files are
+    the same for any count. The manifest is written last, so its presence marks a finished set.
     """
     out = Path(out)
+    jobs = [(out, config, s, c) for s in range(config.num_subjects) for c in range(config.clips_per_subject)]
+    if workers > 1:
+        # spawn: the caller may hold torch's threads, which do not survive fork
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            written = list(pool.map(_write_one, jobs, chunksize=4))
+    else:
+        written = [_write_one(job) for job in jobs]
     rows: dict[str, list] = {s: [] for s in SPLITS}
-    clips = []
-    for subject in range(config.num_subjects):
-        for c in range(config.clips_per_subject):
-            g = generate_clip(config, subject, c)
-            video = _write_clip(out, g, config)
-            rows[g.split].append(_label_row(g, np.random.default_rng([config.seed, 2, subject, c])))
-            clips.append(
-                {
-                    "split": g.split,
-                    "subject": g.subject_id,
-                    "clip": g.clip_id,
-                    "engagement": g.engagement,
-                    "video": video.relative_to(out).as_posix(),
-                }
-            )
+    for split, row, _ in written:
+        rows[split].append(row)
     _write_labels(out, rows)
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "digest": config.digest(),
         "config": dataclasses.asdict(config),
-        "clips": clips,
+        "clips": [entry for _, _, entry in written],
     }
     write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _write_one(job: tuple[Path, SyntheticConfig, int, int]) -> tuple[str, list, dict]:
+    """Draw and write clip ``c`` of ``subject``: its split, label row and manifest entry."""
+    out, config, subject, c = job
+    g = generate_clip(config, subject, c)
+    video = _write_clip(out, g, config)
+    entry = {
+        "split": g.split,
+        "subject": g.subject_id,
+        "clip": g.clip_id,
+        "engagement": g.engagement,
+        "video": video.relative_to(out).as_posix(),
+    }
+    return g.split, _label_row(g, np.random.default_rng([config.seed, 2, subject, c])), entry
 
 
 def _write_clip(out: Path, g: GeneratedClip, config: SyntheticConfig) -> Path:
