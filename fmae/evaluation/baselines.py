@@ -7,7 +7,8 @@ cube of a clip from its visible cubes only (:func:`baseline_predictions`).
   (:func:`nearest_visible_index`);
 - ``temporal_interp``: linear interpolation in time between the nearest visible cubes at
   the same spatial position before and after (weighted by the distance in ``t'``); with
-  only one of them, that one; with neither, ``nearest_visible``.
+  only one of them, that one; with neither, ``nearest_visible``
+  (:func:`fmae.model.hint.temporal_interp`, which a model may be given as its decoder's hint).
 
 A model that beats them has learnt more about faces than copying or averaging what it
 was shown.
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from fmae.model.hint import temporal_interp
 
 BASELINES: tuple[str, ...] = ("visible_mean", "nearest_visible", "temporal_interp")
 """The naive predictors measured beside the model (see the module docstring)."""
@@ -71,34 +74,9 @@ def baseline_predictions(targets: torch.Tensor, mask: torch.Tensor, grid: Sequen
     weights = visible.unsqueeze(-1).float()
     mean = (targets * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
     nearest = targets.gather(1, nearest_visible_index(mask, grid).unsqueeze(-1).expand(B, N, P))
+    interp, found = temporal_interp(targets, visible, (t, h, w))
     return {
         "visible_mean": mean.expand(B, N, P),
         "nearest_visible": nearest,
-        "temporal_interp": _temporal_interp(targets, visible, nearest, (t, h, w)),
+        "temporal_interp": torch.where(found.unsqueeze(-1), interp, nearest),
     }
-
-
-def _temporal_interp(
-    targets: torch.Tensor, visible: torch.Tensor, nearest: torch.Tensor, grid: tuple[int, int, int]
-) -> torch.Tensor:
-    """float ``[B, N, P]``: the ``temporal_interp`` baseline, falling back to ``nearest``
-    where a spatial position is hidden at every ``t'``."""
-    B, N, P = targets.shape
-    t, h, w = grid
-    # Per spatial position, the last visible time slice at or before t' and the first at or after it.
-    vis = visible.view(B, t, h * w)
-    ts = torch.arange(t, device=visible.device).view(1, t, 1)
-    before = torch.where(vis, ts, -1).cummax(dim=1).values
-    after = torch.where(vis, ts, t).flip(1).cummin(dim=1).values.flip(1)
-    cubes = targets.reshape(B, t, h * w, P)
-    prev = cubes.gather(1, before.clamp(min=0).unsqueeze(-1).expand(B, t, h * w, P))
-    nxt = cubes.gather(1, after.clamp(max=t - 1).unsqueeze(-1).expand(B, t, h * w, P))
-    has_prev, has_next = (before >= 0).unsqueeze(-1), (after < t).unsqueeze(-1)
-    toward_next = ((ts - before).float() / (after - before).clamp(min=1).float()).unsqueeze(-1)
-    between = prev + toward_next * (nxt - prev)
-    interp = torch.where(
-        has_prev & has_next,
-        between,
-        torch.where(has_prev, prev, torch.where(has_next, nxt, nearest.reshape(B, t, h * w, P))),
-    )
-    return interp.reshape(B, N, P)

@@ -27,7 +27,8 @@ decoder ``Dd``, ``Fd``, ``Ld``; ``P`` numbers per cube.
   backward: ``2BVPD + 2·Le·block(V, D, F)``.
 - Decoder forward: ``2BVDDd`` (``decoder_embed``) ``+ Ld·block(L, Dd, Fd) + 2BKDdP``
   (the head, on the reconstructed tokens only); backward twice that. Without decoder
-  masking ``L = N``.
+  masking ``L = N``. With a decoder hint, ``+ 2BKPDd`` for its embedding, whose backward
+  (no input gradient) is its forward once.
 - Discriminator (``λ > 0``), an MLP applied per masked cube, ``c = Σ 2·in·out`` per
   cube over its layers: its update runs it forward on the real and the reconstructed
   cubes and back to its weights (``2·BK·(c + c − c₀)``: no input gradient, so its
@@ -108,8 +109,9 @@ def decoder_flops(
     embed = 2 * batch_size * (n - num_masked) * c.embed_dim * dd
     blocks = c.decoder_depth * block_forward_flops(batch_size, length, dd, int(dd * c.mlp_ratio))
     head = 2 * batch_size * num_targets * dd * c.cube_dim
-    forward = embed + blocks + head
-    return forward, 2 * forward
+    # The hint's embedding reads cubes, which need no gradient: its backward is its weight's only.
+    hint = 0 if c.decoder_hint == "none" else 2 * batch_size * num_targets * c.cube_dim * dd
+    return embed + blocks + head + hint, 2 * (embed + blocks + head) + hint
 
 
 def discriminator_flops(config: FMAEConfig, batch_size: int, num_masked: int) -> int:

@@ -21,6 +21,8 @@ In the manner of facebookresearch/mae's ``models_mae.py``:
   :func:`fmae.ops.decoder_input` in HF's layout, the encoder's tokens first, then a
   learned mask token at each target position, each plus its position embedding; a
   linear head predicts the ``P`` pixels of each target cube from the last ``K`` rows;
+  with ``decoder_hint`` (:mod:`fmae.model.hint`) a target also gets the cubes seen at its
+  place at other times, and the head predicts what they miss;
 - targets are the masked cubes' pixels (the paper's eq. 4), or with
   ``norm_pix_loss`` the cubes normalised per cube and channel (VideoMAE's targets).
 
@@ -46,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from fmae.model.hint import DECODER_HINTS, temporal_interp
 from fmae.ops import attention, decoder_input, gather_tokens, visible_index
 
 QKV_BIASES = ("qkv", "qv", "none")
@@ -117,6 +120,9 @@ class FMAEConfig:
     """One of :data:`POSITION_EMBEDDINGS`."""
     decoder_embed_bias: bool = True
     """Whether ``decoder_embed`` has a bias (VideoMAE's and MARLIN's have none)."""
+    decoder_hint: str = "none"
+    """One of :data:`fmae.model.hint.DECODER_HINTS`: what a hidden token's decoder input holds
+    beside the mask token and its position."""
     backend: str = "auto"
     attention_backend: str = "auto"
 
@@ -142,6 +148,7 @@ class FMAEConfig:
             ("qkv_bias", QKV_BIASES),
             ("pooling", POOLINGS),
             ("position_embedding", POSITION_EMBEDDINGS),
+            ("decoder_hint", DECODER_HINTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -197,8 +204,10 @@ ARCHITECTURE_OPTIONS: tuple[str, ...] = (
     "pooling",
     "position_embedding",
     "decoder_embed_bias",
+    "decoder_hint",
 )
-"""Fields that reproduce other implementations' architectures (:mod:`fmae.interop`)."""
+"""Fields that reproduce other implementations' architectures (:mod:`fmae.interop`) or that
+FMAE added later, each defaulting to the architecture FMAE first had."""
 _FMAE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FMAEConfig)}
 
 
@@ -429,6 +438,10 @@ class FMAE(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
+        if c.decoder_hint != "none":
+            # A hinted token's input: the hint cube, embedded, plus a token that says a hint is there.
+            self.hint_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
+            self.hint_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
         table = position_table(c, c.embed_dim)
         if c.position_embedding == "learned":
@@ -442,6 +455,8 @@ class FMAE(nn.Module):
         )
         self.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
+        if c.decoder_hint != "none":
+            nn.init.normal_(self.hint_token, std=0.02)
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -493,26 +508,45 @@ class FMAE(nn.Module):
         x = x + self.pos_embed[visible].to(x.dtype)
         return self.norm(self._run_blocks(self.blocks, x))
 
-    def forward_decoder(self, latent: torch.Tensor, visible: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward_decoder(
+        self,
+        latent: torch.Tensor,
+        visible: torch.Tensor,
+        targets: torch.Tensor,
+        hint: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Predict the cubes at ``targets``.
 
         latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; targets: int64 ``[B, K]``,
-        masked positions (all of them, or decoder masking's subset) → ``[B, K, P]``.
+        masked positions (all of them, or decoder masking's subset); hint: with
+        ``config.decoder_hint``, ``(cubes [B, K, P], found bool [B, K])`` at the targets
+        (:func:`fmae.model.hint.temporal_interp`, in the space of the targets) → ``[B, K, P]``.
 
         The decoder runs on ``N_vis + K`` tokens laid out as HF's VideoMAE lays them
         out: the visible tokens, then a mask token at each target
         (:func:`fmae.ops.decoder_input`, one pass); attention does not care about the
-        order, and the predictions are the last ``K`` rows, so nothing is gathered.
+        order, and the predictions are the last ``K`` rows, so nothing is gathered. Where a
+        hint was found, its embedding joins the mask token and the prediction is the hint
+        plus the decoder's output, so the decoder learns what the hint misses.
         """
+        if (hint is None) != (self.config.decoder_hint == "none"):
+            raise ValueError(f"decoder_hint is {self.config.decoder_hint!r}: give a hint exactly when it is not 'none'")
         x = self.decoder_embed(latent)
         index = torch.cat([visible, targets], dim=1)
         # The indices come from visible_index / decoder_targets, in range by construction: no check (a CUDA sync).
         x = decoder_input(
             x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend, check=False
         )
+        n_vis = visible.shape[1]
+        if hint is not None:
+            cubes, found = hint
+            where = found.unsqueeze(-1).to(x.dtype)
+            hinted = x[:, n_vis:] + (self.hint_embed(cubes.to(x.dtype)) + self.hint_token.to(x.dtype)) * where
+            x = torch.cat([x[:, :n_vis], hinted], dim=1)
         x = self._run_blocks(self.decoder_blocks, x)
         # Norm and head only where a prediction is wanted.
-        return self.decoder_pred(self.decoder_norm(x[:, visible.shape[1] :]))
+        pred = self.decoder_pred(self.decoder_norm(x[:, n_vis:]))
+        return pred if hint is None else pred + (cubes * found.unsqueeze(-1)).to(pred.dtype)
 
     def forward(
         self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None, targets: torch.Tensor | None = None
@@ -543,10 +577,24 @@ class FMAE(nn.Module):
             self._check_targets(targets, mask, masked.shape[1])
         cubes = patchify(clip, self.config.tubelet)
         latent = self.forward_encoder(cubes, visible)
-        pred = self.forward_decoder(latent, visible, targets)
+        pred = self.forward_decoder(latent, visible, targets, self._hint(cubes, mask, targets))
         target = gather_tokens(cubes, targets, backend=self.config.backend)
         target = normalize_cubes(target, self.config.in_chans) if self.config.norm_pix_loss else target.float()
         return Reconstruction(pred, target, targets)
+
+    def _hint(
+        self, cubes: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``config.decoder_hint``'s ``(cubes [B, K, P], found [B, K])`` at the targets, from the
+        visible cubes (``[B, N, P]``; mask bool ``[B, N]``), in the space of the targets; ``None``
+        without a hint."""
+        c = self.config
+        if c.decoder_hint == "none":
+            return None
+        interp, found = temporal_interp(cubes.float(), ~mask, c.grid)
+        if c.norm_pix_loss:
+            interp = normalize_cubes(interp, c.in_chans)
+        return gather_tokens(interp, targets, backend=c.backend), found.gather(1, targets)
 
     @staticmethod
     def _check_targets(targets: torch.Tensor, mask: torch.Tensor, num_masked: int) -> None:

@@ -38,7 +38,7 @@ from fmae.data.loader import BACKENDS as LOADER_BACKENDS
 from fmae.data.loader import ClipLoader, with_region_maps
 from fmae.evaluation.held_out import HeldOut, held_out_set
 from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES, mask_generator
-from fmae.model import MODEL_CONFIGS, get_config
+from fmae.model import DECODER_HINTS, MODEL_CONFIGS, get_config
 from fmae.model.losses import ADV_LOSSES
 from fmae.pretraining.records import RunLog, log_step, write_reconstruction
 from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
@@ -77,6 +77,7 @@ class TrainConfig:
             "position_embedding": "sincos",
             "augment": "none",
             "decoder_keep": 1.0,
+            "decoder_hint": "none",
         },
     }
 
@@ -114,6 +115,13 @@ class TrainConfig:
         "< 1: running_cell (VideoMAE V2's 2x2 cell pattern shifting in time), random, or "
         "facial (eyes, nose and mouth first, then hair, skin, background)",
         DECODER_STRATEGIES,
+    )
+    decoder_hint: str = setting(
+        "none",
+        "what a hidden token's decoder input holds beside the mask token: none (VideoMAE, the paper) or "
+        "temporal_interp (the cubes seen at its place at other times, interpolated; the decoder then "
+        "predicts what they miss)",
+        DECODER_HINTS,
     )
     augment: str = setting(
         "flip,crop,colour",
@@ -263,6 +271,7 @@ _RESUME_FIXED = (
     "seed",
     "decoder_keep",
     "decoder_strategy",
+    "decoder_hint",
 )
 
 
@@ -419,6 +428,7 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
             num_frames=config.num_frames,
             norm_pix_loss=config.norm_pix_loss,
             position_embedding=config.position_embedding,
+            decoder_hint=config.decoder_hint,
         )
     torch.manual_seed(config.seed)
     run = Pretrainer(

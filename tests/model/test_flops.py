@@ -77,20 +77,22 @@ def test_encoder_and_decoder_match_flop_counter(ratio):
 
 
 @pytest.mark.parametrize(
-    "strategy,ratio,adv_weight,keep",
+    "strategy,ratio,adv_weight,keep,hint",
     [
-        ("random", 0.75, 0.0, 1.0),
-        ("facial", 0.9, 0.1, 1.0),
-        ("tube", 0.5, 0.1, 1.0),
-        ("frame", 0.5, 0.0, 1.0),
-        ("random", 0.75, 0.0, 0.5),
-        ("facial", 0.9, 0.1, 0.5),
-        ("tube", 0.5, 0.1, 0.25),
+        ("random", 0.75, 0.0, 1.0, "none"),
+        ("facial", 0.9, 0.1, 1.0, "none"),
+        ("tube", 0.5, 0.1, 1.0, "none"),
+        ("frame", 0.5, 0.0, 1.0, "none"),
+        ("random", 0.75, 0.0, 0.5, "none"),
+        ("facial", 0.9, 0.1, 0.5, "none"),
+        ("tube", 0.5, 0.1, 0.25, "none"),
+        ("facial", 0.75, 0.1, 0.5, "temporal_interp"),
+        ("random", 0.5, 0.0, 1.0, "temporal_interp"),
     ],
 )
-def test_pretrain_step_matches_flop_counter(strategy, ratio, adv_weight, keep):
+def test_pretrain_step_matches_flop_counter(strategy, ratio, adv_weight, keep, hint):
     torch.manual_seed(0)
-    config = get_config("fmae_vit_tiny", **SMALL)
+    config = get_config("fmae_vit_tiny", **SMALL, decoder_hint=hint)
     run = Pretrainer(
         config,
         PretrainConfig(strategy=strategy, mask_ratio=ratio, adv_weight=adv_weight, batch_size=2, decoder_keep=keep),

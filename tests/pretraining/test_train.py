@@ -12,6 +12,7 @@ from fmae.data.preprocess import PreprocessConfig
 from fmae.pretraining import train as trainer
 from fmae.pretraining.train import TrainConfig, _check_resume
 from fmae.train import main
+from fmae.weights import load_model
 from fmae.weights.checkpoint import load_checkpoint
 
 LOSS_KEYS = ("loss", "rec_loss", "adv_loss", "disc_loss", "lr")
@@ -205,6 +206,8 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert "mask_strategy" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos")) == 2
     assert "position_embedding ('sincos_thw' vs 'sincos')" in capsys.readouterr().err
+    assert main(_args(small_set, out, 6, "--resume", "--decoder-hint", "temporal_interp")) == 2
+    assert "decoder_hint ('none' vs 'temporal_interp')" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--augment", "blur")) == 2
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
     # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
@@ -286,6 +289,14 @@ def test_a_checkpoint_older_than_a_setting_resumes_with_what_it_was_made_with():
     _check_resume(saved, TrainConfig(position_embedding="sincos"))
     with pytest.raises(ValueError, match=r"position_embedding \('sincos' vs 'sincos_thw'\)"):
         _check_resume(saved, TrainConfig())
+
+
+def test_a_hinted_run_writes_a_hinted_model(small_set, tmp_path):
+    out = tmp_path / "hinted"
+    assert main(_args(small_set, out, 3, "--decoder-hint", "temporal_interp")) == 0
+    loaded = load_model(out)
+    assert loaded.model.config.decoder_hint == "temporal_interp" and "hint_token" in loaded.model.state_dict()
+    assert main(_args(small_set, out, 4, "--resume", "--decoder-hint", "temporal_interp")) == 0
 
 
 def test_a_checkpoint_older_than_decoder_masking_resumes_as_keep_1_and_the_error_names_the_flags():

@@ -1,0 +1,142 @@
+"""The decoder's hint (``decoder_hint``): the temporal interpolation against a loop over
+positions, and the model's use of it (input embedding and residual prediction)."""
+
+import pytest
+import torch
+
+from fmae.evaluation.baselines import baseline_predictions
+from fmae.masking import decoder_targets, num_masked, random_mask
+from fmae.model import FMAEConfig, create, normalize_cubes, patchify, temporal_interp
+from fmae.ops import gather_tokens
+from fmae.weights import load_model, save_model
+
+SMALL = dict(img_size=32, num_frames=8)  # a 4 x 2 x 2 token grid
+
+
+def _loop_interp(cubes, visible, grid):
+    """The interpolation one position at a time, as a person would do it by hand."""
+    B, N, P = cubes.shape
+    t, h, w = grid
+    out, found = torch.zeros_like(cubes), torch.zeros(B, N, dtype=torch.bool)
+    for b in range(B):
+        for n in range(N):
+            ti, s = divmod(n, h * w)
+            seen = [u for u in range(t) if visible[b, u * h * w + s]]
+            before = [u for u in seen if u <= ti]
+            after = [u for u in seen if u >= ti]
+            if not seen:
+                continue
+            found[b, n] = True
+            if before and after:
+                u, v = before[-1], after[0]
+                a, c = cubes[b, u * h * w + s], cubes[b, v * h * w + s]
+                out[b, n] = a if u == v else a + (ti - u) / (v - u) * (c - a)
+            else:
+                out[b, n] = cubes[b, (before[-1] if before else after[0]) * h * w + s]
+    return out, found
+
+
+@pytest.mark.parametrize("grid,ratio", [((5, 3, 2), 0.6), ((1, 2, 3), 0.5), ((7, 1, 1), 0.8), ((4, 2, 2), 0.0)])
+def test_interpolation_matches_a_loop_over_positions(grid, ratio):
+    g = torch.Generator().manual_seed(sum(grid))
+    B, N, P = 3, grid[0] * grid[1] * grid[2], 5
+    cubes = torch.randn(B, N, P, generator=g, dtype=torch.float64)
+    visible = torch.rand(B, N, generator=g) >= ratio
+    visible[0] = False  # a clip with nothing visible: nothing found
+    got, found = temporal_interp(cubes, visible, grid)
+    want, want_found = _loop_interp(cubes, visible, grid)
+    assert torch.equal(found, want_found) and not found[0].any()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got[visible], cubes[visible])  # a visible cube is its own interpolation
+    with pytest.raises(ValueError, match="disagree"):
+        temporal_interp(cubes, visible, (grid[0] + 1, grid[1], grid[2]))
+
+
+def test_the_baseline_is_the_hint_with_the_nearest_cube_where_none_was_found():
+    g = torch.Generator().manual_seed(3)
+    grid = (3, 2, 3)
+    cubes = torch.randn(2, 18, 4, generator=g)
+    mask = torch.zeros(2, 18, dtype=torch.bool)
+    mask[:, [0, 6, 12]] = True  # position 0 hidden at every time: no hint there
+    mask[1, 1] = True
+    interp, found = temporal_interp(cubes, ~mask, grid)
+    baseline = baseline_predictions(cubes, mask, grid)
+    assert not found[:, [0, 6, 12]].any() and found[:, 1:6].all()
+    torch.testing.assert_close(baseline["temporal_interp"][found], interp[found])
+    torch.testing.assert_close(baseline["temporal_interp"][~found], baseline["nearest_visible"][~found])
+
+
+def _clip_and_mask(model, B=2, seed=0):
+    """A clip and a mask of half its tokens: spatial position 0 hidden at every time (no hint
+    there), four other tokens of each row at random."""
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.randn(B, 3, c.num_frames, c.img_size, c.img_size, generator=g)
+    t, h, w = c.grid
+    mask = torch.zeros(B, t * h * w, dtype=torch.bool)
+    mask[:, :: h * w] = True
+    for row in mask:
+        others = (~row).nonzero().flatten()
+        row[others[torch.randperm(len(others), generator=g)[: t * h * w // 2 - t]]] = True
+    return clip, mask, g
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+@pytest.mark.parametrize("keep", [1.0, 0.5])
+def test_with_a_silent_head_the_prediction_is_the_hint(norm_pix_loss, keep):
+    torch.manual_seed(0)
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp", norm_pix_loss=norm_pix_loss)
+    c = model.config
+    clip, mask, g = _clip_and_mask(model)
+    m = c.num_tokens // 2
+    targets = decoder_targets(mask, keep, "running_cell", c.grid, generator=g, num_masked=m)
+    with torch.no_grad():
+        model.decoder_pred.weight.zero_()
+        model.decoder_pred.bias.zero_()
+    out = model(clip, mask, m, targets)
+    cubes = patchify(clip, c.tubelet)
+    interp, found = temporal_interp(cubes, ~mask, c.grid)
+    if norm_pix_loss:
+        interp = normalize_cubes(interp, c.in_chans)
+    want = gather_tokens(interp, targets) * found.gather(1, targets).unsqueeze(-1)
+    assert found.gather(1, targets).any() and not found.gather(1, targets).all()  # both kinds of target
+    torch.testing.assert_close(out.pred, want)
+
+
+def test_the_hint_reaches_the_decoder_and_its_weights_learn():
+    torch.manual_seed(0)
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
+    clip, mask, _ = _clip_and_mask(model)
+    m = model.config.num_tokens // 2
+    out = model(clip, mask, m)
+    (out.pred - out.target).square().mean().backward()
+    assert model.hint_embed.weight.grad.abs().sum() > 0 and model.hint_token.grad.abs().sum() > 0
+    # The hinted tokens' inputs differ from the mask token's: another hint, another prediction.
+    with torch.no_grad():
+        other = clip.clone()
+        visible_frames = ~mask.view(2, 4, 4)
+        t0 = int(visible_frames[0].any(dim=1).nonzero()[0])  # a time slice with a visible token
+        other[0, :, 2 * t0 : 2 * t0 + 2] += 1.0
+        moved = model(other, mask, m).pred
+    assert not torch.allclose(moved[0], out.pred[0].detach())
+    with pytest.raises(ValueError, match="give a hint exactly"):
+        model.forward_decoder(torch.zeros(2, 16 - m, 192), torch.zeros(2, 16 - m, dtype=torch.long), out.masked_index)
+
+
+def test_a_hinted_model_saves_and_loads_and_the_default_reads_as_before(tmp_path):
+    torch.manual_seed(0)
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
+    assert model.config.to_dict()["decoder_hint"] == "temporal_interp"
+    assert "decoder_hint" not in create("fmae_vit_tiny", **SMALL).config.to_dict()
+    assert {"hint_embed.weight", "hint_embed.bias", "hint_token"} <= set(model.state_dict())
+    assert not any(k.startswith("hint_") for k in create("fmae_vit_tiny", **SMALL).state_dict())
+    with pytest.raises(ValueError, match="decoder_hint must be one of"):
+        FMAEConfig(decoder_hint="spatial")
+    loaded = load_model(save_model(model, tmp_path / "hinted.safetensors"))
+    assert loaded.has_decoder and loaded.model.config.decoder_hint == "temporal_interp"
+    restored = loaded.model
+    clip, _, _ = _clip_and_mask(model)
+    m = num_masked("random", model.config.grid, 0.5)
+    mask = random_mask(2, model.config.grid, 0.5, torch.Generator().manual_seed(1))
+    model.eval()
+    torch.testing.assert_close(restored(clip, mask, m).pred, model(clip, mask, m).pred)
