@@ -1,4 +1,4 @@
-"""The face pass (decode, detect, track, crop, parse, write: :func:`fmae.data.preprocess.process_video`)
+"""The face pass (decode, detect, track, crop, parse, write: :func:`fmae.data.face_pass.process_video`)
 in one process on one recording, as each ``--workers`` process runs it: the pass before issue #22
 part 5 (``keyframes=1``: every frame through FaceMesh and SelfieSegmentation, one-step area
 filter, two decodings), the baseline, against the default (:mod:`fmae.face.keyframes`: FaceMesh on
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import cv2  # noqa: E402
 
-from fmae.data.preprocess import PreprocessConfig, process_video  # noqa: E402
+from fmae.data.face_pass import PreprocessConfig, process_video  # noqa: E402
 from fmae.face.mediapipe_backend import MediaPipeBackend  # noqa: E402
 
 FPS = 25

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmae.data.preprocess import PreprocessConfig, process_video
+from fmae.data.face_pass import PreprocessConfig, process_video
 from fmae.data.video_writer import write_video
 
 pytest.importorskip("mediapipe")

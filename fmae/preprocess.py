@@ -1,6 +1,6 @@
 """``python -m fmae.preprocess SRC OUT``: face crops and region maps for every video under SRC.
 
-See :mod:`fmae.data.preprocess` for what is written, the statuses and the gap rule.
+See :mod:`fmae.data.preprocess` for what is written and :mod:`fmae.data.face_pass` for the statuses and the gap rule.
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmae.data.preprocess import PreprocessConfig, preprocess
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import preprocess
 from fmae.runtime.cli import run_command
 
 

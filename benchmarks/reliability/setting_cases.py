@@ -33,7 +33,7 @@ from bounded_run import one_clear_error, run_bounded
 
 from fmae.benchmarking.gpu import GpuCheckConfig
 from fmae.benchmarking.step import StepBenchConfig
-from fmae.data.preprocess import PreprocessConfig
+from fmae.data.face_pass import PreprocessConfig
 from fmae.downstream.extract import ExtractConfig
 from fmae.downstream.predict import PredictConfig
 from fmae.downstream.probe import ProbeConfig

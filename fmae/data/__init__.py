@@ -9,7 +9,7 @@ videos; :func:`make_loader` (:mod:`fmae.data.loader`) batches them with DALI
 (:mod:`fmae.data.dali`, imported only when used) or plain PyTorch;
 :mod:`fmae.data.synthetic` draws and writes the deterministic synthetic set that the
 default run and the tests use; :mod:`fmae.data.preprocess` puts videos through the face
-pipeline into the cache that all of these read (every person's part of it, with
+pass (:mod:`fmae.data.face_pass`) into the cache that all of these read (every person's part of it, with
 ``--faces all``, written by :mod:`fmae.data.people`), and :func:`prepared_root` is where every
 command gets its data set (the user's folder, or the synthetic default).
 """
@@ -30,8 +30,9 @@ from fmae.data.clips import (
     read_labels,
 )
 from fmae.data.datasets import daisee_items, emotiw_items, fer_classes, fer_items, folder_items, list_items
+from fmae.data.face_pass import PreprocessConfig
 from fmae.data.loader import TorchClipLoader, dali_available, make_loader
-from fmae.data.preprocess import PreprocessConfig, prepared_root, preprocess
+from fmae.data.preprocess import prepared_root, preprocess
 from fmae.data.region_maps import RegionMapWriter, load_region_maps, region_map_path, save_region_maps
 from fmae.data.synthetic import (
     SyntheticConfig,

@@ -122,7 +122,7 @@ def plan_people(
 
     boxes: per frame ``float [N_t, 4]``, the detections ``people`` was made from;
     frame_hw: ``(H, W)``; margin, smooth_window, max_gap: as in
-    :class:`fmae.data.preprocess.PreprocessConfig`.
+    :class:`fmae.data.face_pass.PreprocessConfig`.
     """
     T = len(boxes)
     counts = np.array([len(ids) for ids in people.person], np.int64)

@@ -50,7 +50,8 @@ import torch
 from tqdm import tqdm
 
 from fmae.data.clips import VIDEO_SUFFIXES
-from fmae.data.preprocess import FACES, find_videos, shard
+from fmae.data.face_pass import FACES
+from fmae.data.preprocess import find_videos, shard
 from fmae.downstream.windows import Faces, encode_windows, find_faces, find_people, window_starts
 from fmae.model import FMAE
 from fmae.runtime.config import check_choices, setting

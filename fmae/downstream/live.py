@@ -16,7 +16,7 @@ pipeline's every step and rule, made incremental, and keeps up by dropping frame
    window's scoring is absorbed without a drop when the loop is fast enough on average).
    Each frame keeps its source index (its time is ``index / fps``) and when it arrived.
 3. **Faces**: the offline face pass's backend and settings
-   (:class:`fmae.data.preprocess.PreprocessConfig`, MediaPipe). One face: its keyframe
+   (:class:`fmae.data.face_pass.PreprocessConfig`, MediaPipe). One face: its keyframe
    detector (:class:`fmae.face.keyframes.KeyframeDetector`, detections up to ``k - 1``
    frames late); ``--faces all``: every frame through the backend, and
    :class:`fmae.face.multi_tracking.LivePeople` says who each face is, frame by frame.
@@ -70,8 +70,8 @@ import numpy as np
 import torch
 
 from fmae.data.clips import frame_rate
+from fmae.data.face_pass import PreprocessConfig
 from fmae.data.people import person_name
-from fmae.data.preprocess import PreprocessConfig
 from fmae.downstream.predict import NO_FACE, PredictConfig, config_yaml, hop_frames, load_predictor, timeline_columns
 from fmae.downstream.scores import score_items
 from fmae.downstream.windows import encode_frames

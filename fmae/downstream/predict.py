@@ -8,7 +8,7 @@ The pipeline that :func:`run_predict` drives (and ``python -m fmae.predict`` exp
    ``encoder_fingerprint``, else the probe's weights would be read against features
    they never saw.
 2. **Faces** (:func:`find_faces`): the recording goes through the project's face
-   pipeline (:func:`fmae.data.preprocess.process_video`, MediaPipe, crops of the
+   pipeline (:func:`fmae.data.face_pass.process_video`, MediaPipe, crops of the
    encoder's ``img_size``), as the probe's training clips did, but without parsing the
    crops into regions, which the encoder does not read; it keeps every source frame
    and says per frame whether a face was found (``has_face``). With ``faces="all"``
@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import yaml
 
+from fmae.data.face_pass import FACES
 from fmae.data.people import TRACKS
-from fmae.data.preprocess import FACES
 from fmae.data.synthetic import render_segments
 from fmae.data.video_writer import write_video
 from fmae.downstream.head import LinearProbe, load_probe

@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from fmae.data.clips import frame_rate, normalise_clip
+from fmae.data.face_pass import PreprocessConfig, process_video
 from fmae.data.people import TRACKS, people_folder
-from fmae.data.preprocess import PreprocessConfig, process_video
 from fmae.downstream.features import encode_clips, pooled_dim
 from fmae.model import FMAE
 from fmae.runtime.device import autocast

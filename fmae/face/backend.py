@@ -1,6 +1,6 @@
 """The face-backend interface and the registry that names the implementations.
 
-A backend does two things for the preprocessing pipeline (:mod:`fmae.data.preprocess`):
+A backend does two things for the preprocessing pipeline (:mod:`fmae.data.face_pass`):
 
 - :meth:`FaceBackend.detect` finds one face in each frame of a video, in order (it may
   track: :meth:`FaceBackend.start_video` resets it between videos), and returns its box

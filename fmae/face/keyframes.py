@@ -1,6 +1,6 @@
 """Keyframes: run the costly face models on every ``k``-th frame and fill the frames between.
 
-The face pass (:mod:`fmae.data.preprocess`) spends most of its time in two models per frame,
+The face pass (:mod:`fmae.data.face_pass`) spends most of its time in two models per frame,
 the detector/tracker (MediaPipe FaceMesh: landmarks) and, for the region maps, the person
 segmentation that gives hair (SelfieSegmentation). Both change slowly over a few frames of a
 25 fps recording, so both can run on keyframes only:

@@ -6,7 +6,7 @@ person's boxes then go through these steps like one face's.)
 Boxes are ``(x0, y0, x1, y1)`` and points ``(x, y)`` in continuous frame coordinates:
 ``x`` right, ``y`` down, pixel ``(i, j)`` covering ``[j, j + 1) × [i, i + 1)`` (so a
 MediaPipe landmark is ``(x * W, y * H)`` and a box's ``x1 - x0`` is its width).
-The pipeline (:mod:`fmae.data.preprocess`) detects a face box per frame (``NaN`` rows
+The pipeline (:mod:`fmae.data.face_pass`) detects a face box per frame (``NaN`` rows
 where there is none), then:
 
 1. :func:`hold_gaps` fills the frames without a face with the last good box (the

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from fmae.data import VideoClipDataset, load_region_maps, region_map_path
-from fmae.data.preprocess import PreprocessConfig, process_video, read_manifest
+from fmae.data.face_pass import PreprocessConfig, process_video
+from fmae.data.preprocess import read_manifest
 from fmae.data.video_writer import write_video
 from fmae.face import FaceRegion
 from fmae.preprocess import main

@@ -17,8 +17,9 @@ from gallery_videos import PAIR_W as W
 from gallery_videos import assess, meeting, noise, two_faces, write
 
 from fmae.data import load_region_maps, read_frames
+from fmae.data.face_pass import PreprocessConfig
 from fmae.data.people import TRACK_COLUMNS, read_tracks
-from fmae.data.preprocess import PreprocessConfig, preprocess, read_manifest, read_people
+from fmae.data.preprocess import preprocess, read_manifest, read_people
 from fmae.data.video_writer import write_video
 from fmae.face.mediapipe_backend import MediaPipeBackend
 from fmae.preprocess import main

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fmae.data import load_region_maps, region_map_path
-from fmae.data.preprocess import PreprocessConfig, find_videos, manifest_path, preprocess, read_manifest, shard
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import find_videos, manifest_path, preprocess, read_manifest, shard
 from fmae.data.video_writer import write_video
 from fmae.face import Detection, FaceBackend, FaceRegion, register_backend
 from fmae.face import backend as backend_mod

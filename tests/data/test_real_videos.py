@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 from fmae.data import load_region_maps, region_map_path
-from fmae.data.preprocess import PreprocessConfig, preprocess, read_manifest
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import preprocess, read_manifest
 from fmae.face import FaceRegion
 
 pytest.importorskip("mediapipe")

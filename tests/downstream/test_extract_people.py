@@ -10,7 +10,8 @@ import torch
 from gallery_videos import PAIR_AWAY, two_faces
 from safetensors.torch import load_file
 
-from fmae.data.preprocess import PreprocessConfig, preprocess, read_people
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import preprocess, read_people
 from fmae.data.video_writer import write_video
 from fmae.downstream.extract import ExtractConfig, window_frames
 from fmae.downstream.windows import encode_windows

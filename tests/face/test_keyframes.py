@@ -4,7 +4,7 @@ models on every frame.
 The first tests bind the pieces with a fake backend (exact answers); the quality guards of
 issue #22 part 5 run on the real videos (``tests/real_videos.py``): against detecting every
 frame, the default setting keeps the **median box IoU >= 0.9** and the **region maps agree on
->= 95 % of pixels** (the whole 224² pipeline, :func:`fmae.data.preprocess.process_video`, both
+>= 95 % of pixels** (the whole 224² pipeline, :func:`fmae.data.face_pass.process_video`, both
 ways on the same video), and finds a face in exactly the same frames.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fmae.data import load_region_maps, region_map_path
-from fmae.data.preprocess import PreprocessConfig, process_video
+from fmae.data.face_pass import PreprocessConfig, process_video
 from fmae.face.backend import Detection, FaceBackend
 from fmae.face.keyframes import KeyframeDetector, KeyframeParser, box_iou, detect_every, interpolate, move_mask
 

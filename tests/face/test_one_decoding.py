@@ -1,4 +1,4 @@
-"""The face pass over one decoding (:func:`fmae.data.preprocess.process_video`, one face on
+"""The face pass over one decoding (:func:`fmae.data.face_pass.process_video`, one face on
 keyframes: ``_OnePass``) against the two decodings it replaces, and ``keyframes = 1`` against the
 pass before issue #22 part 5, rebuilt here from its pieces.
 
@@ -11,21 +11,18 @@ backend (lossless, exact) and on a real one with MediaPipe.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import av
 import numpy as np
 import pytest
 from test_keyframes import FakeBackend
 
-from fmae.data import load_region_maps, region_map_path
-from fmae.data.preprocess import PreprocessConfig, process_video
+from fmae.data import face_pass, load_region_maps, region_map_path
+from fmae.data.face_pass import PreprocessConfig, process_video
 from fmae.data.video_writer import write_video
 from fmae.face.keyframes import HAIR_KEYFRAMES
 from fmae.face.regions import FaceRegion
 from fmae.face.tracking import crop_frame, crop_windows, hold_gaps, smooth, to_crop_coords
-
-preprocess = importlib.import_module("fmae.data.preprocess")  # the module (fmae.data.preprocess is also a function)
 
 H, W = 64, 200
 CONFIG = PreprocessConfig(size=32, max_gap=3)
@@ -67,7 +64,7 @@ class Watch:
 
     def __init__(self, monkeypatch) -> None:
         self.decodings, self.most_held = 0, 0
-        watch, video, flush = self, preprocess._Video, preprocess._OnePass.flush
+        watch, video, flush = self, face_pass._Video, face_pass._OnePass.flush
 
         class CountedVideo(video):
             def __init__(self, path) -> None:
@@ -79,8 +76,8 @@ class Watch:
             if one.first is not None and not one.deferred:
                 watch.most_held = max(watch.most_held, len(one.held))
 
-        monkeypatch.setattr(preprocess, "_Video", CountedVideo)
-        monkeypatch.setattr(preprocess._OnePass, "flush", watched_flush)
+        monkeypatch.setattr(face_pass, "_Video", CountedVideo)
+        monkeypatch.setattr(face_pass._OnePass, "flush", watched_flush)
 
 
 def run(src, out, backend, config) -> tuple[dict, dict]:
@@ -103,7 +100,7 @@ def test_one_decoding_writes_what_two_decodings_write(tmp_path, monkeypatch, sce
     one, one_files = run(src, tmp_path / "one" / "crops.avi", FakeBackend(), config)
     assert watch.decodings == 1
     assert watch.most_held <= config.keyframes + config.smooth // 2  # then written; bounded whatever T
-    monkeypatch.setattr(preprocess, "LOOKAHEAD_BYTES", 0)  # no look-ahead: the two decodings of before
+    monkeypatch.setattr(face_pass, "LOOKAHEAD_BYTES", 0)  # no look-ahead: the two decodings of before
     watch.decodings = 0
     two, two_files = run(src, tmp_path / "two" / "crops.avi", FakeBackend(), config)
     assert one == two
@@ -130,10 +127,10 @@ def test_a_face_beyond_the_look_ahead_is_cropped_from_a_second_decoding(tmp_path
     write_lossless(src, xs)
     for name in ("reference", "late"):
         (tmp_path / name).mkdir()
-    monkeypatch.setattr(preprocess, "LOOKAHEAD_BYTES", 0)
+    monkeypatch.setattr(face_pass, "LOOKAHEAD_BYTES", 0)
     reference = run(src, tmp_path / "reference" / "crops.avi", FakeBackend(), CONFIG)
     # 20 frames of look-ahead (a decoded frame and its RGB array each): the face comes at frame 40.
-    monkeypatch.setattr(preprocess, "LOOKAHEAD_BYTES", 20 * (4 + 3) * H * W)
+    monkeypatch.setattr(face_pass, "LOOKAHEAD_BYTES", 20 * (4 + 3) * H * W)
     watch = Watch(monkeypatch)
     late = run(src, tmp_path / "late" / "crops.avi", FakeBackend(), CONFIG)
     assert watch.decodings == 2 and late == reference and late[0]["status"] == "ok"
@@ -157,7 +154,7 @@ def test_one_decoding_writes_what_two_decodings_write_on_a_real_video(real_video
     watch = Watch(monkeypatch)
     one = run(src, tmp_path / "one" / "crops.avi", backend, PreprocessConfig())
     assert watch.decodings == 1 and one[0]["status"] == "ok"
-    monkeypatch.setattr(preprocess, "LOOKAHEAD_BYTES", 0)
+    monkeypatch.setattr(face_pass, "LOOKAHEAD_BYTES", 0)
     assert run(src, tmp_path / "two" / "crops.avi", backend, PreprocessConfig()) == one
 
 

@@ -36,7 +36,8 @@ import pytest
 import torch
 
 from fmae.data import ClipItem, make_loader
-from fmae.data.preprocess import PreprocessConfig, preprocess, read_manifest
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import preprocess, read_manifest
 from fmae.pretraining.train import TrainConfig, pretrain, train_items
 from fmae.weights import load_model
 

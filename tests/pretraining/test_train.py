@@ -7,8 +7,8 @@ import torch
 from train_helpers import train_args
 
 from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
+from fmae.data.face_pass import PreprocessConfig
 from fmae.data.loader import dali_available
-from fmae.data.preprocess import PreprocessConfig
 from fmae.pretraining import train as trainer
 from fmae.pretraining.train import TrainConfig, _check_resume
 from fmae.train import main

@@ -14,7 +14,6 @@ status 1), ``nan`` and ``inf`` flags (taken).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from fractions import Fraction
@@ -26,8 +25,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from fmae.data import face_pass
 from fmae.data.clips import count_frames, read_frames
-from fmae.data.preprocess import PreprocessConfig, preprocess, process_video, read_manifest
+from fmae.data.face_pass import PreprocessConfig, process_video
+from fmae.data.preprocess import preprocess, read_manifest
 from fmae.data.video_writer import VideoWriter, write_video
 from fmae.downstream.head import LinearProbe, load_probe, save_probe
 from fmae.downstream.windows import find_faces, window_clips, window_starts
@@ -43,7 +44,6 @@ from fmae.pretraining.train import TrainConfig
 from fmae.runtime.config import load_yaml
 from fmae.weights import ENCODER_KIND, config_path, load_encoder, save_encoder
 
-preprocess_module = importlib.import_module("fmae.data.preprocess")  # fmae.data's `preprocess` is the function
 H, W = 48, 64
 
 
@@ -148,9 +148,9 @@ def test_extract_cropped_keeps_the_good_frames_before_a_damaged_tail(tmp_path):
 
 def test_a_stalled_decoder_is_cut_off(tmp_path):
     video = write_mp4(tmp_path / "v.mp4", 15, square_frames())
-    with preprocess_module._Video(video) as opened:
+    with face_pass._Video(video) as opened:
         opened._stall_s = 0.0  # any wait for a frame is now too long
-        with pytest.raises(preprocess_module._Stalled, match="cut off"):
+        with pytest.raises(face_pass._Stalled, match="cut off"):
             next(iter(opened))
 
 
@@ -159,12 +159,12 @@ def test_a_timed_out_video_is_recorded_and_redone_by_the_next_run(tmp_path, monk
     src.mkdir()
     write_video(src / "a.avi", square_frames(), 15)
     write_mp4(src / "b.mp4", 15, square_frames())
-    monkeypatch.setattr(preprocess_module, "STALL_S", 0.0)  # opening takes longer than that
+    monkeypatch.setattr(face_pass, "STALL_S", 0.0)  # opening takes longer than that
     counts = preprocess(src, tmp_path / "out", CONFIG, progress=False)
     assert counts["timeout"] == 2 and counts["error"] == 0
     records = read_manifest(tmp_path / "out")
     assert {r["status"] for r in records.values()} == {"timeout"} and "cut off" in records["a.avi"]["message"]
-    monkeypatch.setattr(preprocess_module, "STALL_S", 60.0)
+    monkeypatch.setattr(face_pass, "STALL_S", 60.0)
     assert preprocess(src, tmp_path / "out", CONFIG, progress=False)["ok"] == 2
 
 

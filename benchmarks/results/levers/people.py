@@ -4,7 +4,8 @@ validation, 40 test), one 32-frame clip each, put through the face pipeline at 1
 import sys
 from pathlib import Path
 
-from fmae.data.preprocess import PreprocessConfig, preprocess
+from fmae.data.face_pass import PreprocessConfig
+from fmae.data.preprocess import preprocess
 from fmae.data.synthetic import SyntheticConfig, ensure_synthetic_daisee
 
 if __name__ == "__main__":
