@@ -457,6 +457,10 @@ class FMAE(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
         if c.decoder_hint != "none":
             nn.init.normal_(self.hint_token, std=0.02)
+            # The prediction starts as the hint (zero where there is none): the decoder learns
+            # corrections, instead of first unlearning a random head's noise over the hint.
+            nn.init.zeros_(self.decoder_pred.weight)
+            nn.init.zeros_(self.decoder_pred.bias)
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:

@@ -83,17 +83,14 @@ def _clip_and_mask(model, B=2, seed=0):
 
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 @pytest.mark.parametrize("keep", [1.0, 0.5])
-def test_with_a_silent_head_the_prediction_is_the_hint(norm_pix_loss, keep):
+def test_at_init_the_prediction_is_the_hint(norm_pix_loss, keep):
     torch.manual_seed(0)
     model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp", norm_pix_loss=norm_pix_loss)
     c = model.config
     clip, mask, g = _clip_and_mask(model)
     m = c.num_tokens // 2
     targets = decoder_targets(mask, keep, "running_cell", c.grid, generator=g, num_masked=m)
-    with torch.no_grad():
-        model.decoder_pred.weight.zero_()
-        model.decoder_pred.bias.zero_()
-    out = model(clip, mask, m, targets)
+    out = model(clip, mask, m, targets)  # the head starts at zero
     cubes = patchify(clip, c.tubelet)
     interp, found = temporal_interp(cubes, ~mask, c.grid)
     if norm_pix_loss:
@@ -108,17 +105,23 @@ def test_the_hint_reaches_the_decoder_and_its_weights_learn():
     model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
     clip, mask, _ = _clip_and_mask(model)
     m = model.config.num_tokens // 2
-    out = model(clip, mask, m)
-    (out.pred - out.target).square().mean().backward()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):  # the head starts at zero, so the layers below it learn from the second step
+        optimizer.zero_grad()
+        out = model(clip, mask, m)
+        (out.pred - out.target).square().mean().backward()
+        optimizer.step()
     assert model.hint_embed.weight.grad.abs().sum() > 0 and model.hint_token.grad.abs().sum() > 0
-    # The hinted tokens' inputs differ from the mask token's: another hint, another prediction.
+    # Same latent, another hint: the decoder's own output (the prediction less the hint) moves
+    # where a hint was found, since the hint is embedded into its input.
     with torch.no_grad():
-        other = clip.clone()
-        visible_frames = ~mask.view(2, 4, 4)
-        t0 = int(visible_frames[0].any(dim=1).nonzero()[0])  # a time slice with a visible token
-        other[0, :, 2 * t0 : 2 * t0 + 2] += 1.0
-        moved = model(other, mask, m).pred
-    assert not torch.allclose(moved[0], out.pred[0].detach())
+        out = model(clip, mask, m)
+        visible = (~mask).nonzero()[:, 1].view(2, -1)
+        latent = model.forward_encoder(patchify(clip, model.config.tubelet), visible)
+        hint = gather_tokens(torch.randn(2, 16, model.config.cube_dim), out.masked_index)
+        found = torch.ones(2, m, dtype=torch.bool)
+        own = [model.forward_decoder(latent, visible, out.masked_index, (h, found)) - h for h in (hint, 2 * hint)]
+    assert not torch.allclose(own[0], own[1])
     with pytest.raises(ValueError, match="give a hint exactly"):
         model.forward_decoder(torch.zeros(2, 16 - m, 192), torch.zeros(2, 16 - m, dtype=torch.long), out.masked_index)
 
