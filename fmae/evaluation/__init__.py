@@ -13,7 +13,7 @@ per facial region, beside naive predictors that see the same visible cubes.
   (:class:`EvaluateConfig`, :func:`run_evaluate`).
 """
 
-from fmae.evaluation.baselines import BASELINES, baseline_predictions
+from fmae.evaluation.baselines import BASELINES, baseline_predictions, nearest_visible_index
 from fmae.evaluation.error import REGIONS, evaluate_reconstruction, mean_cubes, target_cubes
 from fmae.evaluation.evaluate import EvaluateConfig, run_evaluate
 from fmae.evaluation.held_out import HeldOut, held_out_set
@@ -30,6 +30,7 @@ __all__ = [
     "held_out_set",
     "markdown_report",
     "mean_cubes",
+    "nearest_visible_index",
     "run_evaluate",
     "target_cubes",
 ]

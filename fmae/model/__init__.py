@@ -9,7 +9,7 @@
 """
 
 from fmae.model.discriminator import Discriminator
-from fmae.model.hint import DECODER_HINTS, nearest_visible_index, temporal_hint, temporal_interp
+from fmae.model.hint import DECODER_HINTS, temporal_interp
 from fmae.model.vit import (
     FMAE,
     MODEL_CONFIGS,
@@ -34,11 +34,9 @@ __all__ = [
     "create",
     "get_config",
     "grid_sinusoid_table",
-    "nearest_visible_index",
     "normalize_cubes",
     "patchify",
     "sinusoid_table",
-    "temporal_hint",
     "temporal_interp",
     "unpatchify",
 ]

@@ -1,12 +1,10 @@
 """What the decoder is told about a hidden cube before it predicts it: the cubes seen at the
-same spatial position at other times, or else the nearest seen cube (``FMAEConfig.decoder_hint``).
+same spatial position at other times (``FMAEConfig.decoder_hint``).
 
 A face video's background and hair barely move, so a hidden cube is often close to the cube
-seen at its place a moment before or after; a wall hidden at every time is close to the wall
-seen beside it. These copies are the strongest naive predictors of those regions
-(:mod:`fmae.evaluation.baselines`' ``temporal_interp``), and useless for a hidden eye. With
-``decoder_hint="temporal_interp"`` the decoder is given that prediction and learns, token by
-token, how much of it to keep and what to add.
+seen at its place a moment before or after. Interpolating between them in time is the
+strongest naive predictor of those regions (:mod:`fmae.evaluation.baselines`); with
+``decoder_hint="temporal_interp"`` the decoder starts from it and predicts what it misses.
 """
 
 from __future__ import annotations
@@ -17,33 +15,9 @@ import torch
 
 DECODER_HINTS: tuple[str, ...] = ("none", "temporal_interp")
 """``none``: a hidden token is the mask token and its position (VideoMAE, the paper).
-``temporal_interp``: a hidden token also gets :func:`temporal_hint`'s cube, embedded, with a
-token saying which kind of hint it is; the prediction there is the decoder's output plus the
-hint times a gate (0–1) the decoder computes for that token."""
-
-
-def _grid_coords(grid: Sequence[int], device: torch.device) -> torch.Tensor:
-    """int64 ``[N, 3]``: ``(t', h, w)`` of every token, in token order."""
-    t, h, w = grid
-    axes = torch.meshgrid(
-        torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
-    )
-    return torch.stack(axes, dim=-1).reshape(-1, 3)
-
-
-def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """int64 ``[B, N]``: for every token, the visible token nearest to it on the token
-    grid ``(t', h, w)`` (Euclidean), the lowest index among equally near ones; a visible
-    token is its own nearest. mask: bool ``[B, N]``, True = masked, at least one visible
-    token per row."""
-    B, N = mask.shape
-    coords = _grid_coords(grid, mask.device)
-    d2 = (coords[:, None, :] - coords[None, :, :]).square().sum(-1)  # [N, N] squared distances
-    # One integer key per (query, candidate): distance first, then the candidate's index,
-    # so the smallest key is the nearest token with the lowest index; hidden candidates last.
-    keys = d2 * N + torch.arange(N, device=mask.device)
-    hidden = int(d2.max()) * N + N
-    return torch.stack([keys.masked_fill(row, hidden).argmin(dim=1) for row in mask.unsqueeze(1)])
+``temporal_interp``: a hidden token with a visible cube at its spatial position at some other
+time also gets that cube's interpolation in time (:func:`temporal_interp`), embedded, and the
+prediction there is that interpolation plus the decoder's output."""
 
 
 def temporal_interp(
@@ -82,17 +56,3 @@ def temporal_interp(
         has_prev & has_next, between, torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
     )
     return interp.reshape(B, N, P), (has_prev | has_next).reshape(B, N)
-
-
-def temporal_hint(cubes: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``temporal_interp`` baseline: :func:`temporal_interp`, and where a spatial position
-    is hidden at every time, the nearest visible cube (:func:`nearest_visible_index`).
-
-    cubes: float ``[B, N, P]``; mask: bool ``[B, N]``, True = masked, at least one visible
-    token per row → ``(hint [B, N, P], found [B, N])``, ``found`` True where the hint is an
-    interpolation in time, False where it is the nearest visible cube.
-    """
-    interp, found = temporal_interp(cubes, ~mask, grid)
-    B, N, P = cubes.shape
-    nearest = cubes.gather(1, nearest_visible_index(mask, grid).unsqueeze(-1).expand(B, N, P))
-    return torch.where(found.unsqueeze(-1), interp, nearest), found

@@ -22,7 +22,7 @@ In the manner of facebookresearch/mae's ``models_mae.py``:
   learned mask token at each target position, each plus its position embedding; a
   linear head predicts the ``P`` pixels of each target cube from the last ``K`` rows;
   with ``decoder_hint`` (:mod:`fmae.model.hint`) a target also gets the cubes seen at its
-  place at other times (or the nearest seen cube), and a gate decides how much of them to keep;
+  place at other times, and the head predicts what they miss;
 - targets are the masked cubes' pixels (the paper's eq. 4), or with
   ``norm_pix_loss`` the cubes normalised per cube and channel (VideoMAE's targets).
 
@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from fmae.model.hint import DECODER_HINTS, temporal_hint
+from fmae.model.hint import DECODER_HINTS, temporal_interp
 from fmae.ops import attention, decoder_input, gather_tokens, visible_index
 
 QKV_BIASES = ("qkv", "qv", "none")
@@ -439,11 +439,9 @@ class FMAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
         if c.decoder_hint != "none":
-            # A hidden token's input gains the hint cube, embedded, and a token for its kind (row 0:
-            # interpolated in time, row 1: the nearest visible cube); the gate weighs the hint.
+            # A hinted token's input: the hint cube, embedded, plus a token that says a hint is there.
             self.hint_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
-            self.hint_token = nn.Parameter(torch.zeros(1, 2, c.decoder_embed_dim))
-            self.hint_gate = nn.Linear(c.decoder_embed_dim, 1)
+            self.hint_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
         table = position_table(c, c.embed_dim)
         if c.position_embedding == "learned":
@@ -459,11 +457,10 @@ class FMAE(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
         if c.decoder_hint != "none":
             nn.init.normal_(self.hint_token, std=0.02)
-            # The prediction starts as half the hint everywhere: the decoder learns corrections and
-            # where to trust the hint, instead of first unlearning a random head's noise over it.
-            for layer in (self.decoder_pred, self.hint_gate):
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
+            # The prediction starts as the hint (zero where there is none): the decoder learns
+            # corrections, instead of first unlearning a random head's noise over the hint.
+            nn.init.zeros_(self.decoder_pred.weight)
+            nn.init.zeros_(self.decoder_pred.bias)
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -527,14 +524,14 @@ class FMAE(nn.Module):
         latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; targets: int64 ``[B, K]``,
         masked positions (all of them, or decoder masking's subset); hint: with
         ``config.decoder_hint``, ``(cubes [B, K, P], found bool [B, K])`` at the targets
-        (:func:`fmae.model.hint.temporal_hint`, in the space of the targets) → ``[B, K, P]``.
+        (:func:`fmae.model.hint.temporal_interp`, in the space of the targets) → ``[B, K, P]``.
 
         The decoder runs on ``N_vis + K`` tokens laid out as HF's VideoMAE lays them
         out: the visible tokens, then a mask token at each target
         (:func:`fmae.ops.decoder_input`, one pass); attention does not care about the
-        order, and the predictions are the last ``K`` rows, so nothing is gathered. With a
-        hint, its embedding and a token for its kind join the mask token, and the prediction
-        is the head's output plus the hint times a gate in (0, 1) computed from the same row.
+        order, and the predictions are the last ``K`` rows, so nothing is gathered. Where a
+        hint was found, its embedding joins the mask token and the prediction is the hint
+        plus the decoder's output, so the decoder learns what the hint misses.
         """
         if (hint is None) != (self.config.decoder_hint == "none"):
             raise ValueError(f"decoder_hint is {self.config.decoder_hint!r}: give a hint exactly when it is not 'none'")
@@ -547,13 +544,13 @@ class FMAE(nn.Module):
         n_vis = visible.shape[1]
         if hint is not None:
             cubes, found = hint
-            kind = self.hint_token.to(x.dtype)[0, (~found).long()]
-            x = torch.cat([x[:, :n_vis], x[:, n_vis:] + self.hint_embed(cubes.to(x.dtype)) + kind], dim=1)
+            where = found.unsqueeze(-1).to(x.dtype)
+            hinted = x[:, n_vis:] + (self.hint_embed(cubes.to(x.dtype)) + self.hint_token.to(x.dtype)) * where
+            x = torch.cat([x[:, :n_vis], hinted], dim=1)
         x = self._run_blocks(self.decoder_blocks, x)
         # Norm and head only where a prediction is wanted.
-        rows = self.decoder_norm(x[:, n_vis:])
-        pred = self.decoder_pred(rows)
-        return pred if hint is None else pred + torch.sigmoid(self.hint_gate(rows)) * cubes.to(pred.dtype)
+        pred = self.decoder_pred(self.decoder_norm(x[:, n_vis:]))
+        return pred if hint is None else pred + (cubes * found.unsqueeze(-1)).to(pred.dtype)
 
     def forward(
         self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None, targets: torch.Tensor | None = None
@@ -598,10 +595,10 @@ class FMAE(nn.Module):
         c = self.config
         if c.decoder_hint == "none":
             return None
-        hint, found = temporal_hint(cubes.float(), mask, c.grid)
+        interp, found = temporal_interp(cubes.float(), ~mask, c.grid)
         if c.norm_pix_loss:
-            hint = normalize_cubes(hint, c.in_chans)
-        return gather_tokens(hint, targets, backend=c.backend), found.gather(1, targets)
+            interp = normalize_cubes(interp, c.in_chans)
+        return gather_tokens(interp, targets, backend=c.backend), found.gather(1, targets)
 
     @staticmethod
     def _check_targets(targets: torch.Tensor, mask: torch.Tensor, num_masked: int) -> None:

@@ -6,8 +6,7 @@ import torch
 
 from fmae.data import list_items, make_loader, region_map_path
 from fmae.evaluate import main
-from fmae.evaluation.baselines import BASELINES, baseline_predictions
-from fmae.model.hint import nearest_visible_index
+from fmae.evaluation.baselines import BASELINES, baseline_predictions, nearest_visible_index
 from fmae.evaluation.error import REGIONS, evaluate_reconstruction, mean_cubes, target_cubes
 from fmae.evaluation.evaluate import evaluation_items
 from fmae.evaluation.report import flat_scalars

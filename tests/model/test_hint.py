@@ -1,21 +1,12 @@
 """The decoder's hint (``decoder_hint``): the temporal interpolation against a loop over
-positions, its fallback to the nearest visible cube, and the model's use of it (input
-embedding, gated residual prediction)."""
+positions, and the model's use of it (input embedding and residual prediction)."""
 
 import pytest
 import torch
 
 from fmae.evaluation.baselines import baseline_predictions
 from fmae.masking import decoder_targets, num_masked, random_mask
-from fmae.model import (
-    FMAEConfig,
-    create,
-    nearest_visible_index,
-    normalize_cubes,
-    patchify,
-    temporal_hint,
-    temporal_interp,
-)
+from fmae.model import FMAEConfig, create, normalize_cubes, patchify, temporal_interp
 from fmae.ops import gather_tokens
 from fmae.weights import load_model, save_model
 
@@ -61,22 +52,18 @@ def test_interpolation_matches_a_loop_over_positions(grid, ratio):
         temporal_interp(cubes, visible, (grid[0] + 1, grid[1], grid[2]))
 
 
-def test_the_hint_falls_back_to_the_nearest_cube_and_is_the_baseline():
+def test_the_baseline_is_the_hint_with_the_nearest_cube_where_none_was_found():
     g = torch.Generator().manual_seed(3)
     grid = (3, 2, 3)
     cubes = torch.randn(2, 18, 4, generator=g)
     mask = torch.zeros(2, 18, dtype=torch.bool)
-    mask[:, [0, 6, 12]] = True  # position 0 hidden at every time: the nearest visible cube there
+    mask[:, [0, 6, 12]] = True  # position 0 hidden at every time: no hint there
     mask[1, 1] = True
-    interp, in_time = temporal_interp(cubes, ~mask, grid)
-    hint, found = temporal_hint(cubes, mask, grid)
-    assert torch.equal(found, in_time) and not found[:, [0, 6, 12]].any() and found[:, 1:6].all()
-    torch.testing.assert_close(hint[found], interp[found])
-    nearest = cubes.gather(1, nearest_visible_index(mask, grid).unsqueeze(-1).expand(2, 18, 4))
-    torch.testing.assert_close(hint[~found], nearest[~found])
+    interp, found = temporal_interp(cubes, ~mask, grid)
     baseline = baseline_predictions(cubes, mask, grid)
-    torch.testing.assert_close(baseline["temporal_interp"], hint)
-    torch.testing.assert_close(baseline["nearest_visible"], nearest)
+    assert not found[:, [0, 6, 12]].any() and found[:, 1:6].all()
+    torch.testing.assert_close(baseline["temporal_interp"][found], interp[found])
+    torch.testing.assert_close(baseline["temporal_interp"][~found], baseline["nearest_visible"][~found])
 
 
 def _clip_and_mask(model, B=2, seed=0):
@@ -96,19 +83,21 @@ def _clip_and_mask(model, B=2, seed=0):
 
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 @pytest.mark.parametrize("keep", [1.0, 0.5])
-def test_at_init_the_prediction_is_half_the_hint(norm_pix_loss, keep):
+def test_at_init_the_prediction_is_the_hint(norm_pix_loss, keep):
     torch.manual_seed(0)
     model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp", norm_pix_loss=norm_pix_loss)
     c = model.config
     clip, mask, g = _clip_and_mask(model)
     m = c.num_tokens // 2
     targets = decoder_targets(mask, keep, "running_cell", c.grid, generator=g, num_masked=m)
-    out = model(clip, mask, m, targets)  # the head starts at zero, the gate at one half
-    hint, found = temporal_hint(patchify(clip, c.tubelet), mask, c.grid)
+    out = model(clip, mask, m, targets)  # the head starts at zero
+    cubes = patchify(clip, c.tubelet)
+    interp, found = temporal_interp(cubes, ~mask, c.grid)
     if norm_pix_loss:
-        hint = normalize_cubes(hint, c.in_chans)
-    assert found.gather(1, targets).any() and not found.gather(1, targets).all()  # both kinds of hint
-    torch.testing.assert_close(out.pred, 0.5 * gather_tokens(hint, targets))
+        interp = normalize_cubes(interp, c.in_chans)
+    want = gather_tokens(interp, targets) * found.gather(1, targets).unsqueeze(-1)
+    assert found.gather(1, targets).any() and not found.gather(1, targets).all()  # both kinds of target
+    torch.testing.assert_close(out.pred, want)
 
 
 def test_the_hint_reaches_the_decoder_and_its_weights_learn():
@@ -122,20 +111,16 @@ def test_the_hint_reaches_the_decoder_and_its_weights_learn():
         out = model(clip, mask, m)
         (out.pred - out.target).square().mean().backward()
         optimizer.step()
-    for p in (model.hint_embed.weight, model.hint_token, model.hint_gate.weight):
-        assert p.grad.abs().sum() > 0
-    assert (model.hint_token.grad[0] != 0).any(dim=-1).all()  # both kinds were seen
-    # Same latent, another hint: the head's output moves, since the hint is embedded into its input
-    # (the gate held at one half, so the prediction less half the hint is the head's output).
+    assert model.hint_embed.weight.grad.abs().sum() > 0 and model.hint_token.grad.abs().sum() > 0
+    # Same latent, another hint: the decoder's own output (the prediction less the hint) moves
+    # where a hint was found, since the hint is embedded into its input.
     with torch.no_grad():
-        model.hint_gate.weight.zero_()
-        model.hint_gate.bias.zero_()
         out = model(clip, mask, m)
         visible = (~mask).nonzero()[:, 1].view(2, -1)
         latent = model.forward_encoder(patchify(clip, model.config.tubelet), visible)
         hint = gather_tokens(torch.randn(2, 16, model.config.cube_dim), out.masked_index)
         found = torch.ones(2, m, dtype=torch.bool)
-        own = [model.forward_decoder(latent, visible, out.masked_index, (h, found)) - h / 2 for h in (hint, 2 * hint)]
+        own = [model.forward_decoder(latent, visible, out.masked_index, (h, found)) - h for h in (hint, 2 * hint)]
     assert not torch.allclose(own[0], own[1])
     with pytest.raises(ValueError, match="give a hint exactly"):
         model.forward_decoder(torch.zeros(2, 16 - m, 192), torch.zeros(2, 16 - m, dtype=torch.long), out.masked_index)
@@ -146,7 +131,7 @@ def test_a_hinted_model_saves_and_loads_and_the_default_reads_as_before(tmp_path
     model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
     assert model.config.to_dict()["decoder_hint"] == "temporal_interp"
     assert "decoder_hint" not in create("fmae_vit_tiny", **SMALL).config.to_dict()
-    assert {"hint_embed.weight", "hint_embed.bias", "hint_token", "hint_gate.weight"} <= set(model.state_dict())
+    assert {"hint_embed.weight", "hint_embed.bias", "hint_token"} <= set(model.state_dict())
     assert not any(k.startswith("hint_") for k in create("fmae_vit_tiny", **SMALL).state_dict())
     with pytest.raises(ValueError, match="decoder_hint must be one of"):
         FMAEConfig(decoder_hint="spatial")
