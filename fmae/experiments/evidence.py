@@ -184,6 +184,7 @@ class EvidenceConfig:
             position_embedding="sincos",
             augment="none",
             decoder_keep=1.0,
+            decoder_hint="none",
             adv_weight=self.adv_weight,
             steps=steps,
             batch_size=self.batch_size,

@@ -118,6 +118,7 @@ _FIELDS = [
     # The recorded sweeps (benchmarks/results/results.md) predate these defaults of pre-training.
     _from_training("position_embedding", "sincos", "position tables (the sweeps so far: sincos, VideoMAE's)"),
     _from_training("augment", "none", "training-clip augmentation (the sweeps so far: none)"),
+    _from_training("decoder_hint", "none", "the decoder's hint of a hidden cube (the sweeps so far: none)"),
     _from_training(
         "decoder_keep", 1.0, "fraction of the masked tokens the decoder reconstructs (the sweeps so far: 1, all)"
     ),

@@ -206,8 +206,8 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert "mask_strategy" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos")) == 2
     assert "position_embedding ('sincos_thw' vs 'sincos')" in capsys.readouterr().err
-    assert main(_args(small_set, out, 6, "--resume", "--decoder-hint", "temporal_interp")) == 2
-    assert "decoder_hint ('none' vs 'temporal_interp')" in capsys.readouterr().err
+    assert main(_args(small_set, out, 6, "--resume", "--decoder-hint", "none")) == 2
+    assert "decoder_hint ('temporal_interp' vs 'none')" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--augment", "blur")) == 2
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
     # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
@@ -291,12 +291,23 @@ def test_a_checkpoint_older_than_a_setting_resumes_with_what_it_was_made_with():
         _check_resume(saved, TrainConfig())
 
 
-def test_a_hinted_run_writes_a_hinted_model(small_set, tmp_path):
+def test_the_decoder_hint_is_on_by_default_and_off_with_the_paper(small_set, tmp_path):
     out = tmp_path / "hinted"
-    assert main(_args(small_set, out, 3, "--decoder-hint", "temporal_interp")) == 0
+    assert main(_args(small_set, out, 3)) == 0
     loaded = load_model(out)
     assert loaded.model.config.decoder_hint == "temporal_interp" and "hint_token" in loaded.model.state_dict()
-    assert main(_args(small_set, out, 4, "--resume", "--decoder-hint", "temporal_interp")) == 0
+    assert main(_args(small_set, out, 4, "--resume")) == 0
+    assert TrainConfig.PRESETS["paper"]["decoder_hint"] == "none"
+    plain = tmp_path / "plain"
+    assert main(_args(small_set, plain, 3, "--decoder-hint", "none")) == 0
+    assert not any(k.startswith("hint_") for k in load_model(plain).model.state_dict())
+
+
+def test_a_checkpoint_older_than_the_decoder_hint_resumes_without_it():
+    saved = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k != "decoder_hint"}
+    _check_resume(saved, TrainConfig(decoder_hint="none"))
+    with pytest.raises(ValueError, match=r"resume with --decoder-hint none$"):
+        _check_resume(saved, TrainConfig())
 
 
 def test_a_checkpoint_older_than_decoder_masking_resumes_as_keep_1_and_the_error_names_the_flags():
