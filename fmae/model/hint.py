@@ -20,6 +20,40 @@ time also gets that cube's interpolation in time (:func:`temporal_interp`), embe
 prediction there is that interpolation plus the decoder's output."""
 
 
+def temporal_neighbours(
+    visible: torch.Tensor, grid: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where every token's temporal interpolation reads from (:func:`temporal_interp`).
+
+    visible: bool ``[B, N]``; grid ``(T', Hp, Wp)``, ``N = T'·Hp·Wp`` → ``(before, after,
+    toward_after, found)``: int64 ``[B, N]`` token indices of the nearest visible token at the
+    same spatial position at or before and at or after (each the other where only one exists,
+    some valid index where neither does), float64 ``[B, N]`` the weight of ``after`` (a ratio of
+    small integers, so cast to any dtype it rounds once), and bool
+    ``[B, N]`` where some visible token was found. Indices only, so a caller gathers the cubes
+    of just the tokens it needs.
+    """
+    B, N = visible.shape
+    t, h, w = (int(g) for g in grid)
+    if t * h * w != N:
+        raise ValueError(f"visible {tuple(visible.shape)} and grid {tuple(grid)} disagree")
+    # Per spatial position, the last visible time slice at or before t' and the first at or after it.
+    vis = visible.view(B, t, h * w)
+    ts = torch.arange(t, device=visible.device).view(1, t, 1)
+    before = torch.where(vis, ts, -1).cummax(dim=1).values
+    after = torch.where(vis, ts, t).flip(1).cummin(dim=1).values.flip(1)
+    has_before, has_after = before >= 0, after < t
+    toward_after = torch.where(
+        has_before & has_after, (ts - before).double() / (after - before).clamp(min=1).double(), 0.0
+    )
+    # Only one side: both read it; neither: any index will do, ``found`` zeroes the result.
+    before, after = torch.where(has_before, before, after), torch.where(has_after, after, before)
+    spatial = torch.arange(h * w, device=visible.device).view(1, 1, h * w)
+    before, after = (s.clamp(0, t - 1) * (h * w) + spatial for s in (before, after))
+    found = (has_before | has_after).reshape(B, N)
+    return before.reshape(B, N), after.reshape(B, N), toward_after.reshape(B, N), found
+
+
 def temporal_interp(
     cubes: torch.Tensor, visible: torch.Tensor, grid: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,21 +72,19 @@ def temporal_interp(
         found. A visible cube is its own interpolation.
     """
     B, N, P = cubes.shape
-    t, h, w = (int(g) for g in grid)
-    if visible.shape != (B, N) or t * h * w != N:
+    if visible.shape != (B, N):
         raise ValueError(f"cubes {tuple(cubes.shape)}, visible {tuple(visible.shape)} and grid {tuple(grid)} disagree")
-    # Per spatial position, the last visible time slice at or before t' and the first at or after it.
-    vis = visible.view(B, t, h * w)
-    ts = torch.arange(t, device=visible.device).view(1, t, 1)
-    before = torch.where(vis, ts, -1).cummax(dim=1).values
-    after = torch.where(vis, ts, t).flip(1).cummin(dim=1).values.flip(1)
-    grid_cubes = cubes.reshape(B, t, h * w, P)
-    prev = grid_cubes.gather(1, before.clamp(min=0).unsqueeze(-1).expand(B, t, h * w, P))
-    nxt = grid_cubes.gather(1, after.clamp(max=t - 1).unsqueeze(-1).expand(B, t, h * w, P))
-    has_prev, has_next = (before >= 0).unsqueeze(-1), (after < t).unsqueeze(-1)
-    toward_next = ((ts - before).to(cubes.dtype) / (after - before).clamp(min=1).to(cubes.dtype)).unsqueeze(-1)
-    between = prev + toward_next * (nxt - prev)
-    interp = torch.where(
-        has_prev & has_next, between, torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
-    )
-    return interp.reshape(B, N, P), (has_prev | has_next).reshape(B, N)
+    before, after, toward_after, found = temporal_neighbours(visible, grid)
+    return interpolate(cubes, before, after, toward_after, found), found
+
+
+def interpolate(
+    cubes: torch.Tensor, before: torch.Tensor, after: torch.Tensor, toward_after: torch.Tensor, found: torch.Tensor
+) -> torch.Tensor:
+    """cubes ``[B, N, P]`` and :func:`temporal_neighbours`' ``[B, K]`` rows (all ``N`` tokens, or
+    the ``K`` a caller picked) → ``[B, K, P]`` in ``cubes``' dtype, zero where nothing was found."""
+    P = cubes.shape[-1]
+    a = cubes.gather(1, before.unsqueeze(-1).expand(*before.shape, P))
+    b = cubes.gather(1, after.unsqueeze(-1).expand(*after.shape, P))
+    out = a + toward_after.unsqueeze(-1).to(cubes.dtype) * (b - a)
+    return out * found.unsqueeze(-1).to(cubes.dtype)

@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from fmae.model.hint import DECODER_HINTS, temporal_interp
+from fmae.model.hint import DECODER_HINTS, interpolate, temporal_neighbours
 from fmae.ops import attention, decoder_input, gather_tokens, visible_index
 
 QKV_BIASES = ("qkv", "qv", "none")
@@ -524,7 +524,7 @@ class FMAE(nn.Module):
         latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; targets: int64 ``[B, K]``,
         masked positions (all of them, or decoder masking's subset); hint: with
         ``config.decoder_hint``, ``(cubes [B, K, P], found bool [B, K])`` at the targets
-        (:func:`fmae.model.hint.temporal_interp`, in the space of the targets) → ``[B, K, P]``.
+        (:func:`fmae.model.hint.temporal_interp` at the targets, in the space of the targets) → ``[B, K, P]``.
 
         The decoder runs on ``N_vis + K`` tokens laid out as HF's VideoMAE lays them
         out: the visible tokens, then a mask token at each target
@@ -595,10 +595,10 @@ class FMAE(nn.Module):
         c = self.config
         if c.decoder_hint == "none":
             return None
-        interp, found = temporal_interp(cubes.float(), ~mask, c.grid)
-        if c.norm_pix_loss:
-            interp = normalize_cubes(interp, c.in_chans)
-        return gather_tokens(interp, targets, backend=c.backend), found.gather(1, targets)
+        # Indices for every token, cubes for the targets only: no [B, N, P] copy.
+        before, after, toward_after, found = (i.gather(1, targets) for i in temporal_neighbours(~mask, c.grid))
+        hint = interpolate(cubes, before, after, toward_after, found).float()
+        return (normalize_cubes(hint, c.in_chans) if c.norm_pix_loss else hint), found
 
     @staticmethod
     def _check_targets(targets: torch.Tensor, mask: torch.Tensor, num_masked: int) -> None:
