@@ -4,7 +4,7 @@ cube of a clip from its visible cubes only (:func:`baseline_predictions`).
 - ``visible_mean``: every masked cube is the mean of the clip's visible cubes;
 - ``nearest_visible``: the visible cube nearest in space-time, by Euclidean distance on
   the token grid ``(t', h, w)``, the lowest token index among equally near ones
-  (:func:`nearest_visible_index`);
+  (:func:`fmae.model.hint.nearest_visible_index`);
 - ``temporal_interp``: linear interpolation in time between the nearest visible cubes at
   the same spatial position before and after (weighted by the distance in ``t'``); with
   only one of them, that one; with neither, ``nearest_visible``
@@ -20,34 +20,10 @@ from typing import Sequence
 
 import torch
 
-from fmae.model.hint import temporal_interp
+from fmae.model.hint import nearest_visible_index, temporal_interp
 
 BASELINES: tuple[str, ...] = ("visible_mean", "nearest_visible", "temporal_interp")
 """The naive predictors measured beside the model (see the module docstring)."""
-
-
-def _grid_coords(grid: Sequence[int], device: torch.device) -> torch.Tensor:
-    """int64 ``[N, 3]``: ``(t', h, w)`` of every token, in token order."""
-    t, h, w = grid
-    axes = torch.meshgrid(
-        torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
-    )
-    return torch.stack(axes, dim=-1).reshape(-1, 3)
-
-
-def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """int64 ``[B, N]``: for every token, the visible token nearest to it on the token
-    grid ``(t', h, w)`` (Euclidean), the lowest index among equally near ones; a visible
-    token is its own nearest. mask: bool ``[B, N]``, True = masked, at least one visible
-    token per row."""
-    B, N = mask.shape
-    coords = _grid_coords(grid, mask.device)
-    d2 = (coords[:, None, :] - coords[None, :, :]).square().sum(-1)  # [N, N] squared distances
-    # One integer key per (query, candidate): distance first, then the candidate's index,
-    # so the smallest key is the nearest token with the lowest index; hidden candidates last.
-    keys = d2 * N + torch.arange(N, device=mask.device)
-    hidden = int(d2.max()) * N + N
-    return torch.stack([keys.masked_fill(row, hidden).argmin(dim=1) for row in mask.unsqueeze(1)])
 
 
 def baseline_predictions(targets: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]) -> dict[str, torch.Tensor]:

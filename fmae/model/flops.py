@@ -28,7 +28,9 @@ decoder ``Dd``, ``Fd``, ``Ld``; ``P`` numbers per cube.
 - Decoder forward: ``2BVDDd`` (``decoder_embed``) ``+ Ld·block(L, Dd, Fd) + 2BKDdP``
   (the head, on the reconstructed tokens only); backward twice that. Without decoder
   masking ``L = N``. With a decoder hint, ``+ 2BKPDd`` for its embedding, whose backward
-  (no input gradient) is its forward once.
+  (no input gradient) is its forward once; ``interp_nearest`` embeds every target's cube twice
+  (the interpolation's layer and the nearest cube's, then picks) and adds ``2BKDd`` for the
+  gate, whose backward is twice its forward.
 - Discriminator (``λ > 0``), an MLP applied per masked cube, ``c = Σ 2·in·out`` per
   cube over its layers: its update runs it forward on the real and the reconstructed
   cubes and back to its weights (``2·BK·(c + c − c₀)``: no input gradient, so its
@@ -110,8 +112,10 @@ def decoder_flops(
     blocks = c.decoder_depth * block_forward_flops(batch_size, length, dd, int(dd * c.mlp_ratio))
     head = 2 * batch_size * num_targets * dd * c.cube_dim
     # The hint's embedding reads cubes, which need no gradient: its backward is its weight's only.
-    hint = 0 if c.decoder_hint == "none" else 2 * batch_size * num_targets * c.cube_dim * dd
-    return embed + blocks + head + hint, 2 * (embed + blocks + head) + hint
+    embeddings = {"none": 0, "temporal_interp": 1, "interp_nearest": 2}[c.decoder_hint]
+    hint = embeddings * 2 * batch_size * num_targets * c.cube_dim * dd
+    gate = 2 * batch_size * num_targets * dd if c.decoder_hint == "interp_nearest" else 0
+    return embed + blocks + head + hint + gate, 2 * (embed + blocks + head + gate) + hint
 
 
 def discriminator_flops(config: FMAEConfig, batch_size: int, num_masked: int) -> int:

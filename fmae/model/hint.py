@@ -1,10 +1,14 @@
 """What the decoder is told about a hidden cube before it predicts it: the cubes seen at the
-same spatial position at other times (``FMAEConfig.decoder_hint``).
+same spatial position at other times, and where there are none, the nearest seen cube
+(``FMAEConfig.decoder_hint``).
 
 A face video's background and hair barely move, so a hidden cube is often close to the cube
 seen at its place a moment before or after. Interpolating between them in time is the
 strongest naive predictor of those regions (:mod:`fmae.evaluation.baselines`); with
-``decoder_hint="temporal_interp"`` the decoder starts from it and predicts what it misses.
+``decoder_hint="temporal_interp"`` the decoder starts from it and predicts what it misses. A
+wall hidden at every time is close to the wall seen beside it, and a hidden eye is nothing like
+the skin beside it: ``interp_nearest`` also gives the decoder the nearest seen cube there, and
+the decoder decides, token by token, how much of it to keep.
 """
 
 from __future__ import annotations
@@ -13,11 +17,39 @@ from typing import Sequence
 
 import torch
 
-DECODER_HINTS: tuple[str, ...] = ("none", "temporal_interp")
+DECODER_HINTS: tuple[str, ...] = ("none", "temporal_interp", "interp_nearest")
 """``none``: a hidden token is the mask token and its position (VideoMAE, the paper).
 ``temporal_interp``: a hidden token with a visible cube at its spatial position at some other
 time also gets that cube's interpolation in time (:func:`temporal_interp`), embedded, and the
-prediction there is that interpolation plus the decoder's output."""
+prediction there is that interpolation plus the decoder's output.
+``interp_nearest``: as ``temporal_interp``, and a hidden token whose position is hidden at every
+time gets the nearest visible cube (:func:`nearest_visible_index`), embedded by a layer of its
+own with a token of its own kind; the prediction there is the decoder's output plus that cube times a gate in (0, 1)
+the decoder computes for the token (starting nearly closed)."""
+
+
+def _grid_coords(grid: Sequence[int], device: torch.device) -> torch.Tensor:
+    """int64 ``[N, 3]``: ``(t', h, w)`` of every token, in token order."""
+    t, h, w = grid
+    axes = torch.meshgrid(
+        torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    return torch.stack(axes, dim=-1).reshape(-1, 3)
+
+
+def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """int64 ``[B, N]``: for every token, the visible token nearest to it on the token
+    grid ``(t', h, w)`` (Euclidean), the lowest index among equally near ones; a visible
+    token is its own nearest. mask: bool ``[B, N]``, True = masked, at least one visible
+    token per row."""
+    B, N = mask.shape
+    coords = _grid_coords(grid, mask.device)
+    d2 = (coords[:, None, :] - coords[None, :, :]).square().sum(-1)  # [N, N] squared distances
+    # One integer key per (query, candidate): distance first, then the candidate's index,
+    # so the smallest key is the nearest token with the lowest index; hidden candidates last.
+    keys = d2 * N + torch.arange(N, device=mask.device)
+    hidden = int(d2.max()) * N + N
+    return keys.unsqueeze(0).masked_fill(mask.unsqueeze(1), hidden).argmin(dim=2)
 
 
 def temporal_neighbours(

@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from fmae.model.hint import DECODER_HINTS, interpolate, temporal_neighbours
+from fmae.model.hint import DECODER_HINTS, interpolate, nearest_visible_index, temporal_neighbours
 from fmae.ops import attention, decoder_input, gather_tokens, visible_index
 
 QKV_BIASES = ("qkv", "qv", "none")
@@ -76,6 +76,8 @@ encoder's table is a trained parameter (VideoMAE's ``use_learnable_pos_emb``), t
 decoder's stays ``sincos``; ``sincos_thw``: like ``sincos`` but one sin/cos table per grid
 axis, side by side (:func:`grid_sinusoid_table`), so a token's row and column are linear in its
 embedding, not folded into one running index."""
+_NEAREST_GATE_BIAS = -3.0
+"""``interp_nearest``'s gate starts at sigmoid(-3) ≈ 0.05 for every token."""
 
 
 @dataclass
@@ -439,9 +441,17 @@ class FMAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=c.decoder_norm_eps)
         self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.cube_dim)
         if c.decoder_hint != "none":
-            # A hinted token's input: the hint cube, embedded, plus a token that says a hint is there.
+            # A hinted token's input: the hint cube, embedded, plus a token for its kind (row 0:
+            # interpolated in time; row 1, interp_nearest's: the nearest visible cube).
             self.hint_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
-            self.hint_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
+            kinds = 2 if c.decoder_hint == "interp_nearest" else 1
+            self.hint_token = nn.Parameter(torch.zeros(1, kinds, c.decoder_embed_dim))
+        if c.decoder_hint == "interp_nearest":
+            # The nearest cube gets an embedding of its own: through a shared one, the decoder's
+            # habit of copying it onto a hidden wall leaked onto the interpolated tokens, whose
+            # prediction already holds their cube (levers.md, "in3" against "sep3").
+            self.hint_gate = nn.Linear(c.decoder_embed_dim, 1)
+            self.nearest_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
         table = position_table(c, c.embed_dim)
         if c.position_embedding == "learned":
@@ -461,6 +471,11 @@ class FMAE(nn.Module):
             # corrections, instead of first unlearning a random head's noise over the hint.
             nn.init.zeros_(self.decoder_pred.weight)
             nn.init.zeros_(self.decoder_pred.bias)
+        if c.decoder_hint == "interp_nearest":
+            # Nearly closed: a copy of the skin beside a hidden eye is a poor start; the decoder
+            # opens the gate where the copy pays (a wall), not the other way round.
+            nn.init.zeros_(self.hint_gate.weight)
+            nn.init.constant_(self.hint_gate.bias, _NEAREST_GATE_BIAS)
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -523,15 +538,19 @@ class FMAE(nn.Module):
 
         latent: ``[B, N_vis, D]``; visible: int64 ``[B, N_vis]``; targets: int64 ``[B, K]``,
         masked positions (all of them, or decoder masking's subset); hint: with
-        ``config.decoder_hint``, ``(cubes [B, K, P], found bool [B, K])`` at the targets
-        (:func:`fmae.model.hint.temporal_interp` at the targets, in the space of the targets) → ``[B, K, P]``.
+        ``config.decoder_hint``, ``(cubes [B, K, P], found bool [B, K])`` at the targets, in the
+        space of the targets: the interpolation in time where ``found``, else zero
+        (``temporal_interp``) or the nearest visible cube (``interp_nearest``) → ``[B, K, P]``.
 
         The decoder runs on ``N_vis + K`` tokens laid out as HF's VideoMAE lays them
         out: the visible tokens, then a mask token at each target
         (:func:`fmae.ops.decoder_input`, one pass); attention does not care about the
         order, and the predictions are the last ``K`` rows, so nothing is gathered. Where a
         hint was found, its embedding joins the mask token and the prediction is the hint
-        plus the decoder's output, so the decoder learns what the hint misses.
+        plus the decoder's output, so the decoder learns what the hint misses. With
+        ``interp_nearest`` the other targets get the nearest cube's embedding (a layer of its
+        own) and a token of their own kind, and their prediction adds that cube times a gate
+        the decoder computes.
         """
         if (hint is None) != (self.config.decoder_hint == "none"):
             raise ValueError(f"decoder_hint is {self.config.decoder_hint!r}: give a hint exactly when it is not 'none'")
@@ -542,15 +561,26 @@ class FMAE(nn.Module):
             x, index, self.mask_token.to(x.dtype), self.decoder_pos_embed, backend=self.config.backend, check=False
         )
         n_vis = visible.shape[1]
+        nearest = self.config.decoder_hint == "interp_nearest"
         if hint is not None:
             cubes, found = hint
-            where = found.unsqueeze(-1).to(x.dtype)
-            hinted = x[:, n_vis:] + (self.hint_embed(cubes.to(x.dtype)) + self.hint_token.to(x.dtype)) * where
-            x = torch.cat([x[:, :n_vis], hinted], dim=1)
+            h, where = cubes.to(x.dtype), found.unsqueeze(-1)
+            if nearest:  # every target has a hint; its kind says which
+                kind = self.hint_token.to(x.dtype)[0, (~found).long()]
+                extra = torch.where(where, self.hint_embed(h), self.nearest_embed(h)) + kind
+            else:
+                extra = (self.hint_embed(h) + self.hint_token.to(x.dtype)) * where.to(x.dtype)
+            x = torch.cat([x[:, :n_vis], x[:, n_vis:] + extra], dim=1)
         x = self._run_blocks(self.decoder_blocks, x)
         # Norm and head only where a prediction is wanted.
-        pred = self.decoder_pred(self.decoder_norm(x[:, n_vis:]))
-        return pred if hint is None else pred + (cubes * found.unsqueeze(-1)).to(pred.dtype)
+        rows = self.decoder_norm(x[:, n_vis:])
+        pred = self.decoder_pred(rows)
+        if hint is None:
+            return pred
+        keep = found.unsqueeze(-1).to(pred.dtype)
+        if nearest:
+            keep = keep + (1 - keep) * torch.sigmoid(self.hint_gate(rows))
+        return pred + cubes.to(pred.dtype) * keep
 
     def forward(
         self, clip: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None, targets: torch.Tensor | None = None
@@ -597,7 +627,13 @@ class FMAE(nn.Module):
             return None
         # Indices for every token, cubes for the targets only: no [B, N, P] copy.
         before, after, toward_after, found = (i.gather(1, targets) for i in temporal_neighbours(~mask, c.grid))
-        hint = interpolate(cubes, before, after, toward_after, found).float()
+        if c.decoder_hint == "interp_nearest":  # where nothing was seen in time, both ends are the nearest cube
+            near = nearest_visible_index(mask, c.grid).gather(1, targets)
+            before, after = torch.where(found, before, near), torch.where(found, after, near)
+            found_any = torch.ones_like(found)
+        else:
+            found_any = found
+        hint = interpolate(cubes, before, after, toward_after, found_any).float()
         return (normalize_cubes(hint, c.in_chans) if c.norm_pix_loss else hint), found
 
     @staticmethod

@@ -117,11 +117,13 @@ class TrainConfig:
         DECODER_STRATEGIES,
     )
     decoder_hint: str = setting(
-        "temporal_interp",
+        "interp_nearest",
         "what a hidden token's decoder input holds beside the mask token: temporal_interp (the cubes seen "
         "at its place at other times, interpolated; the prediction there is that plus the decoder's output, "
         "so the decoder learns what they miss: it lowers the first run's held-out error for seeds 0-2, the "
-        "background's most, benchmarks/results/levers.md) or none (VideoMAE, the paper)",
+        "background's most), interp_nearest (the same, and where its place is hidden at every time the "
+        "nearest seen cube, which the decoder keeps as much of as a gate it learns says: lower still on "
+        "the eyes, nose and mouth for seeds 0-2, benchmarks/results/levers.md) or none (VideoMAE, the paper)",
         DECODER_HINTS,
     )
     augment: str = setting(

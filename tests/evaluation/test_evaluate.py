@@ -6,12 +6,13 @@ import torch
 
 from fmae.data import list_items, make_loader, region_map_path
 from fmae.evaluate import main
-from fmae.evaluation.baselines import BASELINES, baseline_predictions, nearest_visible_index
+from fmae.evaluation.baselines import BASELINES, baseline_predictions
 from fmae.evaluation.error import REGIONS, evaluate_reconstruction, mean_cubes, target_cubes
 from fmae.evaluation.evaluate import evaluation_items
 from fmae.evaluation.report import flat_scalars
 from fmae.masking import make_mask, mask_generator
 from fmae.model import Reconstruction, create
+from fmae.model.hint import nearest_visible_index
 from fmae.ops import gather_tokens, visible_index
 from fmae.pretraining.train import TrainConfig, pretrain
 from fmae.weights import load_model, save_encoder

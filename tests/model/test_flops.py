@@ -88,6 +88,8 @@ def test_encoder_and_decoder_match_flop_counter(ratio):
         ("tube", 0.5, 0.1, 0.25, "none"),
         ("facial", 0.75, 0.1, 0.5, "temporal_interp"),
         ("random", 0.5, 0.0, 1.0, "temporal_interp"),
+        ("facial", 0.75, 0.1, 0.5, "interp_nearest"),
+        ("tube", 0.5, 0.0, 1.0, "interp_nearest"),
     ],
 )
 def test_pretrain_step_matches_flop_counter(strategy, ratio, adv_weight, keep, hint):

@@ -1,5 +1,8 @@
-"""The decoder's hint (``decoder_hint``): the temporal interpolation against a loop over
-positions, and the model's use of it (input embedding and residual prediction)."""
+"""The decoder's hint (``decoder_hint``): the temporal interpolation and the nearest visible
+cube against loops over positions, and the model's use of them (input embedding, residual
+prediction, the nearest cube's gate)."""
+
+import math
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ import torch
 from fmae.evaluation.baselines import baseline_predictions
 from fmae.masking import decoder_targets, num_masked, random_mask
 from fmae.model import FMAEConfig, create, normalize_cubes, patchify, temporal_interp
+from fmae.model.hint import nearest_visible_index
 from fmae.ops import gather_tokens
 from fmae.weights import load_model, save_model
 
@@ -52,6 +56,27 @@ def test_interpolation_matches_a_loop_over_positions(grid, ratio):
         temporal_interp(cubes, visible, (grid[0] + 1, grid[1], grid[2]))
 
 
+def _d2(a, b):
+    return sum((x - y) ** 2 for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("grid,ratio", [((5, 3, 2), 0.6), ((1, 2, 3), 0.5), ((3, 1, 7), 0.9)])
+def test_nearest_visible_matches_a_loop_over_tokens(grid, ratio):
+    g = torch.Generator().manual_seed(len(grid) + sum(grid))
+    t, h, w = grid
+    N = t * h * w
+    mask = torch.rand(4, N, generator=g) < ratio
+    mask[:, 0] = False  # something visible in every row
+    mask[1] = True
+    mask[1, N - 1] = False  # one visible token: every token's nearest
+    coords = [(n // (h * w), n // w % h, n % w) for n in range(N)]
+    want = [
+        [min((_d2(coords[n], coords[v]), v) for v in range(N) if not row[v])[1] for n in range(N)]
+        for row in mask.tolist()
+    ]
+    assert nearest_visible_index(mask, grid).tolist() == want
+
+
 def test_the_baseline_is_the_hint_with_the_nearest_cube_where_none_was_found():
     g = torch.Generator().manual_seed(3)
     grid = (3, 2, 3)
@@ -81,28 +106,35 @@ def _clip_and_mask(model, B=2, seed=0):
     return clip, mask, g
 
 
+@pytest.mark.parametrize("hint", ["temporal_interp", "interp_nearest"])
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 @pytest.mark.parametrize("keep", [1.0, 0.5])
-def test_at_init_the_prediction_is_the_hint(norm_pix_loss, keep):
+def test_at_init_the_prediction_is_the_hint(hint, norm_pix_loss, keep):
+    """temporal_interp: the interpolation where found, zero elsewhere; interp_nearest: the
+    temporal_interp baseline, with the nearest cube weighed by the gate's starting value."""
     torch.manual_seed(0)
-    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp", norm_pix_loss=norm_pix_loss)
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint=hint, norm_pix_loss=norm_pix_loss)
     c = model.config
     clip, mask, g = _clip_and_mask(model)
     m = c.num_tokens // 2
     targets = decoder_targets(mask, keep, "running_cell", c.grid, generator=g, num_masked=m)
     out = model(clip, mask, m, targets)  # the head starts at zero
     cubes = patchify(clip, c.tubelet)
-    interp, found = temporal_interp(cubes, ~mask, c.grid)
+    _, found = temporal_interp(cubes, ~mask, c.grid)
+    baseline = baseline_predictions(cubes, mask, c.grid)["temporal_interp"]
     if norm_pix_loss:
-        interp = normalize_cubes(interp, c.in_chans)
-    want = gather_tokens(interp, targets) * found.gather(1, targets).unsqueeze(-1)
-    assert found.gather(1, targets).any() and not found.gather(1, targets).all()  # both kinds of target
+        baseline = normalize_cubes(baseline, c.in_chans)
+    found = found.gather(1, targets).unsqueeze(-1)
+    gate = 1 / (1 + math.exp(3)) if hint == "interp_nearest" else 0.0
+    want = gather_tokens(baseline, targets) * torch.where(found, 1.0, gate)
+    assert found.any() and not found.all()  # both kinds of target
     torch.testing.assert_close(out.pred, want)
 
 
-def test_the_hint_reaches_the_decoder_and_its_weights_learn():
+@pytest.mark.parametrize("hint", ["temporal_interp", "interp_nearest"])
+def test_the_hint_reaches_the_decoder_and_its_weights_learn(hint):
     torch.manual_seed(0)
-    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint=hint)
     clip, mask, _ = _clip_and_mask(model)
     m = model.config.num_tokens // 2
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -111,7 +143,10 @@ def test_the_hint_reaches_the_decoder_and_its_weights_learn():
         out = model(clip, mask, m)
         (out.pred - out.target).square().mean().backward()
         optimizer.step()
-    assert model.hint_embed.weight.grad.abs().sum() > 0 and model.hint_token.grad.abs().sum() > 0
+    assert model.hint_embed.weight.grad.abs().sum() > 0
+    assert (model.hint_token.grad.abs().sum(-1) > 0).all()  # every kind's token learns
+    if hint == "interp_nearest":
+        assert model.hint_gate.weight.grad.abs().sum() > 0 and model.nearest_embed.weight.grad.abs().sum() > 0
     # Same latent, another hint: the decoder's own output (the prediction less the hint) moves
     # where a hint was found, since the hint is embedded into its input.
     with torch.no_grad():
@@ -126,17 +161,20 @@ def test_the_hint_reaches_the_decoder_and_its_weights_learn():
         model.forward_decoder(torch.zeros(2, 16 - m, 192), torch.zeros(2, 16 - m, dtype=torch.long), out.masked_index)
 
 
-def test_a_hinted_model_saves_and_loads_and_the_default_reads_as_before(tmp_path):
+@pytest.mark.parametrize("hint", ["temporal_interp", "interp_nearest"])
+def test_a_hinted_model_saves_and_loads_and_the_default_reads_as_before(tmp_path, hint):
     torch.manual_seed(0)
-    model = create("fmae_vit_tiny", **SMALL, decoder_hint="temporal_interp")
-    assert model.config.to_dict()["decoder_hint"] == "temporal_interp"
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint=hint)
+    assert model.config.to_dict()["decoder_hint"] == hint
     assert "decoder_hint" not in create("fmae_vit_tiny", **SMALL).config.to_dict()
     assert {"hint_embed.weight", "hint_embed.bias", "hint_token"} <= set(model.state_dict())
-    assert not any(k.startswith("hint_") for k in create("fmae_vit_tiny", **SMALL).state_dict())
+    nearest = {"hint_gate.weight", "nearest_embed.weight"} <= set(model.state_dict())
+    assert nearest == (hint == "interp_nearest")
+    assert not any(k.startswith(("hint_", "nearest_")) for k in create("fmae_vit_tiny", **SMALL).state_dict())
     with pytest.raises(ValueError, match="decoder_hint must be one of"):
         FMAEConfig(decoder_hint="spatial")
     loaded = load_model(save_model(model, tmp_path / "hinted.safetensors"))
-    assert loaded.has_decoder and loaded.model.config.decoder_hint == "temporal_interp"
+    assert loaded.has_decoder and loaded.model.config.decoder_hint == hint
     restored = loaded.model
     clip, _, _ = _clip_and_mask(model)
     m = num_masked("random", model.config.grid, 0.5)

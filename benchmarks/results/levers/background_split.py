@@ -6,7 +6,8 @@ python background_split.py RUN [REGION]   (REGION: a name of fmae.evaluation.REG
 Runs ``python -m fmae.evaluate RUN --split Validation --mean-face`` on the built-in set (into a
 temporary folder) and prints, per kind of cube, the count and the mean squared error of the model,
 the temporal_interp baseline (the nearest visible cube where there is no interpolation) and the
-mean face.
+mean face; for a model with ``--decoder-hint interp_nearest``, also the mean of its gate on the
+nearest visible cube (the share of that cube its prediction keeps) over the cubes hidden at every time.
 """
 
 import sys
@@ -28,7 +29,13 @@ def main(run: str, region: str) -> None:
     measure = error._batch_errors
 
     def split(model, batch, masking, first, device, dtype, mean_face=None):
+        gates = []
+        hook = None
+        if hasattr(model, "hint_gate"):
+            hook = model.hint_gate.register_forward_hook(lambda m, i, o: gates.append(torch.sigmoid(o.float())[..., 0]))
         errors, labels = measure(model, batch, masking, first, device, dtype, mean_face)
+        if hook is not None:
+            hook.remove()
         mask = masking.masks(model, batch["region_map"].to(device), first, device)
         _, masked = visible_index(mask, masking.n_masked)
         _, found = temporal_interp(torch.zeros(*mask.shape, 1), ~mask, model.config.grid)
@@ -39,6 +46,11 @@ def main(run: str, region: str) -> None:
                 total = sums.setdefault((name, kind), [0.0, 0])
                 total[0] += float(e[chosen].sum())
                 total[1] += int(chosen.sum())
+        if gates:
+            chosen = (labels == wanted) & ~in_time
+            total = sums.setdefault(("gate", False), [0.0, 0])
+            total[0] += float(torch.cat(gates, 1)[chosen.to(gates[0].device)].sum())
+            total[1] += int(chosen.sum())
         return errors, labels
 
     error._batch_errors = split
@@ -50,6 +62,9 @@ def main(run: str, region: str) -> None:
         n = sums[("model", kind)][1]
         row = [f"{sums[(p, kind)][0] / n:.3f}" if n else "—" for p in ("model", "temporal_interp", "mean_face")]
         print(f"| {label} | {n} | " + " | ".join(row) + " |")
+    if ("gate", False) in sums:
+        total, n = sums[("gate", False)]
+        print(f"\nmean gate on the nearest visible cube, {region} cubes hidden at every time: {total / max(n, 1):.3f}")
 
 
 if __name__ == "__main__":
