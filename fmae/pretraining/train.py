@@ -117,13 +117,14 @@ class TrainConfig:
         DECODER_STRATEGIES,
     )
     decoder_hint: str = setting(
-        "interp_nearest",
+        "temporal_interp",
         "what a hidden token's decoder input holds beside the mask token: temporal_interp (the cubes seen "
         "at its place at other times, interpolated; the prediction there is that plus the decoder's output, "
         "so the decoder learns what they miss: it lowers the first run's held-out error for seeds 0-2, the "
         "background's most), interp_nearest (the same, and where its place is hidden at every time the "
-        "nearest seen cube, which the decoder keeps as much of as a gate it learns says: lower still on "
-        "the eyes, nose and mouth for seeds 0-2, benchmarks/results/levers.md) or none (VideoMAE, the paper)",
+        "nearest seen cube, embedded, and added through a gate the decoder learns: lower still on the eyes, "
+        "nose and mouth, but the probe fell below random init, benchmarks/results/levers.md) or none "
+        "(VideoMAE, the paper)",
         DECODER_HINTS,
     )
     augment: str = setting(

@@ -207,7 +207,7 @@ def test_cli_refuses_unsafe_restarts(small_set, tmp_path, capsys):
     assert main(_args(small_set, out, 6, "--resume", "--position-embedding", "sincos")) == 2
     assert "position_embedding ('sincos_thw' vs 'sincos')" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--decoder-hint", "none")) == 2
-    assert "decoder_hint ('interp_nearest' vs 'none')" in capsys.readouterr().err
+    assert "decoder_hint ('temporal_interp' vs 'none')" in capsys.readouterr().err
     assert main(_args(small_set, out, 6, "--resume", "--augment", "blur")) == 2
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
     # A run made at the paper's ratio (the default before 2026-12-06) never goes on at another one.
@@ -295,7 +295,7 @@ def test_the_decoder_hint_is_on_by_default_and_off_with_the_paper(small_set, tmp
     out = tmp_path / "hinted"
     assert main(_args(small_set, out, 3)) == 0
     loaded = load_model(out)
-    assert loaded.model.config.decoder_hint == "interp_nearest" and "hint_gate.weight" in loaded.model.state_dict()
+    assert loaded.model.config.decoder_hint == "temporal_interp" and "hint_token" in loaded.model.state_dict()
     assert main(_args(small_set, out, 4, "--resume")) == 0
     assert TrainConfig.PRESETS["paper"]["decoder_hint"] == "none"
     plain = tmp_path / "plain"
