@@ -122,8 +122,8 @@ class TrainConfig:
         "at its place at other times, interpolated; the prediction there is that plus the decoder's output, "
         "so the decoder learns what they miss: it lowers the first run's held-out error for seeds 0-2, the "
         "background's most), interp_nearest (the same, and where its place is hidden at every time the "
-        "nearest seen cube, embedded, and added through a gate the decoder learns: lower still on the eyes, "
-        "nose and mouth, but the probe fell below random init, benchmarks/results/levers.md) or none "
+        "nearest seen cube, embedded, and added through a gate the decoder learns: lower still overall and on "
+        "the nose and mouth, but the probe fell below random init, benchmarks/results/levers.md) or none "
         "(VideoMAE, the paper)",
         DECODER_HINTS,
     )
