@@ -37,19 +37,22 @@ def _grid_coords(grid: Sequence[int], device: torch.device) -> torch.Tensor:
     return torch.stack(axes, dim=-1).reshape(-1, 3)
 
 
-def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """int64 ``[B, N]``: for every token, the visible token nearest to it on the token
-    grid ``(t', h, w)`` (Euclidean), the lowest index among equally near ones; a visible
-    token is its own nearest. mask: bool ``[B, N]``, True = masked, at least one visible
-    token per row."""
+def nearest_visible_index(mask: torch.Tensor, grid: Sequence[int], queries: torch.Tensor | None = None) -> torch.Tensor:
+    """int64 ``[B, N]`` (or ``[B, K]`` with ``queries``): for every token (or the int64 ``[B, K]``
+    ``queries``), the visible token nearest to it on the token grid ``(t', h, w)`` (Euclidean),
+    the lowest index among equally near ones; a visible token is its own nearest. mask: bool
+    ``[B, N]``, True = masked, at least one visible token per row."""
     B, N = mask.shape
-    coords = _grid_coords(grid, mask.device)
+    t, h, w = (int(g) for g in grid)
+    coords = _grid_coords((t, h, w), mask.device)
     d2 = (coords[:, None, :] - coords[None, :, :]).square().sum(-1)  # [N, N] squared distances
     # One integer key per (query, candidate): distance first, then the candidate's index,
-    # so the smallest key is the nearest token with the lowest index; hidden candidates last.
+    # so the smallest key is the nearest token with the lowest index; hidden candidates last
+    # (the largest distance is known from the grid: no device-to-host read).
     keys = d2 * N + torch.arange(N, device=mask.device)
-    hidden = int(d2.max()) * N + N
-    return keys.unsqueeze(0).masked_fill(mask.unsqueeze(1), hidden).argmin(dim=2)
+    hidden = ((t - 1) ** 2 + (h - 1) ** 2 + (w - 1) ** 2) * N + N
+    rows = keys.expand(B, N, N) if queries is None else keys[queries]  # [B, N or K, N]
+    return rows.masked_fill(mask.unsqueeze(1), hidden).argmin(dim=2)
 
 
 def temporal_neighbours(

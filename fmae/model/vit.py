@@ -628,7 +628,7 @@ class FMAE(nn.Module):
         # Indices for every token, cubes for the targets only: no [B, N, P] copy.
         before, after, toward_after, found = (i.gather(1, targets) for i in temporal_neighbours(~mask, c.grid))
         if c.decoder_hint == "interp_nearest":  # where nothing was seen in time, both ends are the nearest cube
-            near = nearest_visible_index(mask, c.grid).gather(1, targets)
+            near = nearest_visible_index(mask, c.grid, targets)
             before, after = torch.where(found, before, near), torch.where(found, after, near)
             found_any = torch.ones_like(found)
         else:

@@ -75,6 +75,9 @@ def test_nearest_visible_matches_a_loop_over_tokens(grid, ratio):
         for row in mask.tolist()
     ]
     assert nearest_visible_index(mask, grid).tolist() == want
+    queries = torch.randint(0, N, (4, 5), generator=g)
+    picked = [[row[q] for q in qs] for row, qs in zip(want, queries.tolist())]
+    assert nearest_visible_index(mask, grid, queries).tolist() == picked
 
 
 def test_the_baseline_is_the_hint_with_the_nearest_cube_where_none_was_found():
