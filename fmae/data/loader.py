@@ -112,7 +112,7 @@ class EpochClips(Dataset):
 
 class TorchClipLoader:
     """The plain PyTorch path: a :class:`ClipDataset` (PyAV decoding) in a ``DataLoader``
-    with ``num_workers`` persistent worker processes; same arguments and batches as
+    with ``num_workers`` persistent worker processes (started by a fork server); same arguments and batches as
     :class:`fmae.data.dali.DaliClipLoader` (``device`` instead of ``device_id``)."""
 
     def __init__(
@@ -149,6 +149,10 @@ class TorchClipLoader:
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
             pin_memory=self.device.type == "cuda",
+            # A fork copies the locks that other threads (torch's, PyAV's, DALI's) hold at that
+            # moment, and a worker that needs one waits forever: CI hung so. A fork server is
+            # forked once, before any of those threads exist in it.
+            multiprocessing_context="forkserver" if num_workers > 0 else None,
         )
 
     def __len__(self) -> int:

@@ -278,6 +278,8 @@ def test_worker_processes_give_the_same_batches_every_epoch(numbered, backend):
         for x, y in zip(epoch(alone), epoch(workers), strict=True):
             for key in KEYS:
                 assert torch.equal(x[key], y[key]), key
+    if backend == "torch":  # forked from this threaded process, a worker can wait forever on a copied lock
+        assert workers._loader.multiprocessing_context.get_start_method() == "forkserver"
 
 
 @needs_dali
