@@ -138,8 +138,8 @@ def build_pipeline(
 
     ``device_id=None`` runs everything on the CPU; an int decodes with NVDEC and
     normalises on that GPU, where ``clip``, ``region_map`` and ``label`` then live.
-    ``num_workers > 0`` runs the source in that many worker processes (forked on the
-    CPU, spawned when a GPU is used, as CUDA does not survive a fork).
+    ``num_workers > 0`` runs the source in that many spawned worker processes: CUDA does not
+    survive a fork, nor do the locks that torch's, PyAV's and DALI's threads hold at that moment.
     """
     on_gpu = _device(device_id).type == "cuda"
     if num_workers < 0 or prefetch < 1:
@@ -150,7 +150,7 @@ def build_pipeline(
         device_id=device_id,
         prefetch_queue_depth=prefetch,
         py_num_workers=max(num_workers, 1),
-        py_start_method="spawn" if on_gpu else "fork",
+        py_start_method="spawn",
     )
     n_out = 5 if source.with_regions else 4
     with pipe:
