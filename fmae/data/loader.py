@@ -165,7 +165,22 @@ class TorchClipLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         self._sampler.epoch, self._sampler.skip = self.epoch, self._start_batch * self.batch_size
         self.epoch, self._start_batch = self.epoch + 1, 0
-        for batch in self._loader:
+        batches = iter(self._loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (EOFError, ConnectionError) as e:
+                if self._loader.num_workers == 0 or "in DataLoader worker process" in str(e):
+                    raise  # the dataset's own error (a worker's is re-raised here, named so)
+                # A worker killed (by the OOM killer, say) while its batch waits in the queue: this
+                # process can no longer fetch the batch's shared memory from it. Torch's own message
+                # comes only when the queue is empty, as the workers are the fork server's children.
+                raise RuntimeError(
+                    f"a DataLoader worker exited unexpectedly while sending a batch ({type(e).__name__}); "
+                    "was it killed, e.g. for memory? Fewer --num-workers or a smaller batch use less"
+                ) from e
             for key in ON_DEVICE:
                 if key in batch:
                     batch[key] = batch[key].to(self.device, non_blocking=True)

@@ -14,6 +14,7 @@ from fmae.data.clips import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     NO_LABEL,
+    ClipDataset,
     ClipItem,
     ClipSampler,
     epoch_order,
@@ -280,6 +281,15 @@ def test_worker_processes_give_the_same_batches_every_epoch(numbered, backend):
                 assert torch.equal(x[key], y[key]), key
     if backend == "torch":  # forked from this threaded process, a worker can wait forever on a copied lock
         assert workers._loader.multiprocessing_context.get_start_method() == "forkserver"
+
+
+def test_a_decoding_error_in_this_process_is_not_called_a_dead_worker(numbered, monkeypatch):
+    def truncated(self, index, epoch):
+        raise EOFError("truncated video")  # what PyAV's EOF error is, among others
+
+    monkeypatch.setattr(ClipDataset, "clip", truncated)
+    with pytest.raises(EOFError, match="truncated video"):
+        epoch(make_loader(items=numbered, batch_size=2, num_frames=3, backend="torch"))
 
 
 @needs_dali
