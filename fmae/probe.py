@@ -11,21 +11,24 @@ import argparse
 import os
 import sys
 
+from fmae.downstream.metrics import paired_sentence
 from fmae.downstream.probe import ProbeConfig, run_probe
 from fmae.runtime.cli import run_command
 
 
 def _summary(report: dict) -> str:
     base = report.get("random_init")
+    paired = paired_sentence(report)
+    paired = f"; {paired}" if paired else ""
     if "accuracy" in report:
         beside = f"random init {base['accuracy']:.4f}, " if base else ""
         return (
             f"accuracy {report['accuracy']:.4f} ({beside}majority-class baseline "
             f"{report['majority_accuracy']:.4f}), "
-            f"F1 weighted {report['f1']['weighted']:.4f}, macro {report['f1']['macro']:.4f}"
+            f"F1 weighted {report['f1']['weighted']:.4f}, macro {report['f1']['macro']:.4f}{paired}"
         )
     beside = f"random init {base['mse']:.4f}; " if base else ""
-    return f"MSE {report['mse']:.4f} ({beside}predicting the training mean: {report['mean_baseline_mse']:.4f})"
+    return f"MSE {report['mse']:.4f} ({beside}predicting the training mean: {report['mean_baseline_mse']:.4f}){paired}"
 
 
 def main(argv: list[str] | None = None) -> int:

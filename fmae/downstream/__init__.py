@@ -3,8 +3,9 @@
 
 - :mod:`fmae.downstream.probe`: linear probing and fine-tuning on a labelled set, with
   :mod:`~fmae.downstream.head` (the probe), :mod:`~fmae.downstream.features` (frozen features),
-  :mod:`~fmae.downstream.fit`, :mod:`~fmae.downstream.finetune`, :mod:`~fmae.downstream.scores`
-  and :mod:`~fmae.downstream.metrics`;
+  :mod:`~fmae.downstream.fit`, :mod:`~fmae.downstream.finetune`, :mod:`~fmae.downstream.scores`,
+  :mod:`~fmae.downstream.metrics` and :mod:`~fmae.downstream.intervals` (t, Wilson and
+  bootstrap intervals; the paired one says whether the probe beats its random init);
 - :mod:`fmae.downstream.predict`: engagement over time for a recording (per person with
   ``--faces all``), with :mod:`~fmae.downstream.report` (its ``report.html``), and
   :mod:`~fmae.downstream.live` (``--live``: a camera, a stream or a file as it plays, a row per

@@ -149,6 +149,26 @@ COMPARED = "random_init"
 metrics of the same probe on a randomly initialised encoder."""
 
 
+PAIRED = "pretrained_vs_random_init"
+"""The report entry that says whether the probe's lead over its random init could be chance:
+``diff`` (accuracy, or for regression the MSE that pre-training saved; > 0: pre-training
+better), its 95 % ``low`` and ``high`` from resampling the test videos (the same videos for
+both encoders) and ``p_le_0``, the share of resamples without a lead
+(:func:`fmae.downstream.intervals.paired_bootstrap`)."""
+
+
+def paired_sentence(report: dict[str, Any]) -> str:
+    """The :data:`PAIRED` entry of ``report`` in words ("" without one)."""
+    paired = report.get(PAIRED)
+    if not paired:
+        return ""
+    what = "accuracy gained" if "accuracy" in report else "MSE saved"
+    return (
+        f"{what} by pre-training over random init {paired['diff']:+.4f} (95 % interval {paired['low']:+.4f} to "
+        f"{paired['high']:+.4f} over resampled test videos; no gain in {paired['p_le_0']:.0%} of the resamples)"
+    )
+
+
 def report_markdown(report: dict[str, Any], title: str = "Results") -> str:
     """A Markdown summary of a report: its scalar entries (and ``{"weighted", "macro"}``
     pairs) in one table, then the per-class table and confusion matrix when present.
@@ -182,6 +202,8 @@ def report_markdown(report: dict[str, Any], title: str = "Results") -> str:
             "random init: the same probe on the same clips, from an encoder of the same architecture that saw "
             f"no pre-training ({other.get('encoder', 'randomly initialised')}).",
         ]
+        if PAIRED in report:
+            lines += ["", paired_sentence(report)[0].upper() + paired_sentence(report)[1:] + "."]
     if "per_class" in report:
         lines += ["", "## Per class", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
         lines += [

@@ -59,7 +59,9 @@ from fmae.downstream.features import POOLS, Features, extract_features, item_lab
 from fmae.downstream.finetune import finetune
 from fmae.downstream.fit import BALANCE, default_epochs, train_probe
 from fmae.downstream.head import HEAD_NORMS, LinearProbe, save_probe
+from fmae.downstream.intervals import paired_bootstrap
 from fmae.downstream.metrics import (
+    PAIRED,
     classification_metrics,
     regression_metrics,
     save_confusion_png,
@@ -325,8 +327,9 @@ def run_probe(config: ProbeConfig, progress: bool = True) -> dict[str, Any]:
     ``mean_baseline_mse`` for regression) and, with ``random_baseline`` (a linear probe
     of a checkpoint), ``random_init``: the same metrics of the same probe on a randomly
     initialised encoder of the same architecture, with that encoder's description and
-    fingerprint. Under ``torchrun`` every rank returns it and rank 0 writes the files,
-    holding ``out_dir``'s lock (:func:`fmae.runtime.lock.folder_lock`): a second run into it
+    fingerprint, and :data:`fmae.downstream.metrics.PAIRED`: whether the difference between
+    the two could be chance. Under ``torchrun`` every rank returns it and rank 0 writes the
+    files, holding ``out_dir``'s lock (:func:`fmae.runtime.lock.folder_lock`): a second run into it
     raises ``FolderInUseError``. A ``cache_dir`` of its own is not locked: probes may share
     it, and each entry is written atomically, the same bytes whoever writes it.
     """
@@ -345,7 +348,7 @@ def _run_probe(config: ProbeConfig, progress: bool, env: Distributed) -> dict[st
     videos, labels, scores = _video_scores(probe, evaluated, run.task)
     report = _report(run, pool, labels, scores, len(videos))
     if config.random_baseline and not config.random_init and not config.finetune:
-        report["random_init"] = _random_init_row(run)
+        report["random_init"], report[PAIRED] = _random_init_row(run, videos, labels, scores)
     _write_outputs(run, probe, report, pool, videos, labels, scores)
     return report
 
@@ -509,8 +512,19 @@ def _start_seed(run: _ProbeRun) -> int:
     return int(stored) if stored is not None else run.config.seed
 
 
-def _random_init_row(run: _ProbeRun) -> dict[str, Any]:
-    """The same probe on the same clips from a seeded random-init encoder: its description and metrics."""
+def _per_video_merit(task: Task, labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """float64 ``[V]``, higher is better: 1/0 right or wrong, or minus the squared error."""
+    if task.kind == "classification":
+        return (scores.argmax(1) == labels).double()
+    return -(scores.reshape(-1).double() - labels.double()).square()
+
+
+def _random_init_row(
+    run: _ProbeRun, videos: list[str], labels: torch.Tensor, scores: torch.Tensor
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same probe on the same clips from a seeded random-init encoder: its description and
+    metrics, and the paired comparison with the pre-trained encoder's ``labels``/``scores`` of
+    ``videos`` (:data:`PAIRED`)."""
     config = run.config
     seed = _start_seed(run)
     baseline = random_encoder(run.mc, seed).to(run.env.device)
@@ -525,12 +539,16 @@ def _random_init_row(run: _ProbeRun) -> dict[str, Any]:
         run.show_progress,
         desc="random init ",
     )
-    _, base_labels, base_scores = _video_scores(base_probe, base_eval, run.task)
-    return {
+    base_videos, base_labels, base_scores = _video_scores(base_probe, base_eval, run.task)
+    if base_videos != videos:
+        raise RuntimeError("the random-init probe was evaluated on other videos than the pre-trained one")
+    mine, theirs = _per_video_merit(run.task, labels, scores), _per_video_merit(run.task, base_labels, base_scores)
+    row = {
         "encoder": f"random init, seed {seed} (architecture of {run.source})",
         "encoder_fingerprint": fingerprint(baseline),
         **_metrics(run.task, base_labels, base_scores, run.out_dim, run.class_names),
     }
+    return row, paired_bootstrap(mine.numpy(), theirs.numpy(), videos, seed=config.seed)
 
 
 def _write_outputs(

@@ -11,6 +11,6 @@
 - :mod:`~fmae.experiments.logistic_probe`: the evidence's probe (cross-validated logistic regression).
 - :mod:`~fmae.experiments.controls`: the same probe on non-encoder features and the majority class.
 - :mod:`~fmae.experiments.coverage`: what each masking strategy hides of the face.
-- :mod:`~fmae.experiments.intervals`: t, Wilson and cluster-bootstrap intervals.
-- :mod:`~fmae.experiments.report`: the evidence's summary per task and ``evidence.md``.
+- :mod:`~fmae.experiments.report`: the evidence's summary per task and ``evidence.md``, with the
+  intervals of :mod:`fmae.downstream.intervals`.
 """

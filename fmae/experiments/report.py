@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from fmae.downstream.intervals import cluster_bootstrap, paired_bootstrap, t_interval, wilson_interval
 from fmae.experiments.controls import CONTROLS
-from fmae.experiments.intervals import cluster_bootstrap, paired_bootstrap, t_interval, wilson_interval
 from fmae.experiments.tasks import EvidenceTask
 
 if TYPE_CHECKING:

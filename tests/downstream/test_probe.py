@@ -215,6 +215,12 @@ def test_the_random_init_row_is_the_same_probe_on_a_fresh_encoder_of_the_same_ar
     assert f"| accuracy | {report['accuracy']:.4f} | {base['accuracy']:.4f} |" in md
     printed = capsys.readouterr().out
     assert f"accuracy {report['accuracy']:.4f} (random init {base['accuracy']:.4f}, majority" in printed
+    # Whether the difference could be chance: the same videos resampled for both encoders.
+    paired = report["pretrained_vs_random_init"]
+    assert paired["diff"] == pytest.approx(report["accuracy"] - base["accuracy"])
+    assert paired["low"] <= paired["diff"] <= paired["high"] and 0 <= paired["p_le_0"] <= 1
+    assert f"accuracy gained by pre-training over random init {paired['diff']:+.4f}" in printed
+    assert f"Accuracy gained by pre-training over random init {paired['diff']:+.4f}" in md
 
     # Off on request; and a rerun takes both encoders' features from the cache.
     monkeypatch.setattr(FMAE, "forward_features", lambda *a, **k: (_ for _ in ()).throw(AssertionError("encoded")))
@@ -321,9 +327,7 @@ def test_regression_on_an_emotiw_layout(small_set, tmp_path):
         (root / f"{name}_labels.csv").write_text("Video,Label\n" + "\n".join(rows) + "\n")
     report = run_probe(
         ProbeConfig(
-            random_init=True,
-            img_size=32,
-            num_frames=4,
+            checkpoint=str(_tiny_encoder(tmp_path / "encoder.safetensors")),
             task="emotiw",
             data_root=str(root),
             eval_split="validation",
@@ -336,6 +340,13 @@ def test_regression_on_an_emotiw_layout(small_set, tmp_path):
         progress=False,
     )
     assert report["mse"] >= 0 and "mean_baseline_mse" in report and "accuracy" not in report
+    # Beside its random init, in the MSE that pre-training saved (the mean over the same videos).
+    paired = report["pretrained_vs_random_init"]
+    assert paired["diff"] == pytest.approx(report["random_init"]["mse"] - report["mse"])
+    assert (
+        paired["low"] <= paired["diff"] <= paired["high"]
+        and "MSE saved by pre-training" in (tmp_path / "out" / "metrics.md").read_text()
+    )
     assert not (tmp_path / "out" / "confusion.png").exists()
     probe, meta = load_probe(tmp_path / "out" / "probe.safetensors")
     assert probe.out_dim == 1 and meta["kind"] == "regression"

@@ -1,9 +1,9 @@
-"""The evidence's intervals (:mod:`fmae.experiments.intervals`), on hand-worked examples."""
+"""The evidence's intervals (:mod:`fmae.downstream.intervals`), on hand-worked examples."""
 
 import numpy as np
 import pytest
 
-from fmae.experiments.intervals import cluster_bootstrap, paired_bootstrap, t_interval, wilson_interval
+from fmae.downstream.intervals import cluster_bootstrap, paired_bootstrap, t_interval, wilson_interval
 
 
 def test_intervals_on_hand_worked_examples():
