@@ -20,14 +20,24 @@ def _milestones(out: Path) -> list[tuple[int, dict, dict | None]]:
 def _table(rows: list[tuple[int, dict, dict | None]]) -> str:
     columns = " | ".join(f"{p.replace('_', ' ')}: model / mean face" for p in PARTS)
     lines = [
-        f"| step | probe (random init) | {columns} |",
-        "|---:|---|" + "---|" * len(PARTS),
+        f"| step | probe (random init; gain, 95 % interval) | {columns} | background: temporal interpolation |",
+        "|---:|---|" + "---|" * len(PARTS) + "---:|",
     ]
     for step, r, probe in rows:
-        acc = f"{probe['accuracy']:.3f} ({probe['random_init']['accuracy']:.3f})" if probe else "—"
-        cells = [f"{r['model'][p]:.3f} / {r['mean_face'][p]:.3f}" for p in PARTS]
-        lines.append(f"| {step} | {acc} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {step} | {_probe_cell(probe)} | "
+            + " | ".join(f"{r['model'][p]:.3f} / {r['mean_face'][p]:.3f}" for p in PARTS)
+            + f" | {r['baselines']['temporal_interp']['background']:.3f} |"
+        )
     return "\n".join(lines)
+
+
+def _probe_cell(probe: dict | None) -> str:
+    if probe is None:
+        return "—"
+    paired = probe.get("pretrained_vs_random_init")  # probes since 2026-12-07's seventh session
+    gain = f"; {paired['diff']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]" if paired else ""
+    return f"{probe['accuracy']:.3f} ({probe['random_init']['accuracy']:.3f}{gain})"
 
 
 def _heldout_curve(out: Path) -> tuple[list[int], dict[str, list[float]]]:
