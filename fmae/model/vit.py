@@ -125,6 +125,11 @@ class FMAEConfig:
     decoder_hint: str = "none"
     """One of :data:`fmae.model.hint.DECODER_HINTS`: what a hidden token's decoder input holds
     beside the mask token and its position."""
+    decoder_mean_cube: bool = False
+    """Whether the prediction of a target without a hint adds a learned cube for its token
+    position (``decoder_mean_cube``, ``[N, P]``); a fresh pre-training run starts it at the
+    mean training cube there (:func:`fmae.pretraining.train`), so the decoder starts from the
+    mean face and learns what a clip adds to it."""
     backend: str = "auto"
     attention_backend: str = "auto"
 
@@ -207,6 +212,7 @@ ARCHITECTURE_OPTIONS: tuple[str, ...] = (
     "position_embedding",
     "decoder_embed_bias",
     "decoder_hint",
+    "decoder_mean_cube",
 )
 """Fields that reproduce other implementations' architectures (:mod:`fmae.interop`) or that
 FMAE added later, each defaulting to the architecture FMAE first had."""
@@ -452,6 +458,10 @@ class FMAE(nn.Module):
             # prediction already holds their cube (levers.md, "in3" against "sep3").
             self.hint_gate = nn.Linear(c.decoder_embed_dim, 1)
             self.nearest_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
+        if c.decoder_mean_cube:
+            # A lookup the head could only learn through position embeddings at lr·steps per
+            # step; zero until the trainer fills it with the mean training cube.
+            self.decoder_mean_cube = nn.Parameter(torch.zeros(c.num_tokens, c.cube_dim))
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
         table = position_table(c, c.embed_dim)
         if c.position_embedding == "learned":
@@ -550,7 +560,8 @@ class FMAE(nn.Module):
         plus the decoder's output, so the decoder learns what the hint misses. With
         ``interp_nearest`` the other targets get the nearest cube's embedding (a layer of its
         own) and a token of their own kind, and their prediction adds that cube times a gate
-        the decoder computes.
+        the decoder computes. With ``config.decoder_mean_cube`` a target where no hint was
+        found adds its position's learned cube.
         """
         if (hint is None) != (self.config.decoder_hint == "none"):
             raise ValueError(f"decoder_hint is {self.config.decoder_hint!r}: give a hint exactly when it is not 'none'")
@@ -575,6 +586,9 @@ class FMAE(nn.Module):
         # Norm and head only where a prediction is wanted.
         rows = self.decoder_norm(x[:, n_vis:])
         pred = self.decoder_pred(rows)
+        if self.config.decoder_mean_cube:
+            mean = self.decoder_mean_cube.to(pred.dtype)[targets]
+            pred = pred + (mean if hint is None else mean * (~hint[1]).unsqueeze(-1).to(pred.dtype))
         if hint is None:
             return pred
         keep = found.unsqueeze(-1).to(pred.dtype)

@@ -173,12 +173,12 @@ class WarmupCosine:
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices only, not on biases, norms, layer scales, the
-    mask token or a learned position table."""
+    mask token, a learned position table or the decoder's mean cubes."""
     decay, no_decay = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.dim() < 2 or name.endswith(("mask_token", "pos_embed")) else decay).append(p)
+        (no_decay if p.dim() < 2 or name.endswith(("mask_token", "pos_embed", "decoder_mean_cube")) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

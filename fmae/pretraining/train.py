@@ -36,9 +36,10 @@ from fmae.data.augment import augment_clips, augment_generator, parse_augmentati
 from fmae.data.datasets import resolve_dataset
 from fmae.data.loader import BACKENDS as LOADER_BACKENDS
 from fmae.data.loader import ClipLoader, with_region_maps
+from fmae.evaluation.error import mean_cubes
 from fmae.evaluation.held_out import HeldOut, held_out_set
 from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES, mask_generator
-from fmae.model import DECODER_HINTS, MODEL_CONFIGS, get_config
+from fmae.model import DECODER_HINTS, MODEL_CONFIGS, FMAE, get_config
 from fmae.model.losses import ADV_LOSSES
 from fmae.pretraining.records import RunLog, log_step, write_reconstruction
 from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
@@ -78,6 +79,7 @@ class TrainConfig:
             "augment": "none",
             "decoder_keep": 1.0,
             "decoder_hint": "none",
+            "decoder_mean_cube": False,
         },
     }
 
@@ -126,6 +128,12 @@ class TrainConfig:
         "the nose and mouth, but the probe fell below random init, benchmarks/results/levers.md) or none "
         "(VideoMAE, the paper)",
         DECODER_HINTS,
+    )
+    decoder_mean_cube: bool = setting(
+        False,
+        "the decoder adds a learned cube per token position to its prediction of a hidden token without a "
+        "hint, started at the mean training cube there (the mean face): it starts from the mean face and "
+        "learns what a clip adds to it",
     )
     augment: str = setting(
         "flip,crop,colour",
@@ -276,6 +284,7 @@ _RESUME_FIXED = (
     "decoder_keep",
     "decoder_strategy",
     "decoder_hint",
+    "decoder_mean_cube",
 )
 
 
@@ -326,7 +335,12 @@ def _batches(loader: ClipLoader, start: int, steps: int) -> Iterator[dict]:
 
 # What a setting that a checkpoint predates was, in effect, when it was made, where that is not
 # today's default.
-_BEFORE_THE_SETTING = {"position_embedding": "sincos", "decoder_keep": 1.0, "decoder_hint": "none"}
+_BEFORE_THE_SETTING = {
+    "position_embedding": "sincos",
+    "decoder_keep": 1.0,
+    "decoder_hint": "none",
+    "decoder_mean_cube": False,
+}
 
 
 def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
@@ -371,6 +385,8 @@ def _pretrain(config: TrainConfig, resume: bool, progress: bool, env: Distribute
     root, items = _training_data(config, env, progress)
     dtype = resolve_dtype(config.dtype, env.device)
     run = _trainer(config, state, env.device, dtype)
+    if state is None and not config.init and config.decoder_mean_cube:
+        _start_mean_cube(run.model, config, root, env.device)
     outputs = _Outputs.open(config, out_dir, env, root, items, run, dtype) if env.main else None
     loader = _loader(config, items, env, run.step_count)
     log.info(
@@ -433,6 +449,7 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
             norm_pix_loss=config.norm_pix_loss,
             position_embedding=config.position_embedding,
             decoder_hint=config.decoder_hint,
+            decoder_mean_cube=config.decoder_mean_cube,
         )
     torch.manual_seed(config.seed)
     run = Pretrainer(
@@ -465,6 +482,27 @@ def _trainer(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
         run.load_state_dict(state["trainer"])
         torch.set_rng_state(state["torch_rng"])
     return run
+
+
+@torch.no_grad()
+def _start_mean_cube(model: FMAE, config: TrainConfig, root: Path, device: torch.device) -> None:
+    """A fresh run's ``decoder_mean_cube``: the mean target cube at each token position over
+    the centred window of every training clip, unaugmented (the mean face of
+    ``fmae.evaluate --mean-face``, over this run's own training clips)."""
+    items = train_items(config, root)
+    log.info("decoder mean cube: the mean cube at each position over %d centred training clips", len(items))
+    loader = make_loader(
+        items=items,
+        batch_size=config.batch_size,
+        num_frames=config.num_frames,
+        stride=config.temporal_stride,
+        random_start=False,
+        shuffle=False,
+        with_regions=False,
+        device=device,
+        backend="torch",
+    )
+    model.decoder_mean_cube.copy_(mean_cubes(model, loader, device))
 
 
 @dataclass

@@ -184,3 +184,32 @@ def test_a_hinted_model_saves_and_loads_and_the_default_reads_as_before(tmp_path
     mask = random_mask(2, model.config.grid, 0.5, torch.Generator().manual_seed(1))
     model.eval()
     torch.testing.assert_close(restored(clip, mask, m).pred, model(clip, mask, m).pred)
+
+
+@pytest.mark.parametrize("hint", ["none", "temporal_interp", "interp_nearest"])
+def test_the_mean_cube_is_added_where_no_hint_was_found_and_learns_only_there(hint):
+    torch.manual_seed(0)
+    plain = create("fmae_vit_tiny", **SMALL, decoder_hint=hint)
+    model = create("fmae_vit_tiny", **SMALL, decoder_hint=hint, decoder_mean_cube=True)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["decoder_mean_cube"] and not unexpected
+    assert "decoder_mean_cube" not in plain.config.to_dict()
+    c = model.config
+    with torch.no_grad():
+        model.decoder_mean_cube.normal_()
+    clip, mask, g = _clip_and_mask(model)
+    m = c.num_tokens // 2
+    targets = decoder_targets(mask, 0.75, "random", c.grid, generator=g, num_masked=m)
+    out = model(clip, mask, m, targets)
+    if hint == "none":
+        found = torch.zeros_like(targets, dtype=torch.bool)
+    else:
+        found = temporal_interp(patchify(clip, c.tubelet), ~mask, c.grid)[1].gather(1, targets)
+        assert found.any() and not found.all()
+    want = plain(clip, mask, m, targets).pred + model.decoder_mean_cube[targets] * (~found).unsqueeze(-1)
+    torch.testing.assert_close(out.pred, want)
+    out.pred.square().sum().backward()
+    learns = model.decoder_mean_cube.grad.abs().sum(-1) > 0
+    used = torch.zeros(c.num_tokens, dtype=torch.bool)
+    used[targets[~found]] = True
+    assert torch.equal(learns, used)

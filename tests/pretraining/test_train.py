@@ -9,6 +9,7 @@ from train_helpers import train_args
 from fmae.data import SyntheticConfig, VideoClipDataset, daisee_items, make_loader, prepared_root, region_map_path
 from fmae.data.face_pass import PreprocessConfig
 from fmae.data.loader import dali_available
+from fmae.model import patchify
 from fmae.pretraining import train as trainer
 from fmae.pretraining.train import TrainConfig, _check_resume
 from fmae.train import main
@@ -315,3 +316,25 @@ def test_a_checkpoint_older_than_decoder_masking_resumes_as_keep_1_and_the_error
     _check_resume(saved, TrainConfig(num_frames=16, decoder_keep=1.0))
     with pytest.raises(ValueError, match=r"resume with --num-frames 16 --decoder-keep 1\.0$"):
         _check_resume(saved, TrainConfig())
+
+
+def test_the_decoder_mean_cube_starts_at_the_mean_training_cube(small_set, tmp_path):
+    out = tmp_path / "mean-cube"
+    # A learning rate of ~0: the one step leaves the mean cube where the run started it.
+    flags = ("--num-frames", "4", "--base-lr", "1e-20", "--adv-weight", "0", "--decoder-mean-cube")
+    assert main(_args(small_set, out, 1, *flags)) == 0
+    loaded = load_model(out)
+    assert loaded.model.config.decoder_mean_cube
+    items = trainer.train_items(TrainConfig(data_root=str(small_set)), small_set)
+    # The centred windows, decoded as the run decodes them (DALI's colour conversion differs).
+    loader = make_loader(
+        items=items, batch_size=4, num_frames=4, stride=2, random_start=False, shuffle=False, backend="torch"
+    )
+    cubes = torch.cat([patchify(batch["clip"], (2, 16, 16)) for batch in loader])
+    assert len(cubes) >= len(items) > 4  # the last batch wraps round to the first items
+    want = cubes[: len(items)].mean(0)
+    torch.testing.assert_close(loaded.model.decoder_mean_cube, want, rtol=0, atol=1e-5)
+    assert main(_args(small_set, out, 2, *flags, "--resume")) == 0
+    assert main(_args(small_set, tmp_path / "other", 1, "--num-frames", "4")) == 0
+    with pytest.raises(ValueError, match=r"resume with --decoder-mean-cube True$"):
+        _check_resume(dataclasses.asdict(TrainConfig(decoder_mean_cube=True)), TrainConfig())
