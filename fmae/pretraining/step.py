@@ -178,7 +178,8 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.dim() < 2 or name.endswith(("mask_token", "pos_embed", "decoder_mean_cube")) else decay).append(p)
+        plain = p.dim() < 2 or name.endswith(("mask_token", "pos_embed", "decoder_mean_cube"))
+        (no_decay if plain else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

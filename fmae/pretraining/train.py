@@ -39,7 +39,7 @@ from fmae.data.loader import ClipLoader, with_region_maps
 from fmae.evaluation.error import mean_cubes
 from fmae.evaluation.held_out import HeldOut, held_out_set
 from fmae.masking import DECODER_STRATEGIES, DEFAULT_TUBELET, STRATEGIES, mask_generator
-from fmae.model import DECODER_HINTS, MODEL_CONFIGS, FMAE, get_config
+from fmae.model import DECODER_HINTS, FMAE, MODEL_CONFIGS, get_config
 from fmae.model.losses import ADV_LOSSES
 from fmae.pretraining.records import RunLog, log_step, write_reconstruction
 from fmae.pretraining.step import ADV_WEIGHT, PretrainConfig, Pretrainer
