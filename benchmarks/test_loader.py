@@ -10,9 +10,12 @@ generated once into the synthetic-set cache (``$FMAE_DATA`` or ``~/.cache/fmae``
 
 import os
 
+import av
+import numpy as np
 import pytest
 
 from fmae.data import ClipItem, SyntheticConfig, ensure_synthetic_daisee, list_clips
+from fmae.data.clips import rgb_array
 from fmae.data.loader import dali_available, make_loader
 
 BENCH_SET = SyntheticConfig(
@@ -47,3 +50,27 @@ def test_loader_epoch(benchmark, measure, items, impl, stride):
     assert all(((idx.diff(dim=1) == stride) | (idx[:, 1:] == 63)).all() for _, idx in out)
     if benchmark.stats:  # None under --benchmark-disable
         benchmark.extra_info["clips_per_s"] = round(len(items) / benchmark.stats.stats.min, 2)
+
+
+CONVERSIONS = {"pyav_to_ndarray": lambda frame: frame.to_ndarray(format="rgb24"), "rgb_array": rgb_array}
+
+
+@pytest.mark.parametrize("impl", list(CONVERSIONS))
+def test_decode_to_rgb(benchmark, measure, items, impl):
+    """Decoding 32 MJPEG frames (yuvj420p, 224²) and converting each once to an RGB array, as
+    every reader does: PyAV's ``to_ndarray`` (the baseline), which sets up swscale anew for
+    every fresh frame, against :func:`fmae.data.clips.rgb_array`. The frames are decoded
+    inside each round: a frame converted before keeps its context and would hide the cost."""
+    path = str(items[0].path)
+
+    def run():
+        with av.open(path) as video:
+            return [CONVERSIONS[impl](f) for f, _ in zip(video.decode(video=0), range(32))]
+
+    benchmark.group = "decode + RGB conversion: 32 frames of 224x224 MJPEG (yuvj420p), CPU"
+    out = measure(run, impl=impl, baseline=impl == "pyav_to_ndarray")
+    with av.open(path) as video:
+        assert all(np.array_equal(a, f.to_ndarray(format="rgb24")) for a, f in zip(out, video.decode(video=0)))
+    assert len(out) == 32
+    if benchmark.stats:
+        benchmark.extra_info["ms_per_frame"] = round(benchmark.stats.stats.min / len(out) * 1e3, 3)

@@ -70,9 +70,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from fmae.data.clips import DEFAULT_FPS, frame_rate
+from fmae.data.clips import DEFAULT_FPS, frame_rate, rgb_array
 from fmae.data.people import people_folder, plan_people, track_rows, write_people
 from fmae.data.region_maps import RegionMapWriter, region_map_path
 from fmae.data.video_writer import VideoWriter
@@ -262,11 +261,6 @@ class _Video:
 
     def __exit__(self, *exc) -> None:
         self._container.close()
-
-
-def rgb_array(frame: av.VideoFrame) -> np.ndarray:
-    """A decoded frame as ``uint8 [H, W, 3]`` RGB."""
-    return frame.to_ndarray(format="rgb24")
 
 
 def _describe(e: BaseException) -> str:
@@ -540,7 +534,6 @@ class _OnePass:
 
     def __init__(self, config: PreprocessConfig, tracked: _Tracked, out: _CropWriter, hw: tuple[int, int]) -> None:
         self.config, self.tracked, self.out, self.hw = config, tracked, out, hw
-        self.reformatter = VideoReformatter()  # one swscale context for the video, not one per frame
         self.held: deque[list] = deque()  # [av.VideoFrame, its RGB array or None], frames not yet written
         self.source: list[int] = []  # per decided frame: the face it borrows (hold_gaps), -1 before any
         self.windows: list[np.ndarray] = []  # per written frame
@@ -552,7 +545,7 @@ class _OnePass:
     def rgb(self, item: list) -> np.ndarray:
         """``uint8 [H, W, 3]`` of a held frame, converted once (the detector may have already)."""
         if item[1] is None:
-            item[1] = self.reformatter.reformat(item[0], format="rgb24").to_ndarray()
+            item[1] = rgb_array(item[0])
         return item[1]
 
     def hold(self, frame: av.VideoFrame) -> list:

@@ -69,7 +69,7 @@ import cv2
 import numpy as np
 import torch
 
-from fmae.data.clips import frame_rate
+from fmae.data.clips import frame_rate, rgb_array
 from fmae.data.face_pass import PreprocessConfig
 from fmae.data.people import person_name
 from fmae.downstream.predict import NO_FACE, PredictConfig, config_yaml, hop_frames, load_predictor, timeline_columns
@@ -176,7 +176,7 @@ def _open_av(url: str, paced: bool | None, what: str) -> Source:
         raise ValueError(f"{url}: {what} has no video stream")
     stream = container.streams.video[0]
     fps, _ = frame_rate(stream)
-    decoded = (f.to_ndarray(format="rgb24") for packet in container.demux(stream) for f in packet.decode())
+    decoded = (rgb_array(f) for packet in container.demux(stream) for f in packet.decode())
     try:
         first = next(decoded)
     except StopIteration:
@@ -326,7 +326,7 @@ class MjpegRoundTrip:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self._pts
         self._pts += 1
-        out = [d.to_ndarray(format="rgb24") for packet in self._enc.encode(frame) for d in self._dec.decode(packet)]
+        out = [rgb_array(d) for packet in self._enc.encode(frame) for d in self._dec.decode(packet)]
         if len(out) != 1:
             raise RuntimeError(f"the MJPEG round trip gave {len(out)} frames for one")
         return out[0]

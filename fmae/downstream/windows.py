@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fmae.data.clips import frame_rate, normalise_clip
+from fmae.data.clips import frame_rate, normalise_clip, rgb_array
 from fmae.data.face_pass import PreprocessConfig, process_video
 from fmae.data.people import TRACKS, people_folder
 from fmae.downstream.features import encode_clips, pooled_dim
@@ -150,7 +150,7 @@ def frame_at(path: Path, index: int) -> np.ndarray:
         container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.time is None or frame.time >= target - 0.5 / fps:
-                return frame.to_ndarray(format="rgb24")
+                return rgb_array(frame)
     raise ValueError(f"{path} has no frame {index}")
 
 
@@ -204,7 +204,7 @@ def window_clips(path: Path, starts: np.ndarray, offsets: np.ndarray) -> Iterato
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                held[i] = frame.to_ndarray(format="rgb24")
+                held[i] = rgb_array(frame)
             while w < len(starts) and starts[w] + last <= i:
                 yield np.stack([held[int(starts[w] + o)] for o in offsets])
                 w += 1

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from fmae.data.clips import read_frames
+from fmae.data.clips import read_frames, rgb_array
 from fmae.data.video_writer import VideoWriter, write_video
 
 
@@ -41,3 +41,28 @@ def test_bad_frames_and_qscale_are_errors(tmp_path):
         with pytest.raises(ValueError, match=r"uint8 \[16, 16, 3\]"):
             writer.write(np.zeros((16, 8, 3), np.uint8))
         writer.write(np.zeros((16, 16, 3), np.uint8))
+
+
+@pytest.mark.parametrize("codec,pix_fmt", [("mjpeg", "yuvj420p"), ("mjpeg", "yuvj444p"), ("libx264", "yuv420p")])
+def test_rgb_array_gives_pyavs_bytes_for_any_size_and_format(tmp_path, codec, pix_fmt):
+    """The shared swscale context against PyAV's own per-frame one: fresh noise frames of
+    changing sizes (odd where the format allows), one thread, so the context is reused and
+    rebuilt."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for size, (h, w) in enumerate([(23, 37), (23, 37), (64, 50), (112, 112)]):
+        if pix_fmt.endswith("420p"):  # chroma at half size: even sides only
+            h, w = h + h % 2, w + w % 2
+        path = tmp_path / f"{codec}-{pix_fmt}-{size}.mkv"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream(codec, rate=15)
+            stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+            for _ in range(3):
+                picture = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            out.mux(stream.encode())
+        with av.open(str(path)) as video:
+            frames += list(video.decode(video=0))
+    assert {f.format.name for f in frames} == {pix_fmt} and len({(f.width, f.height) for f in frames}) == 3
+    for frame in frames:
+        np.testing.assert_array_equal(rgb_array(frame), frame.to_ndarray(format="rgb24"))
