@@ -326,7 +326,7 @@ def test_the_decoder_mean_cube_starts_at_the_mean_training_cube(small_set, tmp_p
     loaded = load_model(out)
     assert loaded.model.config.decoder_mean_cube
     items = trainer.train_items(TrainConfig(data_root=str(small_set)), small_set)
-    # The centred windows, decoded as the run decodes them (DALI's colour conversion differs).
+    # The centred windows, decoded as the run decodes them (DALI's JPEG decoder differs a little).
     loader = make_loader(
         items=items, batch_size=4, num_frames=4, stride=2, random_start=False, shuffle=False, backend="torch"
     )

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,6 +160,39 @@ def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monke
     args[args.index("--num-workers") + 1] = "1"
     with pytest.raises(RuntimeError, match="DataLoader worker.* exited unexpectedly"):
         main(args)
+
+
+_OWNER = """
+import sys, time
+from pathlib import Path
+from fmae.data.loader import TorchClipLoader
+from fmae.pretraining.train import TrainConfig, train_items
+root = Path(sys.argv[1])
+loader = TorchClipLoader(train_items(TrainConfig(), root), 2, num_frames=4, num_workers=2)
+next(iter(loader))
+print(*(w.pid for w in loader._loader._iterator._workers), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie has ended; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_loader_workers_exit_when_their_trainer_is_killed(small_set):
+    # SIGKILL: nothing in the owner runs, no atexit, no DataLoader shutdown.
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(small_set)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in owner.stdout.readline().split()]
+    assert len(workers) == 2 and all(map(_running, workers))
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 20
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_running, workers))
 
 
 @pytest.mark.parametrize("disc_loss, warned", [(5e-4, True), (0.7, False)])
