@@ -317,6 +317,9 @@ def _choose_layout(model: FMAE, with_decoder: bool, notes: list[str]) -> _HFLayo
     if with_decoder and c.decoder_hint != "none":
         with_decoder = False
         notes.append(f"decoder left out: it is given a {c.decoder_hint} hint, which HF's decoder has no place for")
+    if with_decoder and c.decoder_mean_cube:
+        with_decoder = False
+        notes.append("decoder left out: it adds a learned mean cube per position, which HF's decoder has no place for")
     mean_pooling = c.pooling in ("mean", "mean_fc_norm")
     if c.pooling in ("norm_mean", "mean_norm") and c.norm_eps != c.layer_norm_eps:
         notes.append(f"approximate: HF's final layernorm uses layer_norm_eps {c.layer_norm_eps:g}, not {c.norm_eps:g}")

@@ -272,6 +272,9 @@ def test_what_hf_cannot_hold(tmp_path):
     model = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4, decoder_hint="temporal_interp"))
     cls_name, notes = write_hf(model, tmp_path / "hinted", with_decoder=True)
     assert cls_name == "VideoMAEModel" and any("temporal_interp hint" in n for n in notes)
+    model = FMAE(get_config("fmae_vit_tiny", img_size=32, num_frames=4, decoder_mean_cube=True))
+    cls_name, notes = write_hf(model, tmp_path / "mean-cube", with_decoder=True)
+    assert cls_name == "VideoMAEModel" and any("mean cube" in n for n in notes)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps({"model_type": "vit"}))
