@@ -459,8 +459,8 @@ class FMAE(nn.Module):
             self.hint_gate = nn.Linear(c.decoder_embed_dim, 1)
             self.nearest_embed = nn.Linear(c.cube_dim, c.decoder_embed_dim)
         if c.decoder_mean_cube:
-            # A lookup the head could only learn through position embeddings at lr·steps per
-            # step; zero until the trainer fills it with the mean training cube.
+            # A per-position cube the head could learn only through the position tables, a
+            # learning rate's step at a time; zero until the trainer fills it (the mean cube).
             self.decoder_mean_cube = nn.Parameter(torch.zeros(c.num_tokens, c.cube_dim))
         # sincos tables are rebuilt from the config, so not saved; see POSITION_EMBEDDINGS for the others.
         table = position_table(c, c.embed_dim)
