@@ -133,7 +133,7 @@ class TrainConfig:
         False,
         "the decoder adds a learned cube per token position to its prediction of a hidden token without a "
         "hint, started at the mean training cube there (the mean face): it starts from the mean face and "
-        "learns what a clip adds to it; no consistent gain over seeds 0-1 (benchmarks/results/levers.md)",
+        "learns what a clip adds to it; better for seed 0, worse for seeds 1-2 (benchmarks/results/levers.md)",
     )
     augment: str = setting(
         "flip,crop,colour",
