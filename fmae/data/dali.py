@@ -43,6 +43,7 @@ from fmae.data.clips import (
     label_dtype,
 )
 from fmae.data.region_maps import load_region_maps
+from fmae.runtime.owner import exit_with
 
 _DALI_TYPE = {np.dtype(np.int64): types.INT64, np.dtype(np.float32): types.FLOAT}
 OUTPUTS: tuple[str, ...] = ("clip", "frame_index", "label", "index", "region_map")
@@ -77,6 +78,12 @@ class ClipSource:
         self.shard_id, self.num_shards = shard_id, num_shards
         self.with_regions, self.first_epoch, self.first_batch = with_regions, first_epoch, first_batch
         self.label_dtype = label_dtype(self.items)
+        self.owner = os.getpid()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if os.getpid() != self.owner:  # unpickled in one of DALI's worker processes
+            exit_with(self.owner)
 
     def order(self, epoch: int) -> np.ndarray:
         return epoch_order(

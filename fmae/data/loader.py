@@ -18,11 +18,10 @@ CPU. The backend choice lives here only: ``"dali"`` where ``nvidia.dali`` import
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
-import select
-import threading
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fmae.data.clips import ClipDataset, ClipItem, epoch_order
 from fmae.data.datasets import list_items
 from fmae.data.region_maps import region_map_path
+from fmae.runtime.owner import exit_with
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class TorchClipLoader:
             # moment, and a worker that needs one waits forever: CI hung so. A fork server is
             # forked once, before any of those threads exist in it.
             multiprocessing_context="forkserver" if num_workers > 0 else None,
-            worker_init_fn=_ExitWithOwner() if num_workers > 0 else None,
+            worker_init_fn=functools.partial(_exit_with_owner, os.getpid()) if num_workers > 0 else None,
         )
 
     def __len__(self) -> int:
@@ -191,29 +191,9 @@ class TorchClipLoader:
             yield batch
 
 
-class _ExitWithOwner:
-    """A worker's init: the worker exits as soon as the process that made the loader has.
-
-    Torch's workers watch their parent's pid, and a fork server's workers are the server's
-    children, not the trainer's: a trainer killed by a signal left its workers polling their
-    queue for ever (at about 15 % of a core each). Made in the owner; called in each worker.
-    """
-
-    def __init__(self) -> None:
-        self.owner = os.getpid()
-
-    def __call__(self, worker_id: int) -> None:
-        # A pidfd turns readable when its process ends (unlike a pid, it cannot be reused meanwhile).
-        try:
-            fd = os.pidfd_open(self.owner)
-        except ProcessLookupError:  # gone while this worker started (torch would keep it waiting)
-            os._exit(1)
-        threading.Thread(target=_exit_when_readable, args=(fd,), name="fmae-owner-watch", daemon=True).start()
-
-
-def _exit_when_readable(fd: int) -> None:
-    select.select([fd], [], [])
-    os._exit(1)
+def _exit_with_owner(owner: int, worker_id: int) -> None:
+    """A torch worker's init: see :mod:`fmae.runtime.owner`."""
+    exit_with(owner)
 
 
 def with_region_maps(items: list[ClipItem]) -> list[ClipItem]:

@@ -6,5 +6,6 @@
 - :mod:`fmae.runtime.distributed`: the ``torchrun`` process group, or a stand-in for one process;
 - :mod:`fmae.runtime.files`: files never seen half-written (JSON, safetensors), and digests of settings;
 - :mod:`fmae.runtime.lock`: one writer per output folder (:func:`~fmae.runtime.lock.folder_lock`);
-- :mod:`fmae.runtime.machine`: a description of this machine for results.
+- :mod:`fmae.runtime.machine`: a description of this machine for results;
+- :mod:`fmae.runtime.owner`: worker processes that end with their owner (:func:`~fmae.runtime.owner.exit_with`).
 """

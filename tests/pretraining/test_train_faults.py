@@ -13,7 +13,7 @@ import torch
 from train_helpers import train_args
 
 from fmae.data import ClipDataset
-from fmae.data.loader import TorchClipLoader
+from fmae.data.loader import TorchClipLoader, dali_available
 from fmae.pretraining import records, train
 from fmae.runtime.distributed import Distributed
 from fmae.train import main
@@ -165,13 +165,14 @@ def test_a_dead_loader_worker_is_reported_not_hung_on(small_set, tmp_path, monke
 _OWNER = """
 import sys, time
 from pathlib import Path
-from fmae.data.loader import TorchClipLoader
+from fmae.data.loader import make_loader
 from fmae.pretraining.train import TrainConfig, train_items
-root = Path(sys.argv[1])
-loader = TorchClipLoader(train_items(TrainConfig(), root), 2, num_frames=4, num_workers=2)
-next(iter(loader))
-print(*(w.pid for w in loader._loader._iterator._workers), flush=True)
-time.sleep(600)
+if __name__ == "__main__":
+    items = train_items(TrainConfig(), Path(sys.argv[1]))
+    batches = iter(make_loader(items=items, batch_size=2, num_frames=4, num_workers=2, backend=sys.argv[2]))
+    next(batches)  # held: a loader that is collected shuts its workers down
+    print("ready", flush=True)
+    time.sleep(600)
 """
 
 
@@ -182,17 +183,36 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_loader_workers_exit_when_their_trainer_is_killed(small_set):
-    # SIGKILL: nothing in the owner runs, no atexit, no DataLoader shutdown.
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(small_set)], stdout=subprocess.PIPE, text=True)
-    workers = [int(pid) for pid in owner.stdout.readline().split()]
-    assert len(workers) == 2 and all(map(_running, workers))
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("backend", ["torch", "dali"])
+def test_loader_workers_exit_when_their_trainer_is_killed(small_set, tmp_path, backend):
+    """SIGKILL: nothing in the owner runs, no atexit, no loader shutdown. Torch's workers are a
+    fork server's children (found through it), DALI's the owner's own."""
+    if backend == "dali" and not dali_available():
+        pytest.skip("NVIDIA DALI is not installed")
+    script = tmp_path / "owner.py"  # a file: DALI's spawned workers import the main module
+    script.write_text(_OWNER)
+    owner = subprocess.Popen([sys.executable, str(script), str(small_set), backend], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == "ready"
+    workers = [kid for child in _children(owner.pid) for kid in [child, *_children(child)]]
+    assert len(workers) >= 2 and all(map(_running, workers))
     owner.kill()
     owner.wait()
     deadline = time.monotonic() + 20
     while any(map(_running, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(map(_running, workers))
+    assert not [pid for pid in workers if _running(pid)]
 
 
 @pytest.mark.parametrize("disc_loss, warned", [(5e-4, True), (0.7, False)])
