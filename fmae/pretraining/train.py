@@ -335,12 +335,7 @@ def _batches(loader: ClipLoader, start: int, steps: int) -> Iterator[dict]:
 
 # What a setting that a checkpoint predates was, in effect, when it was made, where that is not
 # today's default.
-_BEFORE_THE_SETTING = {
-    "position_embedding": "sincos",
-    "decoder_keep": 1.0,
-    "decoder_hint": "none",
-    "decoder_mean_cube": False,
-}
+_BEFORE_THE_SETTING = {"position_embedding": "sincos", "decoder_keep": 1.0, "decoder_hint": "none"}
 
 
 def _check_resume(saved: dict[str, Any], config: TrainConfig) -> None:
